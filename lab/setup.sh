@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# lab/setup.sh - prepare the nested-KVM lab (see docs/lab.md).
+#
+# Idempotent: everything lands in ${MINNOW_CACHE:-/var/cache/minnow} and is
+# only rebuilt when missing or when the recipe changed.
+#   $MINNOW_CACHE/lab/host-vmlinuz       generic Debian 6.1 kernel (lab host)
+#   $MINNOW_CACHE/lab/host-initrd.img    busybox + virtio/9p/kvm_amd modules
+#   $MINNOW_CACHE/lab/host-kver          its ABI version (e.g. 6.1.0-56-amd64)
+#   $MINNOW_CACHE/guest/vmlinuz-cloud    Debian cloud kernel (guest for benchmarks)
+#   $MINNOW_CACHE/guest/cloud-kver       its ABI version
+#   $MINNOW_CACHE/guest/initramfs.cpio.gz  built by resources/guest/mkinitramfs.sh
+#
+# Env: MINNOW_CACHE, MINNOW_SETUP_QUIET=1 (no output when nothing to do).
+set -euo pipefail
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$LAB_DIR/.." && pwd)
+CACHE=${MINNOW_CACHE:-/var/cache/minnow}
+QUIET=${MINNOW_SETUP_QUIET:-0}
+
+say() { echo "lab-setup: $*" >&2; }
+die() { echo "lab-setup: error: $*" >&2; exit 1; }
+APT=(apt-get -o DPkg::Lock::Timeout=600 -q)
+
+TMPD=
+cleanup() { [ -n "$TMPD" ] && rm -rf "$TMPD"; return 0; }
+trap cleanup EXIT
+trap 'die "failed at line $LINENO: $BASH_COMMAND"' ERR
+
+mktmp() { [ -n "$TMPD" ] || { mkdir -p "$CACHE"; TMPD=$(mktemp -d "$CACHE/.setup.XXXXXX"); }; }
+
+# ---- 1. Debian packages ---------------------------------------------------
+apt_updated=0
+apt_update() {
+    [ "$apt_updated" = 1 ] && return 0
+    say "apt-get update"
+    "${APT[@]}" update >/dev/null 2>&1 || "${APT[@]}" update >&2 || die "apt-get update failed"
+    apt_updated=1
+}
+
+need_pkgs=()
+for p in qemu-system-x86 busybox-static cpio kmod; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || die "need root to install: ${need_pkgs[*]}"
+    apt_update
+    say "installing ${need_pkgs[*]}"
+    DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null \
+        || die "apt-get install ${need_pkgs[*]} failed"
+fi
+for c in qemu-system-x86_64 busybox cpio modinfo depmod dpkg-deb gzip; do
+    command -v "$c" >/dev/null || [ -x "/sbin/$c" ] || [ -x "/usr/sbin/$c" ] || die "missing command $c"
+done
+export PATH="$PATH:/usr/sbin:/sbin"
+BUSYBOX=$(command -v busybox)
+
+# Resolve "the package that META depends on" (e.g. linux-image-6.1.0-56-amd64).
+resolve_dep() {
+    local meta=$1 dep
+    dep=$(apt-cache depends "$meta" 2>/dev/null | awk '/^  Depends: linux-image-/{print $2; exit}')
+    if [ -z "$dep" ]; then
+        apt_update
+        dep=$(apt-cache depends "$meta" 2>/dev/null | awk '/^  Depends: linux-image-/{print $2; exit}')
+    fi
+    [ -n "$dep" ] || die "cannot resolve the kernel package $meta depends on"
+    echo "$dep"
+}
+
+# Download and unpack a kernel package into $TMPD/<dir>; prints the ABI version.
+fetch_kernel() {
+    local pkg=$1 dir=$2 deb kver
+    mkdir -p "$TMPD/dl" "$TMPD/$dir"
+    say "downloading $pkg"
+    ( cd "$TMPD/dl" && "${APT[@]}" download "$pkg" >/dev/null 2>&1 ) \
+        || { apt_update; ( cd "$TMPD/dl" && "${APT[@]}" download "$pkg" >&2 ); } \
+        || die "apt-get download $pkg failed"
+    deb=$(ls "$TMPD"/dl/"${pkg}"_*.deb | head -n1)
+    say "unpacking $(basename "$deb")"
+    dpkg-deb -x "$deb" "$TMPD/$dir"
+    kver=$(ls "$TMPD/$dir/lib/modules" | head -n1)
+    [ -n "$kver" ] && [ -f "$TMPD/$dir/boot/vmlinuz-$kver" ] || die "no kernel in $deb"
+    echo "$kver"
+}
+
+# ---- 2. lab-host kernel + module set --------------------------------------
+LAB=$CACHE/lab
+mkdir -p "$LAB" "$CACHE/guest"
+# Modules the lab host needs; their dependencies are added automatically.
+ROOT_MODULES="virtio_pci 9pnet_virtio 9p kvm_amd"
+
+if [ ! -s "$LAB/host-vmlinuz" ] || [ ! -s "$LAB/modules/order" ] || [ ! -s "$LAB/host-kver" ]; then
+    pkg=$(resolve_dep linux-image-amd64)
+    mktmp
+    kver=$(fetch_kernel "$pkg" host)
+    root=$TMPD/host
+    say "resolving module dependencies for $ROOT_MODULES ($kver)"
+    depmod -b "$root" "$kver"
+    rm -rf "$LAB/modules.new"; mkdir -p "$LAB/modules.new"
+    declare -A seen=()
+    order=()
+    visit() {   # depth-first: dependencies first
+        local m=${1//-/_} d f
+        [ -n "${seen[$m]:-}" ] && return 0
+        seen[$m]=1
+        for d in $(modinfo -b "$root" -k "$kver" -F depends "$m" | tr ',' ' '); do visit "$d"; done
+        f=$(modinfo -b "$root" -k "$kver" -F filename "$m") || die "module $m not found in $kver"
+        [ -f "$f" ] || die "module $m: no file ($f)"
+        case "$f" in
+            *.ko.xz)  xz -dc "$f" >"$LAB/modules.new/$m.ko" ;;
+            *.ko.zst) zstd -qdc "$f" >"$LAB/modules.new/$m.ko" ;;
+            *.ko.gz)  gzip -dc "$f" >"$LAB/modules.new/$m.ko" ;;
+            *)        cp "$f" "$LAB/modules.new/$m.ko" ;;
+        esac
+        order+=("$m")
+    }
+    for m in $ROOT_MODULES; do visit "$m"; done
+    printf '%s\n' "${order[@]}" >"$LAB/modules.new/order"
+    rm -rf "$LAB/modules"; mv "$LAB/modules.new" "$LAB/modules"
+    cp "$root/boot/vmlinuz-$kver" "$LAB/host-vmlinuz.new" && mv "$LAB/host-vmlinuz.new" "$LAB/host-vmlinuz"
+    echo "$kver" >"$LAB/host-kver"
+    rm -f "$LAB/host-initrd.img"
+    rm -rf "$root"
+    say "lab-host kernel $kver, modules: ${order[*]}"
+fi
+
+# ---- 3. lab-host initramfs --------------------------------------------------
+# The /init of the lab host. Kernel cmdline: minnow.run=/tmp/minnow-lab.XXXX
+# (a directory on the host's root holding job.sh; rc is written there).
+read -r -d '' LAB_INIT <<'EOF' || true
+#!/bin/busybox sh
+export PATH=/bin:/sbin
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sys /sys
+/bin/busybox mount -t devtmpfs dev /dev
+exec </dev/console >/dev/console 2>&1
+fail() { echo "minnow-lab: $*"; echo "<1>minnow-lab: $*" >/dev/kmsg; sleep 1; poweroff -f; }
+for m in $(cat /modules/order); do
+    insmod /modules/$m.ko || fail "insmod $m failed"
+done
+RUN=
+for a in $(cat /proc/cmdline); do
+    case "$a" in minnow.run=*) RUN=${a#minnow.run=} ;; esac
+done
+[ -n "$RUN" ] || fail "no minnow.run= on the kernel command line"
+mkdir -p /host
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 host /host || fail "9p mount failed"
+mount --bind /dev /host/dev
+mount -t proc proc /host/proc
+mount -t sysfs sys /host/sys
+ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts 2>/dev/null
+mount -t tmpfs -o mode=1777 shm /dev/shm
+mount -t tmpfs -o mode=0755 run /host/run 2>/dev/null
+[ -c /dev/kvm ] || echo "minnow-lab: warning: no /dev/kvm" >/dev/ttyS2
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+stty -F /dev/ttyS2 raw -echo 2>/dev/null
+[ -f "/host$RUN/job.sh" ] || fail "no job at $RUN"
+echo "$(cut -d' ' -f1 /proc/uptime)" >"/host$RUN/job-start"
+chroot /host /bin/bash "$RUN/job.sh" </dev/null >/dev/ttyS1 2>/dev/ttyS2
+echo $? >"/host$RUN/rc"
+sync
+# closing the serial ttys above waited for their output to drain
+poweroff -f
+EOF
+
+LAB_STAMP=$( { printf '%s\n' "$LAB_INIT"; cat "$LAB/modules/order"; cat "$LAB/host-kver"; md5sum <"$BUSYBOX"; } | md5sum | cut -d' ' -f1)
+if [ ! -s "$LAB/host-initrd.img" ] || [ "$(cat "$LAB/host-initrd.img.stamp" 2>/dev/null)" != "$LAB_STAMP" ]; then
+    say "building lab-host initramfs"
+    mktmp
+    ir=$TMPD/initrd
+    rm -rf "$ir"; mkdir -p "$ir"/{bin,sbin,dev,proc,sys,host,modules,tmp}
+    cp "$BUSYBOX" "$ir/bin/busybox"
+    for app in $("$BUSYBOX" --list); do
+        [ -e "$ir/bin/$app" ] || ln -s busybox "$ir/bin/$app"
+    done
+    cp "$LAB"/modules/*.ko "$LAB/modules/order" "$ir/modules/"
+    printf '%s\n' "$LAB_INIT" >"$ir/init"; chmod 755 "$ir/init"
+    mknod -m 600 "$ir/dev/console" c 5 1 2>/dev/null || true
+    ( cd "$ir" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet ) | gzip -6 >"$LAB/host-initrd.img.new"
+    mv "$LAB/host-initrd.img.new" "$LAB/host-initrd.img"
+    echo "$LAB_STAMP" >"$LAB/host-initrd.img.stamp"
+    say "lab-host initramfs: $(du -h "$LAB/host-initrd.img" | cut -f1)"
+fi
+
+# ---- 4. guest kernel (Debian cloud flavour) ---------------------------------
+G=$CACHE/guest
+if [ ! -s "$G/vmlinuz-cloud" ] || [ ! -s "$G/cloud-kver" ]; then
+    pkg=$(resolve_dep linux-image-cloud-amd64)
+    mktmp
+    kver=$(fetch_kernel "$pkg" cloud)
+    cp "$TMPD/cloud/boot/vmlinuz-$kver" "$G/vmlinuz-cloud.new" && mv "$G/vmlinuz-cloud.new" "$G/vmlinuz-cloud"
+    cp "$TMPD/cloud/boot/config-$kver" "$G/config-cloud" 2>/dev/null || true
+    echo "$kver" >"$G/cloud-kver"
+    rm -rf "$TMPD/cloud"
+    say "guest kernel $kver"
+fi
+
+# ---- 5. guest initramfs -----------------------------------------------------
+MK=$REPO/resources/guest/mkinitramfs.sh
+G_STAMP=$( { cat "$MK"; md5sum <"$BUSYBOX"; } | md5sum | cut -d' ' -f1)
+if [ ! -s "$G/initramfs.cpio.gz" ] || [ "$(cat "$G/initramfs.cpio.gz.stamp" 2>/dev/null)" != "$G_STAMP" ]; then
+    say "building guest initramfs"
+    bash "$MK" "$G/initramfs.cpio.gz.new" >&2
+    mv "$G/initramfs.cpio.gz.new" "$G/initramfs.cpio.gz"
+    echo "$G_STAMP" >"$G/initramfs.cpio.gz.stamp"
+fi
+
+[ "$QUIET" = 1 ] || say "ready: lab host $(cat "$LAB/host-kver"), guest $(cat "$G/cloud-kver") in $CACHE"

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# resources/guest/mkinitramfs.sh OUTPUT.cpio.gz
+#
+# Builds a tiny busybox initramfs for guest kernels booted by minnow (or QEMU in
+# the lab). Its /init mounts proc/sys/devtmpfs, prints `MINNOW-GUEST-UP` and
+# `nproc=N` (to the console and to /dev/kmsg at <1>), pokes the boot-timer
+# device (MMIO byte write of 123 to 0xd0000000, Firecracker's convention), and
+# then `reboot -f` (the VMM uses reboot=k: an i8042 reset) -- or, if the kernel
+# command line has `minnow.shell`, starts a shell on the console instead.
+# Needs busybox-static (Debian package) and cpio.
+set -euo pipefail
+
+die() { echo "mkinitramfs: error: $*" >&2; exit 1; }
+[ $# -eq 1 ] || die "usage: $0 OUTPUT.cpio.gz"
+OUT=$1
+
+BUSYBOX=
+for b in /bin/busybox /usr/bin/busybox; do [ -x "$b" ] && { BUSYBOX=$b; break; }; done
+[ -n "$BUSYBOX" ] || die "busybox not found (apt-get install busybox-static)"
+file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' && die "$BUSYBOX is dynamic; install busybox-static"
+command -v cpio >/dev/null || die "cpio not found"
+"$BUSYBOX" --list | grep -qx devmem || echo "mkinitramfs: warning: busybox has no devmem applet; boot-timer write skipped" >&2
+
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+R=$T/root
+mkdir -p "$R"/{bin,sbin,dev,proc,sys,tmp,root,etc}
+cp "$BUSYBOX" "$R/bin/busybox"
+for app in $("$BUSYBOX" --list); do
+    [ -e "$R/bin/$app" ] || ln -s busybox "$R/bin/$app"
+done
+# The kernel opens /dev/console before running /init; devtmpfs is not there yet.
+mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null || true
+
+cat >"$R/init" <<'EOF'
+#!/bin/busybox sh
+export PATH=/bin:/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+[ -t 1 ] || exec </dev/console >/dev/console 2>&1
+say() { echo "$1"; echo "<1>$1" >/dev/kmsg; }
+say "MINNOW-GUEST-UP"
+say "nproc=$(nproc)"
+# minnow's boot-timer device (same convention as Firecracker): MMIO byte write.
+devmem 0xd0000000 8 123 || echo "boot-timer: devmem write failed"
+case " $(cat /proc/cmdline) " in
+*" minnow.shell "*)
+    echo "minnow.shell: starting a shell (exit or 'reboot -f' to leave)"
+    setsid cttyhack sh -l
+    ;;
+esac
+sleep 0.1   # let the console drain
+reboot -f
+EOF
+chmod 755 "$R/init"
+
+mkdir -p "$(dirname "$OUT")"
+( cd "$R" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet ) | gzip -9 >"$OUT.tmp.$$"
+mv "$OUT.tmp.$$" "$OUT"
+echo "mkinitramfs: wrote $OUT ($(du -h "$OUT" | cut -f1))" >&2

@@ -1,0 +1,169 @@
+//! The VM configuration: built from command-line flags or a JSON file (the same field
+//! names), validated once, then handed to the VMM builder.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::x86_64::layout::MIN_MEM_MIB;
+use crate::arch::x86_64::mptable;
+
+/// Default guest memory.
+pub const DEFAULT_MEM_MIB: u64 = 128;
+/// Largest guest memory accepted (1 TiB).
+pub const MAX_MEM_MIB: u64 = 1 << 20;
+
+/// A configuration problem, phrased for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The config file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The config file is not valid JSON for a VM config.
+    #[error("bad config file {path}: {reason}")]
+    Parse { path: PathBuf, reason: String },
+    /// No kernel was given.
+    #[error("no kernel given; pass --kernel PATH (or \"kernel\" in the config file)")]
+    NoKernel,
+    /// Too little or too much memory.
+    #[error("--mem-mib {0} is out of range; give between {MIN_MEM_MIB} and {MAX_MEM_MIB} MiB")]
+    Memory(u64),
+    /// A bad vCPU count.
+    #[error("--vcpus {0} is out of range; give between 1 and {max}", max = mptable::MAX_CPUS)]
+    Vcpus(u64),
+}
+
+/// Everything needed to build a VM.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VmConfig {
+    /// Kernel image: bzImage or ELF vmlinux (PVH if it has the note).
+    #[serde(default)]
+    pub kernel: PathBuf,
+    /// Initial ramdisk.
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    /// Extra kernel command-line arguments, after minnow's defaults.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// Guest memory in MiB.
+    #[serde(default = "default_mem")]
+    pub mem_mib: u64,
+    /// Number of vCPUs.
+    #[serde(default = "default_vcpus")]
+    pub vcpus: u64,
+    /// Back guest memory with huge pages.
+    #[serde(default)]
+    pub hugepages: bool,
+}
+
+fn default_mem() -> u64 {
+    DEFAULT_MEM_MIB
+}
+
+fn default_vcpus() -> u64 {
+    1
+}
+
+impl VmConfig {
+    /// A config for `kernel` with defaults for everything else.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        VmConfig {
+            kernel: kernel.into(),
+            mem_mib: DEFAULT_MEM_MIB,
+            vcpus: 1,
+            ..Default::default()
+        }
+    }
+
+    /// Parses a JSON config.
+    pub fn from_json(text: &str, path: &Path) -> Result<Self, Error> {
+        serde_json::from_str(text).map_err(|e| Error::Parse {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads and parses a JSON config file.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_json(&text, path)
+    }
+
+    /// Checks the values that do not need KVM or the files' contents.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.kernel.as_os_str().is_empty() {
+            return Err(Error::NoKernel);
+        }
+        if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&self.mem_mib) {
+            return Err(Error::Memory(self.mem_mib));
+        }
+        if self.vcpus == 0 || self.vcpus > u64::from(mptable::MAX_CPUS) {
+            return Err(Error::Vcpus(self.vcpus));
+        }
+        Ok(())
+    }
+
+    /// Guest memory in bytes.
+    pub fn mem_bytes(&self) -> u64 {
+        self.mem_mib << 20
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<VmConfig, Error> {
+        VmConfig::from_json(s, Path::new("vm.json"))
+    }
+
+    #[test]
+    fn json_uses_flag_names_and_defaults() {
+        let c = parse(r#"{"kernel": "/k", "initrd": "/i", "mem-mib": 256, "vcpus": 2, "cmdline": "quiet"}"#)
+            .unwrap();
+        assert_eq!(c.kernel, PathBuf::from("/k"));
+        assert_eq!(c.initrd, Some(PathBuf::from("/i")));
+        assert_eq!((c.mem_mib, c.vcpus), (256, 2));
+        assert_eq!(c.cmdline.as_deref(), Some("quiet"));
+        let d = parse(r#"{"kernel": "/k"}"#).unwrap();
+        assert_eq!(d, VmConfig::new("/k"));
+        d.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_by_name() {
+        let e = parse(r#"{"kernel": "/k", "memory": 5}"#).unwrap_err().to_string();
+        assert!(e.contains("unknown field `memory`"), "{e}");
+        assert!(parse("not json").is_err());
+        assert!(parse(r#"{"kernel": "/k", "vcpus": "two"}"#).is_err());
+    }
+
+    #[test]
+    fn validation_errors() {
+        let ok = VmConfig::new("/k");
+        let cases = [
+            (VmConfig { kernel: PathBuf::new(), ..ok.clone() }, "--kernel"),
+            (VmConfig { mem_mib: 1, ..ok.clone() }, "--mem-mib 1"),
+            (VmConfig { mem_mib: MAX_MEM_MIB + 1, ..ok.clone() }, "--mem-mib"),
+            (VmConfig { vcpus: 0, ..ok.clone() }, "--vcpus 0"),
+            (VmConfig { vcpus: 33, ..ok.clone() }, "--vcpus 33"),
+        ];
+        for (cfg, needle) in cases {
+            let msg = cfg.validate().unwrap_err().to_string();
+            assert!(msg.contains(needle), "{msg} should mention {needle}");
+            assert!(!msg.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn missing_config_file_is_a_clear_error() {
+        let e = VmConfig::from_file(Path::new("/nonexistent/vm.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cannot read config file /nonexistent/vm.json"), "{e}");
+    }
+}

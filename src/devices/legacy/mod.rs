@@ -1,0 +1,18 @@
+//! Legacy PC devices: the 8250 UART, the i8042 (for reset) and minnow's boot timer.
+
+pub mod boot_timer;
+pub mod i8042;
+pub mod serial;
+
+use vmm_sys_util::eventfd::EventFd;
+
+/// A vm-superio trigger that signals an eventfd (an interrupt line through irqfd).
+pub struct EventFdTrigger(pub EventFd);
+
+impl vm_superio::Trigger for EventFdTrigger {
+    type E = std::io::Error;
+
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.write(1)
+    }
+}

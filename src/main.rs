@@ -1,0 +1,136 @@
+//! minnow's command line. All the work happens in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use std::io::IsTerminal;
+
+use clap::{Args, Parser, Subcommand};
+use vmm_sys_util::terminal::Terminal;
+
+use minnow::config::VmConfig;
+use minnow::vmm::Vmm;
+
+#[derive(Parser)]
+#[command(name = "minnow", version, about = "A small KVM microVM monitor")]
+struct Cli {
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a kernel; the guest's serial console is this terminal (Ctrl-A x quits).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// JSON config file with the same fields as the flags (flags given here override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Kernel image: bzImage, ELF vmlinux or PVH ELF.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Initial ramdisk.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Extra kernel command-line arguments, after "console=ttyS0 reboot=k panic=1 ...".
+    #[arg(long)]
+    cmdline: Option<String>,
+    /// Guest memory in MiB [default: 128].
+    #[arg(long)]
+    mem_mib: Option<u64>,
+    /// Number of vCPUs [default: 1].
+    #[arg(long)]
+    vcpus: Option<u64>,
+    /// Back guest memory with huge pages.
+    #[arg(long)]
+    hugepages: bool,
+}
+
+impl RunArgs {
+    fn into_config(self) -> Result<VmConfig, minnow::config::Error> {
+        let mut cfg = match &self.config {
+            Some(path) => VmConfig::from_file(path)?,
+            None => VmConfig::new(PathBuf::new()),
+        };
+        if let Some(k) = self.kernel {
+            cfg.kernel = k;
+        }
+        if self.initrd.is_some() {
+            cfg.initrd = self.initrd;
+        }
+        if self.cmdline.is_some() {
+            cfg.cmdline = self.cmdline;
+        }
+        if let Some(m) = self.mem_mib {
+            cfg.mem_mib = m;
+        }
+        if let Some(v) = self.vcpus {
+            cfg.vcpus = v;
+        }
+        cfg.hugepages |= self.hugepages;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Puts a terminal stdin in raw mode for the guest and restores it on drop.
+struct RawTerminal(bool);
+
+impl RawTerminal {
+    fn enter() -> Self {
+        let stdin = std::io::stdin();
+        let raw = stdin.is_terminal() && stdin.lock().set_raw_mode().is_ok();
+        RawTerminal(raw)
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::io::stdin().lock().set_canon_mode();
+        }
+    }
+}
+
+fn run(args: RunArgs, start: Instant) -> Result<i32, String> {
+    let config = args.into_config().map_err(|e| e.to_string())?;
+    let vmm = Vmm::build(&config, start, Box::new(std::io::stdout())).map_err(|e| e.to_string())?;
+    let summary = {
+        let _raw = RawTerminal::enter();
+        vmm.run().map_err(|e| e.to_string())?
+    };
+    let code = summary.reason.exit_code();
+    if code == 0 {
+        log::info!("VM stopped: {:?}", summary.reason);
+    } else {
+        log::error!("VM stopped: {:?}", summary.reason);
+    }
+    Ok(code)
+}
+
+fn main() -> ExitCode {
+    let start = Instant::now();
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .parse_filters(&format!("warn,minnow={}", cli.log_level))
+        .format_target(false)
+        .format_timestamp(None)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run(args, start),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(msg) => {
+            eprintln!("minnow: error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}

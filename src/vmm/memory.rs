@@ -1,0 +1,78 @@
+//! Guest memory: anonymous (optionally huge-page) mappings laid out by the arch address
+//! map, registered with KVM.
+
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+use vm_memory::mmap::MmapRegionBuilder;
+use vm_memory::{
+    GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, GuestRegionMmap,
+};
+
+use super::Error;
+use crate::arch::x86_64::layout::ram_regions;
+
+/// Maps `size` bytes of guest RAM.
+pub fn create(size: u64, hugepages: bool) -> Result<GuestMemoryMmap, Error> {
+    let mut regions = Vec::new();
+    for (start, len) in ram_regions(size) {
+        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+        if hugepages {
+            flags |= libc::MAP_HUGETLB;
+        }
+        let mapping = MmapRegionBuilder::new(len as usize)
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(flags)
+            .with_hugetlbfs(hugepages)
+            .build()
+            .map_err(|e| Error::Memory {
+                mib: size >> 20,
+                reason: if hugepages {
+                    format!("{e}; reserve huge pages (/proc/sys/vm/nr_hugepages) or drop --hugepages")
+                } else {
+                    format!("{e}; lower --mem-mib")
+                },
+            })?;
+        let region = GuestRegionMmap::new(mapping, GuestAddress(start)).ok_or(Error::Memory {
+            mib: size >> 20,
+            reason: "region overflows the address space".into(),
+        })?;
+        regions.push(region);
+    }
+    GuestMemoryMmap::from_regions(regions).map_err(|e| Error::Memory {
+        mib: size >> 20,
+        reason: e.to_string(),
+    })
+}
+
+/// Tells KVM about every region, one slot each.
+pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
+    for (slot, region) in mem.iter().enumerate() {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| Error::Kvm("get host address", e.to_string()))?;
+        let entry = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the mapping behind `host` is owned by `mem`, which outlives the VM (the
+        // Vmm keeps both and drops the VM's vCPUs first), and slots do not overlap.
+        unsafe { vm.set_user_memory_region(entry) }
+            .map_err(|e| Error::Kvm("KVM_SET_USER_MEMORY_REGION", e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_the_requested_size() {
+        let m = create(64 << 20, false).unwrap();
+        assert_eq!(m.num_regions(), 1);
+        assert_eq!(m.last_addr(), GuestAddress((64 << 20) - 1));
+    }
+}

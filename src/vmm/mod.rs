@@ -1,0 +1,300 @@
+//! The VMM: builds a VM from a validated [`VmConfig`] (KVM, memory, kernel, devices,
+//! vCPUs) and runs it: one thread per vCPU and an event loop on the main thread, until
+//! the guest stops.
+
+pub mod console;
+pub mod kvm;
+pub mod memory;
+pub mod vcpu;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use kvm_bindings::{kvm_pit_config, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+use crate::arch::x86_64::layout::{
+    BOOT_TIMER_START, KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS, MMIO_DEVICE_SIZE,
+};
+use crate::arch::x86_64::mptable;
+use crate::boot::{self, BootInput};
+use crate::config::VmConfig;
+use crate::devices::bus::Bus;
+use crate::devices::legacy::boot_timer::BootTimer;
+use crate::devices::legacy::i8042::{I8042, I8042_LEN, I8042_PORT};
+use crate::devices::legacy::serial::{Serial, COM1_IRQ, COM1_LEN, COM1_PORT};
+use crate::devices::{ExitEvent, ExitReason};
+
+/// A VMM failure, phrased for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// /dev/kvm cannot be used.
+    #[error("cannot use KVM device {path}: {hint}")]
+    KvmOpen { path: String, hint: String },
+    /// A KVM call failed.
+    #[error("KVM call {0} failed: {1}")]
+    Kvm(&'static str, String),
+    /// Guest memory cannot be set up.
+    #[error("cannot set up {mib} MiB of guest memory: {reason}")]
+    Memory { mib: u64, reason: String },
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    /// The kernel, initrd or command line cannot be loaded.
+    #[error(transparent)]
+    Boot(#[from] boot::Error),
+    /// Too many vCPUs for this host.
+    #[error("--vcpus {asked} is more than KVM allows here ({max}); lower --vcpus")]
+    TooManyVcpus { asked: u64, max: usize },
+    /// A device cannot be created.
+    #[error("cannot set up device {0}: {1}")]
+    Device(&'static str, String),
+    /// The event loop failed.
+    #[error("event loop failed: {0}")]
+    EventLoop(String),
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub reason: ExitReason,
+    /// Time from VMM start to the guest's boot-timer write, if it wrote one.
+    pub boot_time: Option<Duration>,
+}
+
+/// A built VM, ready to run.
+pub struct Vmm {
+    // Field order is drop order: vCPUs and the VM go before the memory they map.
+    vcpus: Vec<VcpuFd>,
+    _vm: VmFd,
+    _mem: GuestMemoryMmap,
+    console: Option<console::Console>,
+    ctx: vcpu::VcpuContext,
+    booted: Arc<OnceLock<Duration>>,
+}
+
+fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> Error {
+    move |e| Error::Kvm(what, e.to_string())
+}
+
+impl Vmm {
+    /// Builds the VM described by `config`; `start` is when the VMM started, for the
+    /// boot timer. Guest output goes to `out`.
+    pub fn build(
+        config: &VmConfig,
+        start: Instant,
+        out: Box<dyn Write + Send>,
+    ) -> Result<Vmm, Error> {
+        config.validate()?;
+        let kvm = kvm::open()?;
+        if kvm::is_pvm() {
+            log::warn!(
+                "this host's /dev/kvm is PVM (kvm_pvm): the guest kernel must be PVM-enabled; stock kernels boot only in the lab (make lab-test)"
+            );
+        }
+        let max = kvm.get_max_vcpus().min(usize::from(mptable::MAX_CPUS));
+        if config.vcpus as usize > max {
+            return Err(Error::TooManyVcpus {
+                asked: config.vcpus,
+                max,
+            });
+        }
+        let count = config.vcpus as u8;
+        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        setup_irqchip(&vm)?;
+
+        let mem = memory::create(config.mem_bytes(), config.hugepages)?;
+        memory::register(&vm, &mem)?;
+        let cmdline = boot::cmdline::compose(config.cmdline.as_deref());
+        let entry = boot::load(
+            &mem,
+            &BootInput {
+                kernel: &config.kernel,
+                initrd: config.initrd.as_deref(),
+                cmdline: &cmdline,
+                mem_size: config.mem_bytes(),
+            },
+        )?;
+        mptable::write(&mem, count).map_err(|e| Error::Device("MP table", e.to_string()))?;
+
+        let exit = Arc::new(ExitEvent::new().map_err(|e| Error::Device("exit event", e.to_string()))?);
+        let booted = Arc::new(OnceLock::new());
+        let (io_bus, mmio_bus, serial, rx_ready) =
+            build_devices(&vm, &exit, start, &booted, out)?;
+        let console = console::Console::new(serial, rx_ready, exit.clone())
+            .map_err(|e| Error::Device("console", e.to_string()))?;
+
+        let vcpus = create_vcpus(&kvm, &vm, &mem, count, entry)?;
+        log::debug!("VM built in {:?}", start.elapsed());
+        Ok(Vmm {
+            vcpus,
+            _vm: vm,
+            _mem: mem,
+            console: Some(console),
+            ctx: vcpu::VcpuContext {
+                io_bus: Arc::new(io_bus),
+                mmio_bus: Arc::new(mmio_bus),
+                exit,
+                stop: Arc::new(AtomicBool::new(false)),
+            },
+            booted,
+        })
+    }
+
+    /// Runs the VM until the guest stops or the user quits.
+    pub fn run(mut self) -> Result<RunSummary, Error> {
+        install_kick_handler()?;
+        let mut manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
+            EventManager::new().map_err(|e| Error::EventLoop(format!("{e:?}")))?;
+        if let Some(console) = self.console.take() {
+            manager.add_subscriber(Box::new(console));
+        }
+
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        for (index, fd) in self.vcpus.drain(..).enumerate() {
+            let ctx = self.ctx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn(move || vcpu::run(fd, index as u8, ctx))
+                .map_err(|e| Error::Device("vCPU thread", e.to_string()))?;
+            threads.push(handle);
+        }
+
+        let mut loop_error = None;
+        while !self.ctx.exit.fired() {
+            if let Err(e) = manager.run() {
+                loop_error = Some(Error::EventLoop(format!("{e:?}")));
+                break;
+            }
+        }
+        self.ctx.stop.store(true, Ordering::Release);
+        stop_threads(threads);
+        if let Some(e) = loop_error {
+            return Err(e);
+        }
+        Ok(RunSummary {
+            reason: self.ctx.exit.reason().unwrap_or(ExitReason::UserQuit),
+            boot_time: self.booted.get().copied(),
+        })
+    }
+}
+
+/// In-kernel interrupt controllers and timer; the TSS and identity-map pages Intel's VMX
+/// needs out of the guest's way.
+fn setup_irqchip(vm: &VmFd) -> Result<(), Error> {
+    vm.set_tss_address(KVM_TSS_ADDRESS as usize)
+        .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+    vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS)
+        .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
+    vm.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+    let pit = kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    };
+    vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+    Ok(())
+}
+
+type Devices = (Bus, Bus, Arc<Mutex<Serial>>, EventFd);
+
+/// The legacy devices on their buses.
+fn build_devices(
+    vm: &VmFd,
+    exit: &Arc<ExitEvent>,
+    start: Instant,
+    booted: &Arc<OnceLock<Duration>>,
+    out: Box<dyn Write + Send>,
+) -> Result<Devices, Error> {
+    let dev_err = |what| move |e: std::io::Error| Error::Device(what, e.to_string());
+    let irq = EventFd::new(EFD_NONBLOCK).map_err(dev_err("serial"))?;
+    vm.register_irqfd(&irq, COM1_IRQ)
+        .map_err(kvm_err("KVM_IRQFD"))?;
+    let rx_ready = EventFd::new(EFD_NONBLOCK).map_err(dev_err("serial"))?;
+    let serial = Arc::new(Mutex::new(Serial::new(
+        irq,
+        rx_ready.try_clone().map_err(dev_err("serial"))?,
+        out,
+    )));
+
+    let bus_err = |what| move |e: crate::devices::bus::Error| Error::Device(what, e.to_string());
+    let mut io_bus = Bus::new();
+    io_bus
+        .insert(COM1_PORT, COM1_LEN, serial.clone())
+        .map_err(bus_err("serial"))?;
+    io_bus
+        .insert(
+            I8042_PORT,
+            I8042_LEN,
+            Arc::new(Mutex::new(I8042::new(exit.clone()))),
+        )
+        .map_err(bus_err("i8042"))?;
+    let mut mmio_bus = Bus::new();
+    mmio_bus
+        .insert(
+            BOOT_TIMER_START,
+            MMIO_DEVICE_SIZE,
+            Arc::new(Mutex::new(BootTimer::new(start, booted.clone()))),
+        )
+        .map_err(bus_err("boot timer"))?;
+    Ok((io_bus, mmio_bus, serial, rx_ready))
+}
+
+/// Creates and configures the vCPUs; the first one starts at the kernel entry.
+fn create_vcpus(
+    kvm: &Kvm,
+    vm: &VmFd,
+    mem: &GuestMemoryMmap,
+    count: u8,
+    entry: boot::BootEntry,
+) -> Result<Vec<VcpuFd>, Error> {
+    let base_cpuid: CpuId = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let mut vcpus = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        let fd = vm
+            .create_vcpu(u64::from(index))
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        vcpu::configure(&fd, &base_cpuid, index, count)?;
+        if index == 0 {
+            vcpu::set_boot_state(&fd, mem, entry)?;
+        }
+        vcpus.push(fd);
+    }
+    Ok(vcpus)
+}
+
+extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// The signal that kicks a vCPU thread out of KVM_RUN.
+fn kick_signal() -> libc::c_int {
+    SIGRTMIN()
+}
+
+fn install_kick_handler() -> Result<(), Error> {
+    register_signal_handler(kick_signal(), kick_handler)
+        .map_err(|e| Error::Device("vCPU kick signal", e.to_string()))
+}
+
+/// Kicks every vCPU thread until it has left KVM_RUN and ended. A kick can land just
+/// before a thread enters KVM_RUN, so kicks repeat until the thread is gone.
+fn stop_threads(threads: Vec<JoinHandle<()>>) {
+    for handle in threads {
+        while !handle.is_finished() {
+            if let Err(e) = handle.kill(kick_signal()) {
+                log::debug!("kick failed: {e}");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if handle.join().is_err() {
+            log::error!("a vCPU thread panicked");
+        }
+    }
+}

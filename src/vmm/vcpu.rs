@@ -1,0 +1,155 @@
+//! vCPUs: set-up of the boot state, and the run loop that dispatches exits to the buses.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_msr_entry, CpuId, Msrs};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::GuestMemoryMmap;
+
+use super::Error;
+use crate::arch::x86_64::{cpuid, interrupts, msr, regs};
+use crate::boot::BootEntry;
+use crate::devices::bus::Bus;
+use crate::devices::{ExitEvent, ExitReason};
+
+/// KVM system event types (`struct kvm_run.system_event.type`).
+const KVM_SYSTEM_EVENT_SHUTDOWN: u32 = 1;
+const KVM_SYSTEM_EVENT_RESET: u32 = 2;
+const KVM_SYSTEM_EVENT_CRASH: u32 = 3;
+
+/// What a vCPU thread needs besides its fd.
+#[derive(Clone)]
+pub struct VcpuContext {
+    pub io_bus: Arc<Bus>,
+    pub mmio_bus: Arc<Bus>,
+    pub exit: Arc<ExitEvent>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Sets CPUID, MSRs and the local APIC of vCPU `index` of `count`.
+pub fn configure(
+    fd: &VcpuFd,
+    base_cpuid: &CpuId,
+    index: u8,
+    count: u8,
+) -> Result<(), Error> {
+    let mut cpuid = base_cpuid.clone();
+    cpuid::normalize(cpuid.as_mut_slice(), index, count);
+    fd.set_cpuid2(&cpuid)
+        .map_err(|e| Error::Kvm("KVM_SET_CPUID2", e.to_string()))?;
+
+    let entries: Vec<kvm_msr_entry> = msr::boot_msrs();
+    let msrs = Msrs::from_entries(&entries)
+        .map_err(|e| Error::Kvm("build MSR list", format!("{e:?}")))?;
+    let written = fd
+        .set_msrs(&msrs)
+        .map_err(|e| Error::Kvm("KVM_SET_MSRS", e.to_string()))?;
+    if written != entries.len() {
+        log::warn!(
+            "vCPU {index}: KVM took {written} of {} boot MSRs (first refused: {:#x})",
+            entries.len(),
+            entries[written].index
+        );
+    }
+
+    let mut lapic = fd
+        .get_lapic()
+        .map_err(|e| Error::Kvm("KVM_GET_LAPIC", e.to_string()))?;
+    interrupts::set_lint(&mut lapic);
+    fd.set_lapic(&lapic)
+        .map_err(|e| Error::Kvm("KVM_SET_LAPIC", e.to_string()))?;
+    Ok(())
+}
+
+/// Puts the boot vCPU at the kernel's entry point.
+pub fn set_boot_state(fd: &VcpuFd, mem: &GuestMemoryMmap, boot: BootEntry) -> Result<(), Error> {
+    let sregs = fd
+        .get_sregs()
+        .map_err(|e| Error::Kvm("KVM_GET_SREGS", e.to_string()))?;
+    let sregs = regs::boot_sregs(mem, boot.mode, sregs).map_err(|e| Error::Memory {
+        mib: 0,
+        reason: format!("cannot write page tables: {e}"),
+    })?;
+    fd.set_sregs(&sregs)
+        .map_err(|e| Error::Kvm("KVM_SET_SREGS", e.to_string()))?;
+    fd.set_regs(&regs::boot_regs(boot.mode, boot.entry))
+        .map_err(|e| Error::Kvm("KVM_SET_REGS", e.to_string()))?;
+    fd.set_fpu(&regs::boot_fpu())
+        .map_err(|e| Error::Kvm("KVM_SET_FPU", e.to_string()))?;
+    Ok(())
+}
+
+/// Runs vCPU `index` until the VM stops. Every way out records an [`ExitReason`].
+pub fn run(mut fd: VcpuFd, index: u8, ctx: VcpuContext) {
+    while !ctx.stop.load(Ordering::Acquire) {
+        let exit = match fd.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(e) => {
+                ctx.exit
+                    .trigger(ExitReason::Crash(format!("vCPU {index}: KVM_RUN failed: {e}")));
+                return;
+            }
+        };
+        if let Some(reason) = handle_exit(exit, index, &ctx) {
+            ctx.exit.trigger(reason);
+            return;
+        }
+    }
+}
+
+/// Handles one exit; returns a reason when the VM must stop.
+fn handle_exit(exit: VcpuExit, index: u8, ctx: &VcpuContext) -> Option<ExitReason> {
+    match exit {
+        VcpuExit::IoIn(port, data) => {
+            if !ctx.io_bus.read(u64::from(port), data) {
+                data.fill(0xff);
+            }
+        }
+        VcpuExit::IoOut(port, data) => {
+            if !ctx.io_bus.write(u64::from(port), data) {
+                log::trace!("unhandled port write {port:#x} {data:x?}");
+            }
+        }
+        VcpuExit::MmioRead(addr, data) => {
+            if !ctx.mmio_bus.read(addr, data) {
+                log::debug!("unhandled MMIO read at {addr:#x}");
+                data.fill(0xff);
+            }
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            if !ctx.mmio_bus.write(addr, data) {
+                log::debug!("unhandled MMIO write at {addr:#x}");
+            }
+        }
+        VcpuExit::Shutdown => return Some(ExitReason::TripleFault),
+        VcpuExit::SystemEvent(kind, _) => {
+            return Some(match kind {
+                KVM_SYSTEM_EVENT_RESET => ExitReason::Reset,
+                KVM_SYSTEM_EVENT_SHUTDOWN => ExitReason::PowerOff,
+                KVM_SYSTEM_EVENT_CRASH => ExitReason::Crash("the guest reported a crash".into()),
+                other => ExitReason::Crash(format!("unknown system event {other}")),
+            })
+        }
+        VcpuExit::Hlt => {
+            // Only without an in-kernel local APIC: the guest stopped for good.
+            return Some(ExitReason::Crash(format!("vCPU {index} halted")));
+        }
+        VcpuExit::FailEntry(reason, cpu) => {
+            return Some(ExitReason::Crash(format!(
+                "vCPU {index}: VM entry failed (reason {reason:#x}, host CPU {cpu})"
+            )))
+        }
+        VcpuExit::InternalError => {
+            return Some(ExitReason::Crash(format!("vCPU {index}: KVM internal error")))
+        }
+        VcpuExit::Intr | VcpuExit::IrqWindowOpen => {}
+        other => {
+            return Some(ExitReason::Crash(format!(
+                "vCPU {index}: unexpected exit {other:?}"
+            )))
+        }
+    }
+    None
+}

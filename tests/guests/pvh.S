@@ -1,0 +1,34 @@
+/* pvh: ELF64 image with a Xen PVH note (XEN_ELFNOTE_PHYS32_ENTRY).
+ * Entered in 32-bit protected mode, paging off, %ebx = hvm_start_info. */
+#define GUEST_32BIT
+#include "common.inc"
+
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+
+	.section .text.entry, "ax"
+	.code32
+	.globl	pvh_start
+pvh_start:
+	cmpl	$PVH_START_MAGIC, (%ebx)
+	jne	.Lbad_magic
+	PUTS	msg_hello
+	jmp	.Lout
+.Lbad_magic:
+	PUTS	msg_bad
+.Lout:
+	BOOT_TIMER			/* paging is off: plain physical address */
+	RESET
+
+	MSG	msg_hello, "minnow-guest: hello from PVH\n"
+	MSG	msg_bad, "minnow-guest: PVH bad magic\n"
+
+	/* Same layout as Linux's ELFNOTE(Xen, XEN_ELFNOTE_PHYS32_ENTRY, ...):
+	 * 4-byte aligned note, name "Xen\0", 8-byte descriptor whose low 32 bits
+	 * are the entry (linux-loader reads 4 bytes, QEMU reads a size_t). */
+	.section .note.Xen, "a", @note
+	.balign	4
+	.long	4			/* namesz */
+	.long	8			/* descsz */
+	.long	XEN_ELFNOTE_PHYS32_ENTRY
+	.asciz	"Xen"
+	.quad	pvh_start
