@@ -47,6 +47,8 @@ pub struct BootInput<'a> {
     pub initrd: Option<&'a Path>,
     pub cmdline: &'a str,
     pub mem_size: u64,
+    /// Address of the ACPI RSDP, if the VM has ACPI tables.
+    pub rsdp: Option<u64>,
 }
 
 /// Where and how the first vCPU starts.
@@ -69,6 +71,7 @@ pub fn load(mem: &GuestMemoryMmap, input: &BootInput) -> Result<BootEntry, Error
         mem_size: input.mem_size,
         cmdline_len: cmdline,
         initrd,
+        rsdp: input.rsdp,
     };
     match kernel.pvh_entry {
         Some(entry) => {

@@ -24,6 +24,7 @@ pub struct BootInfo {
     pub mem_size: u64,
     pub cmdline_len: usize,
     pub initrd: Option<Initrd>,
+    pub rsdp: Option<u64>,
 }
 
 fn mem_err(what: &'static str) -> impl Fn(String) -> Error {
@@ -56,6 +57,7 @@ pub fn zero_page(info: &BootInfo, header: Option<setup_header>) -> boot_params {
         };
     }
     params.e820_entries = map.len() as u8;
+    params.acpi_rsdp_addr = info.rsdp.unwrap_or(0);
     params
 }
 
@@ -99,7 +101,7 @@ pub fn pvh_structures(info: &BootInfo) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     start.extend_from_slice(&nr_modules.to_le_bytes());
     start.extend_from_slice(&PVH_MODLIST_START.to_le_bytes());
     start.extend_from_slice(&CMDLINE_START.to_le_bytes());
-    start.extend_from_slice(&0u64.to_le_bytes()); // RSDP
+    start.extend_from_slice(&info.rsdp.unwrap_or(0).to_le_bytes());
     start.extend_from_slice(&PVH_MEMMAP_START.to_le_bytes());
     start.extend_from_slice(&(map.len() as u32).to_le_bytes());
     start.extend_from_slice(&0u32.to_le_bytes());
@@ -129,6 +131,7 @@ mod tests {
                 addr: 0x700_0000,
                 size: 0x1234,
             }),
+            rsdp: Some(0xe0000),
         }
     }
 
@@ -144,6 +147,7 @@ mod tests {
         assert_eq!(hdr.ramdisk_image, 0x700_0000);
         assert_eq!(hdr.ramdisk_size, 0x1234);
         assert_eq!(p.e820_entries, 3);
+        assert_eq!(p.acpi_rsdp_addr, 0xe0000);
         let e2 = p.e820_table[2];
         assert_eq!((e2.addr, e2.size, e2.r#type), (0x10_0000, (128 << 20) - 0x10_0000, 1));
     }
@@ -174,6 +178,7 @@ mod tests {
         assert_eq!(u32::from_le_bytes(start[0..4].try_into().unwrap()), PVH_MAGIC);
         assert_eq!(u32::from_le_bytes(start[12..16].try_into().unwrap()), 1);
         assert_eq!(u64::from_le_bytes(start[24..32].try_into().unwrap()), CMDLINE_START);
+        assert_eq!(u64::from_le_bytes(start[32..40].try_into().unwrap()), 0xe0000);
         assert_eq!(u32::from_le_bytes(start[48..52].try_into().unwrap()), 3);
         assert_eq!(modlist.len(), 32);
         assert_eq!(u64::from_le_bytes(modlist[0..8].try_into().unwrap()), 0x700_0000);

@@ -23,10 +23,11 @@ use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 use crate::arch::x86_64::layout::{
     BOOT_TIMER_START, KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS, MMIO_DEVICE_SIZE,
 };
-use crate::arch::x86_64::mptable;
+use crate::arch::x86_64::{acpi, mptable};
 use crate::boot::{self, BootInput};
 use crate::config::VmConfig;
 use crate::devices::bus::Bus;
+use crate::devices::legacy::acpi_sleep::{AcpiSleep, SLEEP_CONTROL_PORT};
 use crate::devices::legacy::boot_timer::BootTimer;
 use crate::devices::legacy::i8042::{I8042, I8042_LEN, I8042_PORT};
 use crate::devices::legacy::serial::{Serial, COM1_IRQ, COM1_LEN, COM1_PORT};
@@ -112,6 +113,11 @@ impl Vmm {
 
         let mem = memory::create(config.mem_bytes(), config.hugepages)?;
         memory::register(&vm, &mem)?;
+        // Both descriptions of the machine: ACPI for kernels built without MP-table
+        // support (Debian's cloud kernel), the MP table for kernels without ACPI.
+        mptable::write(&mem, count).map_err(|e| Error::Device("MP table", e.to_string()))?;
+        let rsdp = acpi::write(&mem, count, &[])
+            .map_err(|e| Error::Device("ACPI tables", e.to_string()))?;
         let cmdline = boot::cmdline::compose(config.cmdline.as_deref());
         let entry = boot::load(
             &mem,
@@ -120,9 +126,9 @@ impl Vmm {
                 initrd: config.initrd.as_deref(),
                 cmdline: &cmdline,
                 mem_size: config.mem_bytes(),
+                rsdp: Some(rsdp),
             },
         )?;
-        mptable::write(&mem, count).map_err(|e| Error::Device("MP table", e.to_string()))?;
 
         let exit = Arc::new(ExitEvent::new().map_err(|e| Error::Device("exit event", e.to_string()))?);
         let booted = Arc::new(OnceLock::new());
@@ -235,6 +241,13 @@ fn build_devices(
             Arc::new(Mutex::new(I8042::new(exit.clone()))),
         )
         .map_err(bus_err("i8042"))?;
+    io_bus
+        .insert(
+            SLEEP_CONTROL_PORT,
+            1,
+            Arc::new(Mutex::new(AcpiSleep::new(exit.clone()))),
+        )
+        .map_err(bus_err("ACPI sleep control"))?;
     let mut mmio_bus = Bus::new();
     mmio_bus
         .insert(

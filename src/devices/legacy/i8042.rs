@@ -10,6 +10,8 @@ use crate::devices::{ExitEvent, ExitReason};
 pub const I8042_PORT: u64 = 0x60;
 /// Ports 0x60..=0x64.
 pub const I8042_LEN: u64 = 5;
+/// The command (on port 0x64) that resets the machine.
+pub const RESET_COMMAND: u8 = 0xfe;
 
 /// Turns the controller's reset line into a VM exit.
 pub struct ResetTrigger(pub Arc<ExitEvent>);

@@ -1,5 +1,6 @@
 //! Legacy PC devices: the 8250 UART, the i8042 (for reset) and minnow's boot timer.
 
+pub mod acpi_sleep;
 pub mod boot_timer;
 pub mod i8042;
 pub mod serial;
