@@ -18,7 +18,10 @@ pub const MAX_MEM_MIB: u64 = 1 << 20;
 pub enum Error {
     /// The config file cannot be read.
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The config file is not valid JSON for a VM config.
     #[error("bad config file {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
@@ -123,8 +126,10 @@ mod tests {
 
     #[test]
     fn json_uses_flag_names_and_defaults() {
-        let c = parse(r#"{"kernel": "/k", "initrd": "/i", "mem-mib": 256, "vcpus": 2, "cmdline": "quiet"}"#)
-            .unwrap();
+        let c = parse(
+            r#"{"kernel": "/k", "initrd": "/i", "mem-mib": 256, "vcpus": 2, "cmdline": "quiet"}"#,
+        )
+        .unwrap();
         assert_eq!(c.kernel, PathBuf::from("/k"));
         assert_eq!(c.initrd, Some(PathBuf::from("/i")));
         assert_eq!((c.mem_mib, c.vcpus), (256, 2));
@@ -136,7 +141,9 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused_by_name() {
-        let e = parse(r#"{"kernel": "/k", "memory": 5}"#).unwrap_err().to_string();
+        let e = parse(r#"{"kernel": "/k", "memory": 5}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `memory`"), "{e}");
         assert!(parse("not json").is_err());
         assert!(parse(r#"{"kernel": "/k", "vcpus": "two"}"#).is_err());
@@ -146,11 +153,41 @@ mod tests {
     fn validation_errors() {
         let ok = VmConfig::new("/k");
         let cases = [
-            (VmConfig { kernel: PathBuf::new(), ..ok.clone() }, "--kernel"),
-            (VmConfig { mem_mib: 1, ..ok.clone() }, "--mem-mib 1"),
-            (VmConfig { mem_mib: MAX_MEM_MIB + 1, ..ok.clone() }, "--mem-mib"),
-            (VmConfig { vcpus: 0, ..ok.clone() }, "--vcpus 0"),
-            (VmConfig { vcpus: 33, ..ok.clone() }, "--vcpus 33"),
+            (
+                VmConfig {
+                    kernel: PathBuf::new(),
+                    ..ok.clone()
+                },
+                "--kernel",
+            ),
+            (
+                VmConfig {
+                    mem_mib: 1,
+                    ..ok.clone()
+                },
+                "--mem-mib 1",
+            ),
+            (
+                VmConfig {
+                    mem_mib: MAX_MEM_MIB + 1,
+                    ..ok.clone()
+                },
+                "--mem-mib",
+            ),
+            (
+                VmConfig {
+                    vcpus: 0,
+                    ..ok.clone()
+                },
+                "--vcpus 0",
+            ),
+            (
+                VmConfig {
+                    vcpus: 33,
+                    ..ok.clone()
+                },
+                "--vcpus 33",
+            ),
         ];
         for (cfg, needle) in cases {
             let msg = cfg.validate().unwrap_err().to_string();
@@ -164,6 +201,9 @@ mod tests {
         let e = VmConfig::from_file(Path::new("/nonexistent/vm.json"))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("cannot read config file /nonexistent/vm.json"), "{e}");
+        assert!(
+            e.starts_with("cannot read config file /nonexistent/vm.json"),
+            "{e}"
+        );
     }
 }

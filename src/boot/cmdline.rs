@@ -57,7 +57,8 @@ mod tests {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         assert_eq!(write(&mem, "a=b c", 64).unwrap(), 5);
         let mut buf = [0u8; 6];
-        mem.read_slice(&mut buf, GuestAddress(CMDLINE_START)).unwrap();
+        mem.read_slice(&mut buf, GuestAddress(CMDLINE_START))
+            .unwrap();
         assert_eq!(&buf, b"a=b c\0");
         let long = "x".repeat(64);
         let err = write(&mem, &long, 64).unwrap_err().to_string();

@@ -96,7 +96,10 @@ mod tests {
         std::fs::write(&p, vec![0u8; 20 << 20]).unwrap();
         let e = load(&mem, &p, 0x20_0000, u64::MAX, 16 << 20).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("raise --mem-mib") && msg.contains("20 MiB"), "{msg}");
+        assert!(
+            msg.contains("raise --mem-mib") && msg.contains("20 MiB"),
+            "{msg}"
+        );
         let small = dir.path().join("small.img");
         std::fs::write(&small, b"0123456789").unwrap();
         let r = load(&mem, &small, 0x20_0000, u64::MAX, 16 << 20).unwrap();

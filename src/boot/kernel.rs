@@ -192,14 +192,20 @@ mod tests {
     fn errors_name_the_problem() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope");
-        assert!(matches!(load(&mem(), &missing), Err(Error::KernelOpen { .. })));
+        assert!(matches!(
+            load(&mem(), &missing),
+            Err(Error::KernelOpen { .. })
+        ));
         let empty = dir.path().join("empty");
         std::fs::write(&empty, b"").unwrap();
         assert!(matches!(load(&mem(), &empty), Err(Error::KernelEmpty(_))));
         let text = dir.path().join("text");
         std::fs::write(&text, b"hello, not a kernel").unwrap();
         assert!(matches!(load(&mem(), &text), Err(Error::NotAKernel(_))));
-        assert!(matches!(load(&mem(), dir.path()), Err(Error::NotAKernel(_))));
+        assert!(matches!(
+            load(&mem(), dir.path()),
+            Err(Error::NotAKernel(_))
+        ));
         let msg = load(&mem(), &text).unwrap_err().to_string();
         assert!(msg.contains("not a kernel") && !msg.contains('\n'), "{msg}");
     }

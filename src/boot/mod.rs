@@ -17,7 +17,10 @@ use crate::arch::x86_64::regs::EntryMode;
 pub enum Error {
     /// The kernel file cannot be opened.
     #[error("cannot open kernel {path}: {source}; check the --kernel path")]
-    KernelOpen { path: PathBuf, source: std::io::Error },
+    KernelOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The kernel file is empty.
     #[error("kernel {0} is empty; give a bzImage or an ELF vmlinux")]
     KernelEmpty(PathBuf),
@@ -29,10 +32,17 @@ pub enum Error {
     KernelLoad { path: PathBuf, reason: String },
     /// The initrd file cannot be read.
     #[error("cannot open initrd {path}: {source}; check the --initrd path")]
-    InitrdOpen { path: PathBuf, source: std::io::Error },
+    InitrdOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The initrd does not fit.
     #[error("initrd {path} is {size_mib} MiB but only {free_mib} MiB of guest memory is free above the kernel; raise --mem-mib")]
-    InitrdTooBig { path: PathBuf, size_mib: u64, free_mib: u64 },
+    InitrdTooBig {
+        path: PathBuf,
+        size_mib: u64,
+        free_mib: u64,
+    },
     /// The command line is too long or malformed.
     #[error("bad kernel command line: {0}")]
     Cmdline(String),
@@ -64,7 +74,13 @@ pub fn load(mem: &GuestMemoryMmap, input: &BootInput) -> Result<BootEntry, Error
     let cmdline = cmdline::write(mem, input.cmdline, kernel.cmdline_limit())?;
     let max_addr = kernel.initrd_addr_max();
     let initrd = match input.initrd {
-        Some(path) => Some(initrd::load(mem, path, kernel.end, max_addr, input.mem_size)?),
+        Some(path) => Some(initrd::load(
+            mem,
+            path,
+            kernel.end,
+            max_addr,
+            input.mem_size,
+        )?),
         None => None,
     };
     let boot = params::BootInfo {

@@ -9,8 +9,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use super::initrd::Initrd;
 use super::Error;
 use crate::arch::x86_64::layout::{
-    e820_map, CMDLINE_START, PVH_INFO_START, PVH_MEMMAP_START, PVH_MODLIST_START,
-    ZERO_PAGE_START,
+    e820_map, CMDLINE_START, PVH_INFO_START, PVH_MEMMAP_START, PVH_MODLIST_START, ZERO_PAGE_START,
 };
 
 const BOOT_FLAG_MAGIC: u16 = 0xaa55;
@@ -34,13 +33,15 @@ fn mem_err(what: &'static str) -> impl Fn(String) -> Error {
 /// Builds the zero page: the kernel's own setup header (or a minimal one for an ELF),
 /// the loader fields and the e820 map.
 pub fn zero_page(info: &BootInfo, header: Option<setup_header>) -> boot_params {
-    let mut params = boot_params::default();
-    params.hdr = header.unwrap_or(setup_header {
-        boot_flag: BOOT_FLAG_MAGIC,
-        header: HDR_MAGIC,
-        kernel_alignment: KERNEL_ALIGNMENT,
+    let mut params = boot_params {
+        hdr: header.unwrap_or(setup_header {
+            boot_flag: BOOT_FLAG_MAGIC,
+            header: HDR_MAGIC,
+            kernel_alignment: KERNEL_ALIGNMENT,
+            ..Default::default()
+        }),
         ..Default::default()
-    });
+    };
     params.hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
     params.hdr.cmd_line_ptr = CMDLINE_START as u32;
     params.hdr.cmdline_size = info.cmdline_len as u32;
@@ -112,9 +113,12 @@ pub fn pvh_structures(info: &BootInfo) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 pub fn write_pvh(mem: &GuestMemoryMmap, info: &BootInfo) -> Result<(), Error> {
     let (start, modlist, memmap) = pvh_structures(info);
     let err = |e: vm_memory::GuestMemoryError| mem_err("the PVH start info")(e.to_string());
-    mem.write_slice(&start, GuestAddress(PVH_INFO_START)).map_err(err)?;
-    mem.write_slice(&modlist, GuestAddress(PVH_MODLIST_START)).map_err(err)?;
-    mem.write_slice(&memmap, GuestAddress(PVH_MEMMAP_START)).map_err(err)?;
+    mem.write_slice(&start, GuestAddress(PVH_INFO_START))
+        .map_err(err)?;
+    mem.write_slice(&modlist, GuestAddress(PVH_MODLIST_START))
+        .map_err(err)?;
+    mem.write_slice(&memmap, GuestAddress(PVH_MEMMAP_START))
+        .map_err(err)?;
     Ok(())
 }
 
@@ -139,17 +143,20 @@ mod tests {
     fn zero_page_fields() {
         let p = zero_page(&info(), None);
         let hdr = p.hdr;
-        assert_eq!(hdr.boot_flag, BOOT_FLAG_MAGIC);
-        assert_eq!(hdr.header, HDR_MAGIC);
-        assert_eq!(hdr.type_of_loader, 0xff);
-        assert_eq!(hdr.cmd_line_ptr, CMDLINE_START as u32);
-        assert_eq!(hdr.cmdline_size, 42);
-        assert_eq!(hdr.ramdisk_image, 0x700_0000);
-        assert_eq!(hdr.ramdisk_size, 0x1234);
+        assert_eq!({ hdr.boot_flag }, BOOT_FLAG_MAGIC);
+        assert_eq!({ hdr.header }, HDR_MAGIC);
+        assert_eq!({ hdr.type_of_loader }, 0xff);
+        assert_eq!({ hdr.cmd_line_ptr }, CMDLINE_START as u32);
+        assert_eq!({ hdr.cmdline_size }, 42);
+        assert_eq!({ hdr.ramdisk_image }, 0x700_0000);
+        assert_eq!({ hdr.ramdisk_size }, 0x1234);
         assert_eq!(p.e820_entries, 3);
-        assert_eq!(p.acpi_rsdp_addr, 0xe0000);
+        assert_eq!({ p.acpi_rsdp_addr }, 0xe0000);
         let e2 = p.e820_table[2];
-        assert_eq!((e2.addr, e2.size, e2.r#type), (0x10_0000, (128 << 20) - 0x10_0000, 1));
+        assert_eq!(
+            (e2.addr, e2.size, e2.r#type),
+            (0x10_0000, (128 << 20) - 0x10_0000, 1)
+        );
     }
 
     #[test]
@@ -163,7 +170,10 @@ mod tests {
         };
         let p = zero_page(&info(), Some(h));
         let hdr = p.hdr;
-        assert_eq!((hdr.version, hdr.setup_sects, hdr.loadflags), (0x20f, 27, 1));
+        assert_eq!(
+            ({ hdr.version }, hdr.setup_sects, hdr.loadflags),
+            (0x20f, 27, 1)
+        );
         // Offsets from Documentation/arch/x86/boot.rst.
         let bytes = p.as_slice();
         assert_eq!(&bytes[0x202..0x206], b"HdrS");
@@ -175,16 +185,31 @@ mod tests {
     fn pvh_layout() {
         let (start, modlist, memmap) = pvh_structures(&info());
         assert_eq!(start.len(), 56);
-        assert_eq!(u32::from_le_bytes(start[0..4].try_into().unwrap()), PVH_MAGIC);
+        assert_eq!(
+            u32::from_le_bytes(start[0..4].try_into().unwrap()),
+            PVH_MAGIC
+        );
         assert_eq!(u32::from_le_bytes(start[12..16].try_into().unwrap()), 1);
-        assert_eq!(u64::from_le_bytes(start[24..32].try_into().unwrap()), CMDLINE_START);
-        assert_eq!(u64::from_le_bytes(start[32..40].try_into().unwrap()), 0xe0000);
+        assert_eq!(
+            u64::from_le_bytes(start[24..32].try_into().unwrap()),
+            CMDLINE_START
+        );
+        assert_eq!(
+            u64::from_le_bytes(start[32..40].try_into().unwrap()),
+            0xe0000
+        );
         assert_eq!(u32::from_le_bytes(start[48..52].try_into().unwrap()), 3);
         assert_eq!(modlist.len(), 32);
-        assert_eq!(u64::from_le_bytes(modlist[0..8].try_into().unwrap()), 0x700_0000);
+        assert_eq!(
+            u64::from_le_bytes(modlist[0..8].try_into().unwrap()),
+            0x700_0000
+        );
         assert_eq!(memmap.len(), 3 * 24);
         assert!(PVH_MODLIST_START + modlist.len() as u64 <= PVH_MEMMAP_START);
-        let no_initrd = BootInfo { initrd: None, ..info() };
+        let no_initrd = BootInfo {
+            initrd: None,
+            ..info()
+        };
         let (s, m, _) = pvh_structures(&no_initrd);
         assert!(m.is_empty());
         assert_eq!(u32::from_le_bytes(s[12..16].try_into().unwrap()), 0);

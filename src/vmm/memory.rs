@@ -27,7 +27,9 @@ pub fn create(size: u64, hugepages: bool) -> Result<GuestMemoryMmap, Error> {
             .map_err(|e| Error::Memory {
                 mib: size >> 20,
                 reason: if hugepages {
-                    format!("{e}; reserve huge pages (/proc/sys/vm/nr_hugepages) or drop --hugepages")
+                    format!(
+                        "{e}; reserve huge pages (/proc/sys/vm/nr_hugepages) or drop --hugepages"
+                    )
                 } else {
                     format!("{e}; lower --mem-mib")
                 },

@@ -130,10 +130,10 @@ impl Vmm {
             },
         )?;
 
-        let exit = Arc::new(ExitEvent::new().map_err(|e| Error::Device("exit event", e.to_string()))?);
+        let exit =
+            Arc::new(ExitEvent::new().map_err(|e| Error::Device("exit event", e.to_string()))?);
         let booted = Arc::new(OnceLock::new());
-        let (io_bus, mmio_bus, serial, rx_ready) =
-            build_devices(&vm, &exit, start, &booted, out)?;
+        let (io_bus, mmio_bus, serial, rx_ready) = build_devices(&vm, &exit, start, &booted, out)?;
         let console = console::Console::new(serial, rx_ready, exit.clone())
             .map_err(|e| Error::Device("console", e.to_string()))?;
 
@@ -199,7 +199,8 @@ fn setup_irqchip(vm: &VmFd) -> Result<(), Error> {
         .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
     vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS)
         .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
-    vm.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+    vm.create_irq_chip()
+        .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
     let pit = kvm_pit_config {
         flags: KVM_PIT_SPEAKER_DUMMY,
         ..Default::default()

@@ -28,20 +28,15 @@ pub struct VcpuContext {
 }
 
 /// Sets CPUID, MSRs and the local APIC of vCPU `index` of `count`.
-pub fn configure(
-    fd: &VcpuFd,
-    base_cpuid: &CpuId,
-    index: u8,
-    count: u8,
-) -> Result<(), Error> {
+pub fn configure(fd: &VcpuFd, base_cpuid: &CpuId, index: u8, count: u8) -> Result<(), Error> {
     let mut cpuid = base_cpuid.clone();
     cpuid::normalize(cpuid.as_mut_slice(), index, count);
     fd.set_cpuid2(&cpuid)
         .map_err(|e| Error::Kvm("KVM_SET_CPUID2", e.to_string()))?;
 
     let entries: Vec<kvm_msr_entry> = msr::boot_msrs();
-    let msrs = Msrs::from_entries(&entries)
-        .map_err(|e| Error::Kvm("build MSR list", format!("{e:?}")))?;
+    let msrs =
+        Msrs::from_entries(&entries).map_err(|e| Error::Kvm("build MSR list", format!("{e:?}")))?;
     let written = fd
         .set_msrs(&msrs)
         .map_err(|e| Error::Kvm("KVM_SET_MSRS", e.to_string()))?;
@@ -87,8 +82,9 @@ pub fn run(mut fd: VcpuFd, index: u8, ctx: VcpuContext) {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
             Err(e) => {
-                ctx.exit
-                    .trigger(ExitReason::Crash(format!("vCPU {index}: KVM_RUN failed: {e}")));
+                ctx.exit.trigger(ExitReason::Crash(format!(
+                    "vCPU {index}: KVM_RUN failed: {e}"
+                )));
                 return;
             }
         };
@@ -142,7 +138,9 @@ fn handle_exit(exit: VcpuExit, index: u8, ctx: &VcpuContext) -> Option<ExitReaso
             )))
         }
         VcpuExit::InternalError => {
-            return Some(ExitReason::Crash(format!("vCPU {index}: KVM internal error")))
+            return Some(ExitReason::Crash(format!(
+                "vCPU {index}: KVM internal error"
+            )))
         }
         VcpuExit::Intr | VcpuExit::IrqWindowOpen => {}
         other => {

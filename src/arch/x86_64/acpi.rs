@@ -5,17 +5,19 @@
 //! Built with the `acpi_tables` crate; placed in the BIOS area at 0xe0000, which is not
 //! RAM in the e820 map.
 
-use acpi_tables::{aml, Aml};
 use acpi_tables::fadt::{FADTBuilder, Flags};
 use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
-use acpi_tables::madt::{EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT};
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
+};
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
+use acpi_tables::{aml, Aml};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
 use super::layout::{APIC_START, IOAPIC_START};
-use crate::devices::legacy::acpi_sleep::{SLEEP_CONTROL_PORT, S5_SLEEP_TYPE};
+use crate::devices::legacy::acpi_sleep::{S5_SLEEP_TYPE, SLEEP_CONTROL_PORT};
 use crate::devices::legacy::i8042::{I8042_PORT, RESET_COMMAND};
 
 /// Where the RSDP goes (Linux scans 0xe0000-0xfffff for it).
@@ -181,7 +183,11 @@ mod tests {
 
     #[test]
     fn tables_are_well_formed_and_linked() {
-        let dev = [MmioDevice { addr: 0xd000_1000, len: 0x1000, irq: 5 }];
+        let dev = [MmioDevice {
+            addr: 0xd000_1000,
+            len: 0x1000,
+            irq: 5,
+        }];
         let t = layout(2, &dev).unwrap();
         let (rsdp_addr, rsdp) = &t[0];
         assert_eq!(*rsdp_addr, RSDP_START);
@@ -199,7 +205,12 @@ mod tests {
         let dsdt = find(u64_at(fadt, 140));
         assert_eq!(&dsdt[..4], b"DSDT");
         for (_, table) in &t[1..] {
-            assert_eq!(u32_at(table, 4) as usize, table.len(), "length of {:?}", &table[..4]);
+            assert_eq!(
+                u32_at(table, 4) as usize,
+                table.len(),
+                "length of {:?}",
+                &table[..4]
+            );
             assert_eq!(sum(table), 0, "checksum of {:?}", &table[..4]);
         }
         for w in t.windows(2) {
@@ -237,7 +248,11 @@ mod tests {
     #[test]
     fn dsdt_names_each_virtio_device() {
         let devs: Vec<MmioDevice> = (0..3)
-            .map(|i| MmioDevice { addr: 0xd000_1000 + i * 0x1000, len: 0x1000, irq: 5 + i as u32 })
+            .map(|i| MmioDevice {
+                addr: 0xd000_1000 + i * 0x1000,
+                len: 0x1000,
+                irq: 5 + i as u32,
+            })
             .collect();
         let d = dsdt(&devs);
         let text = String::from_utf8_lossy(&d);

@@ -149,9 +149,6 @@ mod tests {
 
     #[test]
     fn bits_for_counts() {
-        assert_eq!(
-            [1, 2, 3, 4, 5, 8, 9].map(bits_for),
-            [0, 1, 2, 2, 3, 3, 4]
-        );
+        assert_eq!([1, 2, 3, 4, 5, 8, 9].map(bits_for), [0, 1, 2, 2, 3, 3, 4]);
     }
 }

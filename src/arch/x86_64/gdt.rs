@@ -37,7 +37,11 @@ pub fn descriptor(flags: u16, base: u32, limit: u32) -> u64 {
 
 /// The GDT: null, null, code, data, TSS.
 pub fn table(long_mode: bool) -> [u64; 5] {
-    let code = if long_mode { CODE64_FLAGS } else { CODE32_FLAGS };
+    let code = if long_mode {
+        CODE64_FLAGS
+    } else {
+        CODE32_FLAGS
+    };
     [
         0,
         0,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! 0x0000_0500  GDT                     0x0000_9000  PML4 (identity page tables)
-//! 0x0000_0520  IDT (empty)             0x0000_a000  PDPT
+//! 0x0000_0540  IDT (empty)             0x0000_a000  PDPT
 //! 0x0000_6000  PVH start info          0x0000_b000  PD (2 MiB pages, first 1 GiB)
 //! 0x0000_6040  PVH module list         0x0002_0000  kernel command line
 //! 0x0000_7000  zero page / PVH memmap  0x0009_fc00  EBDA: MP table
@@ -15,7 +15,7 @@
 /// Global descriptor table.
 pub const GDT_START: u64 = 0x500;
 /// Interrupt descriptor table (empty: the kernel installs its own).
-pub const IDT_START: u64 = 0x520;
+pub const IDT_START: u64 = 0x540;
 /// PVH `hvm_start_info`.
 pub const PVH_INFO_START: u64 = 0x6000;
 /// PVH module list (the initrd).
@@ -61,6 +61,17 @@ pub const APIC_START: u64 = 0xfee0_0000;
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 /// KVM (Intel) identity-map page, just below the TSS.
 pub const KVM_IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
+
+// The fixed regions must not overlap: checked when compiling.
+const _: () = {
+    assert!(GDT_START + 5 * 8 <= IDT_START);
+    assert!(PVH_INFO_START + 56 <= PVH_MODLIST_START);
+    assert!(PVH_MODLIST_START + 32 <= PVH_MEMMAP_START);
+    assert!(BOOT_STACK_POINTER < PML4_START);
+    assert!(PDE_START + 0x1000 <= CMDLINE_START);
+    assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= EBDA_START);
+    assert!(BOOT_TIMER_START >= MMIO_GAP_START && VIRTIO_MMIO_START < IOAPIC_START);
+};
 
 /// Smallest guest memory minnow accepts.
 pub const MIN_MEM_MIB: u64 = 16;
@@ -116,7 +127,13 @@ mod tests {
     #[test]
     fn large_memory_skips_the_mmio_gap() {
         let r = ram_regions(4 << 30);
-        assert_eq!(r, vec![(0, MMIO_GAP_START), (MMIO_GAP_END, (4 << 30) - MMIO_GAP_START)]);
+        assert_eq!(
+            r,
+            vec![
+                (0, MMIO_GAP_START),
+                (MMIO_GAP_END, (4 << 30) - MMIO_GAP_START)
+            ]
+        );
         let total: u64 = r.iter().map(|(_, s)| s).sum();
         assert_eq!(total, 4 << 30);
     }
@@ -126,20 +143,16 @@ mod tests {
         let map = e820_map(4 << 30);
         assert_eq!(map[0], (0, EBDA_START, E820Kind::Ram));
         assert_eq!(map[1].2, E820Kind::Reserved);
-        assert_eq!(map[2], (HIMEM_START, MMIO_GAP_START - HIMEM_START, E820Kind::Ram));
-        assert_eq!(map[3], (MMIO_GAP_END, (4 << 30) - MMIO_GAP_START, E820Kind::Ram));
+        assert_eq!(
+            map[2],
+            (HIMEM_START, MMIO_GAP_START - HIMEM_START, E820Kind::Ram)
+        );
+        assert_eq!(
+            map[3],
+            (MMIO_GAP_END, (4 << 30) - MMIO_GAP_START, E820Kind::Ram)
+        );
         for w in map.windows(2) {
             assert!(w[0].0 + w[0].1 <= w[1].0, "overlap in {map:?}");
         }
-    }
-
-    #[test]
-    fn fixed_addresses_do_not_collide() {
-        assert!(GDT_START + 4 * 8 <= IDT_START);
-        assert!(PVH_MODLIST_START + 32 <= PVH_MEMMAP_START);
-        assert!(BOOT_STACK_POINTER < PML4_START);
-        assert!(PDE_START + 0x1000 <= CMDLINE_START);
-        assert!(CMDLINE_START + CMDLINE_MAX_SIZE as u64 <= EBDA_START);
-        assert!(BOOT_TIMER_START >= MMIO_GAP_START && VIRTIO_MMIO_START < IOAPIC_START);
     }
 }

@@ -45,11 +45,7 @@ impl Serial {
     /// receive FIFO has emptied.
     pub fn new(irq: EventFd, rx_ready: EventFd, out: Box<dyn Write + Send>) -> Self {
         Serial {
-            inner: vm_superio::Serial::with_events(
-                EventFdTrigger(irq),
-                RxEvents { rx_ready },
-                out,
-            ),
+            inner: vm_superio::Serial::with_events(EventFdTrigger(irq), RxEvents { rx_ready }, out),
         }
     }
 

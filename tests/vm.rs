@@ -1,0 +1,196 @@
+//! Tier 2: tiny guests of our own on the host's /dev/kvm (real KVM or PVM). Each test boots
+//! a guest built from tests/guests and checks what minnow did with it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{guest, minnow, run_guest, text};
+
+#[test]
+fn elf_guest_prints_and_resets_cleanly() {
+    let out = run_guest("hello64.elf", &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("minnow-guest: hello from 64-bit"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("VM stopped: Reset"), "{stderr}");
+}
+
+#[test]
+fn bzimage_guest_boots_through_the_64bit_protocol() {
+    let out = run_guest("bzimage.bin", &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("minnow-guest: hello from bzImage"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn pvh_guest_gets_start_info() {
+    let out = run_guest("pvh.elf", &[]);
+    let (stdout, stderr) = text(&out);
+    // The guest checks the hvm_start_info magic that rbx points at.
+    assert!(
+        stdout.contains("minnow-guest: hello from PVH"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(!stdout.contains("bad magic"));
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn boot_timer_write_is_logged() {
+    let out = run_guest("hello64.elf", &[]);
+    let (_, stderr) = text(&out);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("guest boot time:"))
+        .unwrap_or_else(|| panic!("no boot time logged: {stderr}"));
+    let ms: f64 = line
+        .split("guest boot time:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unparsable: {line}"));
+    assert!(ms > 0.0, "{line}");
+}
+
+#[test]
+fn boot_timer_is_not_logged_without_the_write() {
+    // badmmio writes wrong values and sizes to the boot timer: none of them count.
+    let out = run_guest("badmmio.elf", &[]);
+    let (_, stderr) = text(&out);
+    assert!(!stderr.contains("guest boot time"), "{stderr}");
+}
+
+#[test]
+fn hostile_guest_does_not_crash_the_vmm() {
+    let out = run_guest("badmmio.elf", &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("minnow-guest: survived"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn triple_fault_is_a_crash_with_a_reason() {
+    let out = run_guest("triplefault.elf", &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.contains("minnow-guest: faulting"), "{stdout}");
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("TripleFault"), "{stderr}");
+}
+
+#[test]
+fn smp_guest_boots_with_several_vcpus() {
+    let out = run_guest("hello64.elf", &["--vcpus", "2"]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("hello from 64-bit"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+}
+
+#[test]
+fn console_input_reaches_the_guest() {
+    let mut child = minnow()
+        .args(["run", "--mem-mib", "32", "--kernel"])
+        .arg(guest("echo.elf"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("echo ready"), "{line}");
+    stdin.write_all(b"hello q").unwrap();
+    stdin.flush().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(rest.contains("hello q"), "echoed: {rest:?}");
+    assert!(rest.contains("echo done"), "{rest:?}");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Starts the halting guest and waits until it has halted.
+fn start_halted_guest() -> std::process::Child {
+    let mut child = minnow()
+        .args(["run", "--mem-mib", "32", "--kernel"])
+        .arg(guest("halt.elf"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("halting"), "{line}");
+    child
+}
+
+fn wait_with_deadline(
+    child: &mut std::process::Child,
+    secs: u64,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+#[test]
+fn ctrl_a_x_quits() {
+    let mut child = start_halted_guest();
+    child.stdin.as_mut().unwrap().write_all(b"\x01x").unwrap();
+    let status = wait_with_deadline(&mut child, 10).expect("minnow did not quit on Ctrl-A x");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn halted_guest_does_not_spin_and_sigterm_stops_it() {
+    let mut child = start_halted_guest();
+    let pid = child.id();
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu(pid);
+    std::thread::sleep(Duration::from_millis(500));
+    let used = cpu(pid) - before;
+    // Clock ticks (normally 10 ms): a spinning vCPU would use ~50 in 500 ms.
+    assert!(used < 25, "halted guest used {used} ticks of CPU in 0.5 s");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = wait_with_deadline(&mut child, 10).expect("minnow did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(0));
+}
