@@ -17,7 +17,9 @@ OUT=$1
 BUSYBOX=
 for b in /bin/busybox /usr/bin/busybox; do [ -x "$b" ] && { BUSYBOX=$b; break; }; done
 [ -n "$BUSYBOX" ] || die "busybox not found (apt-get install busybox-static)"
-file -L "$BUSYBOX" 2>/dev/null | grep -q 'dynamically linked' && die "$BUSYBOX is dynamic; install busybox-static"
+if command -v file >/dev/null && file -L "$BUSYBOX" | grep -q 'dynamically linked'; then
+    die "$BUSYBOX is dynamic; install busybox-static"
+fi
 command -v cpio >/dev/null || die "cpio not found"
 "$BUSYBOX" --list | grep -qx devmem || echo "mkinitramfs: warning: busybox has no devmem applet; boot-timer write skipped" >&2
 
@@ -48,6 +50,10 @@ case " $(cat /proc/cmdline) " in
 *" minnow.shell "*)
     echo "minnow.shell: starting a shell (exit or 'reboot -f' to leave)"
     setsid cttyhack sh -l
+    ;;
+*" minnow.poweroff "*)
+    sleep 0.1   # let the console drain
+    poweroff -f
     ;;
 esac
 sleep 0.1   # let the console drain

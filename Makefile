@@ -1,0 +1,39 @@
+# minnow: see README.md. `make demo` boots a kernel; `make test` runs every tier.
+CARGO ?= cargo
+
+.PHONY: all build demo test unit lint lab-setup lab-test bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+## demo: fetch a Debian cloud kernel + busybox initramfs, boot it, print the boot time.
+demo:
+	bash scripts/demo.sh
+
+## test: tier 1 (unit) + tier 2 (tiny guests on /dev/kvm) + tier 3 (the nested-KVM lab).
+test: unit lab-test
+
+## unit: cargo's tests: unit tests, tiny guests on this machine's /dev/kvm, error cases.
+unit:
+	bash tests/guests/check-tools.sh
+	$(CARGO) test
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+lab-setup:
+	bash lab/setup.sh
+
+## lab-test: boot the Debian cloud kernel under minnow inside the nested-KVM lab.
+lab-test: lab-setup build
+	bash lab/run.sh --timeout 900 -- bash tests/lab/boot.sh
+
+## bench: VMM start-up and memory on this machine, boot time against QEMU in the lab.
+bench: build
+	bash bench/run.sh
+
+clean:
+	$(CARGO) clean

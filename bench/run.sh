@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# bench/run.sh [--runs N] [--mem-runs M] [--lab-rounds K] [--skip-lab] [--out DIR]
+#
+# minnow benchmarks (see bench/README.md):
+#   1. VMM start -> guest boot-timer write + CPU time, tiny guest, this host's /dev/kvm (N runs, default 30)
+#   2. VMM memory overhead (RSS - guest-memory RSS), halt.elf at 128 and 1024 MiB (M runs, default 5)
+#   3. nested-lab boot of the Debian cloud kernel: minnow vs qemu microvm vs qemu pc (K rounds, default 3)
+# Writes DIR/latest.md and DIR/latest.json (DIR defaults to bench/results) and prints the table.
+# Never fails on speed: exits 1 only if a measurement that was attempted did not run cleanly.
+# Env: MINNOW_BIN (default target/release/minnow, built if missing), MINNOW_CACHE.
+set -uo pipefail
+
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH/.." && pwd)
+RUNS=30 MEM_RUNS=5 LAB_ROUNDS=3 SKIP_LAB=0 OUT=$BENCH/results
+usage() { sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) RUNS=${2:?}; shift 2 ;;
+        --mem-runs) MEM_RUNS=${2:?}; shift 2 ;;
+        --lab-rounds) LAB_ROUNDS=${2:?}; shift 2 ;;
+        --skip-lab) SKIP_LAB=1; shift ;;
+        --out) OUT=${2:?}; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "bench: unknown argument: $1" >&2; usage ;;
+    esac
+done
+for n in "$RUNS" "$MEM_RUNS" "$LAB_ROUNDS"; do
+    [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench: counts must be positive integers" >&2; exit 2; }
+done
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+die() { echo "bench: $*" >&2; exit 1; }
+command -v python3 >/dev/null || die "python3 is required"
+
+# Work on private copies of the binary and guests so a concurrent rebuild can't
+# change them mid-run. /tmp is on the host root, so the lab (9p) sees them too.
+WORK=$(mktemp -d /tmp/minnow-bench.XXXXXX) || die "mktemp failed"
+chmod 755 "$WORK"
+trap 'rm -rf "$WORK"' EXIT
+BIN=${MINNOW_BIN:-$REPO/target/release/minnow}
+if [ ! -x "$BIN" ]; then
+    echo "bench: $BIN missing; cargo build --release" >&2
+    (cd "$REPO" && timeout 1200 cargo build --release) >&2 || die "cargo build --release failed"
+fi
+cp "$BIN" "$WORK/minnow" || die "cannot copy $BIN"
+timeout 120 bash "$REPO/tests/guests/build.sh" "$WORK/guests" >&2 || die "building test guests failed"
+
+# 1 + 2: this host. Bounded: each boot has a 20 s deadline, each memory run ~30 s.
+HOST_T=$(( 60 + RUNS * 25 + MEM_RUNS * 2 * 40 ))
+timeout -k 10 "$HOST_T" python3 "$BENCH/bench.py" host --minnow "$WORK/minnow" \
+    --guests "$WORK/guests" --runs "$RUNS" --mem-runs "$MEM_RUNS" --lab-rounds "$LAB_ROUNDS" \
+    --json "$WORK/host.json" || die "host benchmarks did not complete (status $?)"
+
+# 3: the nested lab.
+LAB_ARGS=()
+if [ "$SKIP_LAB" = 1 ]; then
+    LAB_ARGS=(--lab-skip "--skip-lab given")
+elif ! setup_err=$(MINNOW_SETUP_QUIET=1 timeout 900 bash "$REPO/lab/setup.sh" 2>&1 >/dev/null); then
+    LAB_ARGS=(--lab-skip "lab not available: lab/setup.sh failed: $(printf '%s' "$setup_err" | tail -n 1)")
+else
+    CACHE=${MINNOW_CACHE:-/var/cache/minnow}
+    BOOT_T=90
+    LAB_T=$(( 120 + LAB_ROUNDS * 3 * (BOOT_T + 20) ))
+    echo "bench: 3. lab, $LAB_ROUNDS rounds of minnow / qemu microvm / qemu pc (typically 30 s per round; limit ${LAB_T} s) ..." >&2
+    (cd "$REPO" && timeout -k 10 $(( LAB_T + 30 )) bash lab/run.sh --timeout "$LAB_T" -- \
+        python3 "$BENCH/bench.py" lab-rounds --minnow "$WORK/minnow" --rounds "$LAB_ROUNDS" \
+        --cache "$CACHE" --boot-timeout "$BOOT_T") >"$WORK/lab.out" 2>"$WORK/lab.err"
+    lab_rc=$?
+    cp "$WORK/lab.out" "$OUT/latest-lab.log" 2>/dev/null
+    lab_err=$(grep -a -v '^\s*$' "$WORK/lab.err" | tail -n 1 | cut -c1-300)
+    python3 "$BENCH/bench.py" lab-summary --log "$WORK/lab.out" --rounds "$LAB_ROUNDS" \
+        --lab-status "$lab_rc" --lab-err "$lab_err" >"$WORK/lab.json" || die "lab summary failed"
+    LAB_ARGS=(--lab-json "$WORK/lab.json")
+fi
+
+python3 "$BENCH/bench.py" report --host-json "$WORK/host.json" "${LAB_ARGS[@]}" --out "$OUT"

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Tier 3, run inside the lab (lab/run.sh): boots the Debian cloud kernel with the busybox
+# initramfs under minnow on real (nested) KVM and checks what came back.
+#   - the init's marker and `nproc` equal to --vcpus (SMP through ACPI's MADT)
+#   - the boot-timer write was logged
+#   - reboot -f (i8042 reset) and poweroff -f (ACPI S5) both end minnow with exit 0
+# Prints "N passed, M failed" and exits non-zero if any check failed.
+set -uo pipefail
+
+MINNOW=${MINNOW:-target/release/minnow}
+G=${MINNOW_CACHE:-/var/cache/minnow}/guest
+KERNEL=$G/vmlinuz-cloud
+INITRD=$G/initramfs.cpio.gz
+[ -e /dev/kvm ] || { echo "lab-test: no /dev/kvm here; run me through lab/run.sh" >&2; exit 2; }
+[ -x "$MINNOW" ] || { echo "lab-test: $MINNOW missing; cargo build --release first" >&2; exit 2; }
+
+pass=0
+fail=0
+check() { # description, command...
+    local what=$1; shift
+    if "$@"; then echo "ok   $what"; pass=$((pass + 1)); else echo "FAIL $what"; fail=$((fail + 1)); fi
+}
+
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+
+boot() { # name, extra cmdline, vcpus
+    local name=$1 cmdline=$2 vcpus=$3
+    timeout 300 "$MINNOW" run --kernel "$KERNEL" --initrd "$INITRD" --vcpus "$vcpus" \
+        --mem-mib 512 --cmdline "quiet $cmdline" </dev/null >"$T/$name.out" 2>"$T/$name.err"
+    echo $? >"$T/$name.rc"
+    echo "--- $name: exit $(cat "$T/$name.rc"); guest output:"
+    tr -d '\r' <"$T/$name.out" | grep -v '^\[' | sed 's/^/    /'
+    sed 's/^/    minnow: /' "$T/$name.err"
+}
+
+has() { grep -q -- "$2" "$T/$1"; }
+rc_is() { [ "$(cat "$T/$1.rc")" = "$2" ]; }
+
+boot reboot "" 2
+check "marker printed by the guest's init" has reboot.out MINNOW-GUEST-UP
+check "nproc in the guest equals --vcpus 2" has reboot.out "nproc=2"
+check "boot time logged from the boot-timer write" has reboot.err "guest boot time:"
+check "reboot -f (i8042 reset) exits 0" rc_is reboot 0
+check "minnow reports the reset" has reboot.err "VM stopped: Reset"
+
+boot poweroff "minnow.poweroff" 1
+check "single vCPU guest sees nproc=1" has poweroff.out "nproc=1"
+check "poweroff -f (ACPI S5) exits 0" rc_is poweroff 0
+check "minnow reports the power-off" has poweroff.err "VM stopped: PowerOff"
+
+echo "lab-test: $pass passed, $fail failed"
+[ "$fail" = 0 ]
