@@ -31,6 +31,9 @@ pub enum Error {
     /// Too little or too much memory.
     #[error("--mem-mib {0} is out of range; give between {MIN_MEM_MIB} and {MAX_MEM_MIB} MiB")]
     Memory(u64),
+    /// Huge pages need a whole number of 2 MiB pages.
+    #[error("--mem-mib {0} is not a multiple of 2; huge pages are 2 MiB")]
+    HugepageSize(u64),
     /// A bad vCPU count.
     #[error("--vcpus {0} is out of range; give between 1 and {max}", max = mptable::MAX_CPUS)]
     Vcpus(u64),
@@ -103,6 +106,9 @@ impl VmConfig {
         }
         if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&self.mem_mib) {
             return Err(Error::Memory(self.mem_mib));
+        }
+        if self.hugepages && self.mem_mib % 2 != 0 {
+            return Err(Error::HugepageSize(self.mem_mib));
         }
         if self.vcpus == 0 || self.vcpus > u64::from(mptable::MAX_CPUS) {
             return Err(Error::Vcpus(self.vcpus));

@@ -120,8 +120,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::new()
         .parse_filters(&format!("warn,minnow={}", cli.log_level))
-        .format_target(false)
-        .format_timestamp(None)
+        .format(|buf, record| {
+            use std::io::Write;
+            match record.level() {
+                log::Level::Info => writeln!(buf, "minnow: {}", record.args()),
+                log::Level::Warn => writeln!(buf, "minnow: warning: {}", record.args()),
+                level => writeln!(
+                    buf,
+                    "minnow: {}: {}",
+                    level.as_str().to_lowercase(),
+                    record.args()
+                ),
+            }
+        })
         .init();
     let result = match cli.command {
         Command::Run(args) => run(args, start),

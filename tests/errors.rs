@@ -181,3 +181,32 @@ fn config_file_boots_a_guest() {
     assert!(stdout.contains("hello from 64-bit"), "{stdout} {stderr}");
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn hugepages_need_reserved_pages() {
+    let reserved: u64 = std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
+        .map(|s| s.trim().parse().unwrap_or(0))
+        .unwrap_or(0);
+    let k = guest("hello64.elf");
+    let args = [
+        "run",
+        "--kernel",
+        k.to_str().unwrap(),
+        "--mem-mib",
+        "32",
+        "--hugepages",
+    ];
+    if reserved == 0 {
+        let e = fails(&args, &[]);
+        assert!(
+            e.contains("reserve huge pages") && e.contains("--hugepages"),
+            "{e}"
+        );
+    } else {
+        let mut cmd = minnow();
+        cmd.args(args);
+        let out = run_with_timeout(cmd, 30);
+        let (stdout, stderr) = text(&out);
+        assert!(stdout.contains("hello from 64-bit"), "{stdout} {stderr}");
+    }
+}

@@ -15,10 +15,13 @@ use crate::arch::x86_64::layout::ram_regions;
 pub fn create(size: u64, hugepages: bool) -> Result<GuestMemoryMmap, Error> {
     let mut regions = Vec::new();
     for (start, len) in ram_regions(size) {
-        let mut flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
-        if hugepages {
-            flags |= libc::MAP_HUGETLB;
-        }
+        // Huge pages are reserved up front (no MAP_NORESERVE): without enough of them the
+        // mmap fails here, instead of the guest's first touch raising SIGBUS.
+        let flags = if hugepages {
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB
+        } else {
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE
+        };
         let mapping = MmapRegionBuilder::new(len as usize)
             .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
             .with_mmap_flags(flags)
