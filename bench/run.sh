@@ -9,6 +9,7 @@
 # Never fails on speed: exits 1 only if a measurement that was attempted did not run cleanly.
 # Env: MINNOW_BIN (default target/release/minnow, built if missing), MINNOW_CACHE.
 set -uo pipefail
+export PYTHONDONTWRITEBYTECODE=1
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)

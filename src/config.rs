@@ -34,9 +34,51 @@ pub enum Error {
     /// Huge pages need a whole number of 2 MiB pages.
     #[error("--mem-mib {0} is not a multiple of 2; huge pages are 2 MiB")]
     HugepageSize(u64),
+    /// Too many disks.
+    #[error("{0} disks given; at most {MAX_DISKS}")]
+    TooManyDisks(usize),
     /// A bad vCPU count.
     #[error("--vcpus {0} is out of range; give between 1 and {max}", max = mptable::MAX_CPUS)]
     Vcpus(u64),
+}
+
+/// Most disks a VM can have (each takes a virtio-mmio window and an interrupt line).
+pub const MAX_DISKS: usize = 16;
+
+/// A disk: a raw image file on virtio-blk.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DiskConfig {
+    /// The image file.
+    pub path: PathBuf,
+    /// Refuse the guest's writes.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+impl std::str::FromStr for DiskConfig {
+    type Err = String;
+
+    /// `PATH[,ro|,rw]`, as given to `--disk`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (path, read_only) = match s.rsplit_once(',') {
+            Some((p, "ro")) => (p, true),
+            Some((p, "rw")) => (p, false),
+            Some((_, opt)) => {
+                return Err(format!(
+                    "unknown disk option `{opt}`; use PATH, PATH,ro or PATH,rw"
+                ))
+            }
+            None => (s, false),
+        };
+        if path.is_empty() {
+            return Err("empty disk path; use --disk PATH[,ro]".into());
+        }
+        Ok(DiskConfig {
+            path: PathBuf::from(path),
+            read_only,
+        })
+    }
 }
 
 /// Everything needed to build a VM.
@@ -61,6 +103,12 @@ pub struct VmConfig {
     /// Back guest memory with huge pages.
     #[serde(default)]
     pub hugepages: bool,
+    /// Disks, in order: /dev/vda, /dev/vdb, ...
+    #[serde(default)]
+    pub disks: Vec<DiskConfig>,
+    /// The root device (`root=` on the kernel command line); the first disk by default.
+    #[serde(default)]
+    pub root: Option<String>,
 }
 
 fn default_mem() -> u64 {
@@ -107,6 +155,9 @@ impl VmConfig {
         if !(MIN_MEM_MIB..=MAX_MEM_MIB).contains(&self.mem_mib) {
             return Err(Error::Memory(self.mem_mib));
         }
+        if self.disks.len() > MAX_DISKS {
+            return Err(Error::TooManyDisks(self.disks.len()));
+        }
         if self.hugepages && self.mem_mib % 2 != 0 {
             return Err(Error::HugepageSize(self.mem_mib));
         }
@@ -114,6 +165,13 @@ impl VmConfig {
             return Err(Error::Vcpus(self.vcpus));
         }
         Ok(())
+    }
+
+    /// The `root=` device, if any: `--root`, else /dev/vda when there is a disk.
+    pub fn root_device(&self) -> Option<String> {
+        self.root
+            .clone()
+            .or_else(|| (!self.disks.is_empty()).then(|| "/dev/vda".to_string()))
     }
 
     /// Guest memory in bytes.
@@ -200,6 +258,40 @@ mod tests {
             assert!(msg.contains(needle), "{msg} should mention {needle}");
             assert!(!msg.contains('\n'));
         }
+    }
+
+    #[test]
+    fn disk_flags_and_json() {
+        let d: DiskConfig = "/img/root.ext4".parse().unwrap();
+        assert_eq!(
+            (d.path.to_str(), d.read_only),
+            (Some("/img/root.ext4"), false)
+        );
+        let ro: DiskConfig = "/a,b.img,ro".parse().unwrap();
+        assert_eq!((ro.path.to_str(), ro.read_only), (Some("/a,b.img"), true));
+        assert!("x.img,rx"
+            .parse::<DiskConfig>()
+            .unwrap_err()
+            .contains("unknown disk option `rx`"));
+        assert!(",ro".parse::<DiskConfig>().is_err());
+        let c = parse(
+            r#"{"kernel": "/k", "disks": [{"path": "/r"}, {"path": "/d", "read-only": true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.disks.len(), 2);
+        assert!(c.disks[1].read_only);
+        assert_eq!(c.root_device().as_deref(), Some("/dev/vda"));
+        let none = VmConfig::new("/k");
+        assert_eq!(none.root_device(), None);
+        let many = VmConfig {
+            disks: vec![DiskConfig::default(); MAX_DISKS + 1],
+            ..none
+        };
+        assert!(many
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at most 16"));
     }
 
     #[test]

@@ -7,5 +7,7 @@
 pub mod arch;
 pub mod boot;
 pub mod config;
+pub mod container;
 pub mod devices;
+pub mod image;
 pub mod vmm;

@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Boot a kernel; the guest's serial console is this terminal (Ctrl-A x quits).
     Run(RunArgs),
+    /// Manage container images (OCI layout store).
+    Image(minnow::image::cli::ImageArgs),
 }
 
 #[derive(Args)]
@@ -51,6 +53,12 @@ struct RunArgs {
     /// Back guest memory with huge pages.
     #[arg(long)]
     hugepages: bool,
+    /// A raw disk image on virtio-blk: PATH[,ro]. Repeat for more disks (vda, vdb, ...).
+    #[arg(long = "disk", value_name = "PATH[,ro]")]
+    disks: Vec<minnow::config::DiskConfig>,
+    /// Root device for the kernel (root=) [default: /dev/vda when a disk is given].
+    #[arg(long)]
+    root: Option<String>,
 }
 
 impl RunArgs {
@@ -75,6 +83,12 @@ impl RunArgs {
             cfg.vcpus = v;
         }
         cfg.hugepages |= self.hugepages;
+        if !self.disks.is_empty() {
+            cfg.disks = self.disks;
+        }
+        if self.root.is_some() {
+            cfg.root = self.root;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -136,6 +150,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(args, start),
+        Command::Image(args) => minnow::image::cli::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

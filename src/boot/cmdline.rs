@@ -13,12 +13,21 @@ use crate::arch::x86_64::layout::CMDLINE_START;
 pub const DEFAULT: &str =
     "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd";
 
-/// The command line for the user's extra arguments.
-pub fn compose(user: Option<&str>) -> String {
-    match user.map(str::trim) {
-        Some(extra) if !extra.is_empty() => format!("{DEFAULT} {extra}"),
-        _ => DEFAULT.to_string(),
+/// The whole command line: defaults, device announcements, the root device (read-only
+/// if its disk is), then the user's arguments, which come last so they win and so that
+/// anything after ` -- ` reaches init.
+pub fn compose(devices: &str, root: Option<&str>, root_ro: bool, user: Option<&str>) -> String {
+    let mut parts = vec![DEFAULT.to_string()];
+    if !devices.is_empty() {
+        parts.push(devices.to_string());
     }
+    if let Some(root) = root {
+        parts.push(format!("root={root} {}", if root_ro { "ro" } else { "rw" }));
+    }
+    if let Some(extra) = user.map(str::trim).filter(|s| !s.is_empty()) {
+        parts.push(extra.to_string());
+    }
+    parts.join(" ")
 }
 
 /// Writes `line` (at most `limit` bytes with its NUL) at [`CMDLINE_START`]; returns its
@@ -46,9 +55,21 @@ mod tests {
 
     #[test]
     fn user_arguments_follow_defaults() {
-        assert_eq!(compose(None), DEFAULT);
-        assert_eq!(compose(Some("  ")), DEFAULT);
-        assert_eq!(compose(Some("quiet")), format!("{DEFAULT} quiet"));
+        assert_eq!(compose("", None, false, None), DEFAULT);
+        assert_eq!(compose("", None, false, Some("  ")), DEFAULT);
+        assert_eq!(
+            compose("", None, false, Some("quiet")),
+            format!("{DEFAULT} quiet")
+        );
+        assert_eq!(
+            compose(
+                "virtio_mmio.device=4K@0xd0001000:5",
+                Some("/dev/vda"),
+                true,
+                Some("-- /bin/true")
+            ),
+            format!("{DEFAULT} virtio_mmio.device=4K@0xd0001000:5 root=/dev/vda ro -- /bin/true")
+        );
         assert!(DEFAULT.contains("console=ttyS0") && DEFAULT.contains("reboot=k"));
     }
 

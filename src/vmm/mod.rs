@@ -3,13 +3,14 @@
 //! the guest stops.
 
 pub mod console;
+pub mod devices;
 pub mod kvm;
 pub mod memory;
 pub mod vcpu;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -17,20 +18,12 @@ use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use kvm_bindings::{kvm_pit_config, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vm_memory::GuestMemoryMmap;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
-use crate::arch::x86_64::layout::{
-    BOOT_TIMER_START, KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS, MMIO_DEVICE_SIZE,
-};
+use crate::arch::x86_64::layout::{KVM_IDENTITY_MAP_ADDRESS, KVM_TSS_ADDRESS};
 use crate::arch::x86_64::{acpi, mptable};
 use crate::boot::{self, BootInput};
 use crate::config::VmConfig;
-use crate::devices::bus::Bus;
-use crate::devices::legacy::acpi_sleep::{AcpiSleep, SLEEP_CONTROL_PORT};
-use crate::devices::legacy::boot_timer::BootTimer;
-use crate::devices::legacy::i8042::{I8042, I8042_LEN, I8042_PORT};
-use crate::devices::legacy::serial::{Serial, COM1_IRQ, COM1_LEN, COM1_PORT};
 use crate::devices::{ExitEvent, ExitReason};
 
 /// A VMM failure, phrased for the user.
@@ -54,6 +47,9 @@ pub enum Error {
     /// Too many vCPUs for this host.
     #[error("--vcpus {asked} is more than KVM allows here ({max}); lower --vcpus")]
     TooManyVcpus { asked: u64, max: usize },
+    /// A disk cannot be used.
+    #[error("{0}")]
+    Disk(String),
     /// A device cannot be created.
     #[error("cannot set up device {0}: {1}")]
     Device(&'static str, String),
@@ -77,6 +73,7 @@ pub struct Vmm {
     _vm: VmFd,
     _mem: GuestMemoryMmap,
     console: Option<console::Console>,
+    handlers: Vec<Box<dyn MutEventSubscriber + Send>>,
     ctx: vcpu::VcpuContext,
     booted: Arc<OnceLock<Duration>>,
 }
@@ -113,12 +110,24 @@ impl Vmm {
 
         let mem = memory::create(config.mem_bytes(), config.hugepages)?;
         memory::register(&vm, &mem)?;
+
+        let exit =
+            Arc::new(ExitEvent::new().map_err(|e| Error::Device("exit event", e.to_string()))?);
+        let booted = Arc::new(OnceLock::new());
+        let mut devs = devices::Devices::legacy(&vm, &exit, start, &booted, out)?;
+        devs.add_disks(&vm, &mem, &config.disks)?;
+
         // Both descriptions of the machine: ACPI for kernels built without MP-table
         // support (Debian's cloud kernel), the MP table for kernels without ACPI.
         mptable::write(&mem, count).map_err(|e| Error::Device("MP table", e.to_string()))?;
-        let rsdp = acpi::write(&mem, count, &[])
+        let rsdp = acpi::write(&mem, count, &devs.virtio)
             .map_err(|e| Error::Device("ACPI tables", e.to_string()))?;
-        let cmdline = boot::cmdline::compose(config.cmdline.as_deref());
+        let cmdline = boot::cmdline::compose(
+            &devs.cmdline_args(),
+            config.root_device().as_deref(),
+            config.disks.first().is_some_and(|d| d.read_only),
+            config.cmdline.as_deref(),
+        );
         let entry = boot::load(
             &mem,
             &BootInput {
@@ -129,13 +138,9 @@ impl Vmm {
                 rsdp: Some(rsdp),
             },
         )?;
-
-        let exit =
-            Arc::new(ExitEvent::new().map_err(|e| Error::Device("exit event", e.to_string()))?);
-        let booted = Arc::new(OnceLock::new());
-        let (io_bus, mmio_bus, serial, rx_ready) = build_devices(&vm, &exit, start, &booted, out)?;
-        let console = console::Console::new(serial, rx_ready, exit.clone())
-            .map_err(|e| Error::Device("console", e.to_string()))?;
+        let console =
+            console::Console::new(devs.serial.clone(), devs.serial_rx_ready, exit.clone())
+                .map_err(|e| Error::Device("console", e.to_string()))?;
 
         let vcpus = create_vcpus(&kvm, &vm, &mem, count, entry)?;
         log::debug!("VM built in {:?}", start.elapsed());
@@ -144,9 +149,10 @@ impl Vmm {
             _vm: vm,
             _mem: mem,
             console: Some(console),
+            handlers: devs.handlers,
             ctx: vcpu::VcpuContext {
-                io_bus: Arc::new(io_bus),
-                mmio_bus: Arc::new(mmio_bus),
+                io_bus: Arc::new(devs.io_bus),
+                mmio_bus: Arc::new(devs.mmio_bus),
                 exit,
                 stop: Arc::new(AtomicBool::new(false)),
             },
@@ -161,6 +167,9 @@ impl Vmm {
             EventManager::new().map_err(|e| Error::EventLoop(format!("{e:?}")))?;
         if let Some(console) = self.console.take() {
             manager.add_subscriber(Box::new(console));
+        }
+        for handler in self.handlers.drain(..) {
+            manager.add_subscriber(handler);
         }
 
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
@@ -207,57 +216,6 @@ fn setup_irqchip(vm: &VmFd) -> Result<(), Error> {
     };
     vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
     Ok(())
-}
-
-type Devices = (Bus, Bus, Arc<Mutex<Serial>>, EventFd);
-
-/// The legacy devices on their buses.
-fn build_devices(
-    vm: &VmFd,
-    exit: &Arc<ExitEvent>,
-    start: Instant,
-    booted: &Arc<OnceLock<Duration>>,
-    out: Box<dyn Write + Send>,
-) -> Result<Devices, Error> {
-    let dev_err = |what| move |e: std::io::Error| Error::Device(what, e.to_string());
-    let irq = EventFd::new(EFD_NONBLOCK).map_err(dev_err("serial"))?;
-    vm.register_irqfd(&irq, COM1_IRQ)
-        .map_err(kvm_err("KVM_IRQFD"))?;
-    let rx_ready = EventFd::new(EFD_NONBLOCK).map_err(dev_err("serial"))?;
-    let serial = Arc::new(Mutex::new(Serial::new(
-        irq,
-        rx_ready.try_clone().map_err(dev_err("serial"))?,
-        out,
-    )));
-
-    let bus_err = |what| move |e: crate::devices::bus::Error| Error::Device(what, e.to_string());
-    let mut io_bus = Bus::new();
-    io_bus
-        .insert(COM1_PORT, COM1_LEN, serial.clone())
-        .map_err(bus_err("serial"))?;
-    io_bus
-        .insert(
-            I8042_PORT,
-            I8042_LEN,
-            Arc::new(Mutex::new(I8042::new(exit.clone()))),
-        )
-        .map_err(bus_err("i8042"))?;
-    io_bus
-        .insert(
-            SLEEP_CONTROL_PORT,
-            1,
-            Arc::new(Mutex::new(AcpiSleep::new(exit.clone()))),
-        )
-        .map_err(bus_err("ACPI sleep control"))?;
-    let mut mmio_bus = Bus::new();
-    mmio_bus
-        .insert(
-            BOOT_TIMER_START,
-            MMIO_DEVICE_SIZE,
-            Arc::new(Mutex::new(BootTimer::new(start, booted.clone()))),
-        )
-        .map_err(bus_err("boot timer"))?;
-    Ok((io_bus, mmio_bus, serial, rx_ready))
 }
 
 /// Creates and configures the vCPUs; the first one starts at the kernel entry.

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# resources/guest/mkrootfs.sh OUT.ext4 [--size MiB] [--add DIR]...
+#
+# Builds an ext4 root filesystem image for minnow guests (virtio-blk root,
+# e.g. `root=/dev/vda rw`) without loop mounts or root privileges:
+# busybox-static with applet symlinks in /bin, /sbin, /usr/bin, /usr/sbin,
+# a small /etc, and /init (also /sbin/init), packed with `mkfs.ext4 -d`.
+# Each --add DIR copies DIR's contents on top of the tree (later wins).
+# --size defaults to 64 MiB. Needs busybox-static and e2fsprogs.
+#
+# /init (PID 1): mounts proc, sysfs, devtmpfs, devpts, tmpfs /tmp and /run,
+# cgroup2; remounts / rw when it is ro and the disk is writable; hostname
+# minnow; brings lo up; boot-timer write `devmem 0xd0000000 8 123`. Then:
+#  - arguments after ` -- ` on the kernel command line (init's argv) are the
+#    workload: run "$@" with stdin /dev/null and stdout/stderr on the console,
+#    sync, wait for the console to drain, log `minnow-init: exit RC` to
+#    /dev/kmsg at <1>, report RC with `devmem 0xd0000004 8 RC`, reboot -f;
+#  - no arguments: interactive shell on the console (setsid cttyhack sh),
+#    then sync + reboot -f.
+# `minnow.poweroff` on the kernel command line: poweroff -f instead of reboot -f.
+set -euo pipefail
+
+die() { echo "mkrootfs: error: $*" >&2; exit 1; }
+usage() { echo "usage: $0 OUT.ext4 [--size MiB] [--add DIR]..." >&2; exit 2; }
+
+OUT= SIZE=64 ADDS=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --size) SIZE=${2:?}; shift 2 ;;
+        --size=*) SIZE=${1#*=}; shift ;;
+        --add) [ -d "${2:-}" ] || die "--add: not a directory: ${2:-}"; ADDS+=("$2"); shift 2 ;;
+        --add=*) [ -d "${1#*=}" ] || die "--add: not a directory: ${1#*=}"; ADDS+=("${1#*=}"); shift ;;
+        -h|--help) usage ;;
+        -*) usage ;;
+        *) [ -z "$OUT" ] || usage; OUT=$1; shift ;;
+    esac
+done
+[ -n "$OUT" ] || usage
+[[ "$SIZE" =~ ^[0-9]+$ ]] && [ "$SIZE" -ge 8 ] || die "--size must be an integer >= 8 (MiB)"
+
+PATH=$PATH:/sbin:/usr/sbin
+MKFS=$(command -v mkfs.ext4 || true)
+[ -n "$MKFS" ] || die "mkfs.ext4 not found (apt-get install e2fsprogs)"
+BUSYBOX=
+for b in /bin/busybox /usr/bin/busybox; do [ -x "$b" ] && { BUSYBOX=$b; break; }; done
+[ -n "$BUSYBOX" ] || die "busybox not found (apt-get install busybox-static)"
+if command -v file >/dev/null && file -L "$BUSYBOX" | grep -q 'dynamically linked'; then
+    die "$BUSYBOX is dynamic; install busybox-static"
+fi
+"$BUSYBOX" --list | grep -qx devmem || echo "mkrootfs: warning: busybox has no devmem applet; boot timer / exit status reporting will not work" >&2
+
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+R=$T/root
+mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,root,etc,mnt,var/tmp}
+chmod 1777 "$R/tmp" "$R/var/tmp"
+chmod 700 "$R/root"
+cp "$BUSYBOX" "$R/bin/busybox"
+chmod 755 "$R/bin/busybox"
+# Same layout as `busybox --install -s`: each applet at its canonical path.
+while IFS= read -r app; do
+    case "$app" in */*) ;; *) continue ;; esac
+    [ -e "$R/$app" ] || [ -L "$R/$app" ] || ln -s /bin/busybox "$R/$app"
+done < <("$BUSYBOX" --list-full)
+[ -e "$R/bin/sh" ] || ln -s /bin/busybox "$R/bin/sh"
+ln -sfn /init "$R/sbin/init"
+# The kernel mounts devtmpfs on /dev before starting init (DEVTMPFS_MOUNT);
+# a console node helps kernels without it (only possible as root).
+mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null || true
+
+cat >"$R/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+cat >"$R/etc/group" <<'EOF'
+root:x:0:
+nogroup:x:65534:
+EOF
+echo 'root::0:0:99999:7:::' >"$R/etc/shadow"; chmod 600 "$R/etc/shadow"
+echo minnow >"$R/etc/hostname"
+printf '127.0.0.1\tlocalhost minnow\n::1\tlocalhost\n' >"$R/etc/hosts"
+ln -s /proc/mounts "$R/etc/mtab"
+cat >"$R/etc/profile" <<'EOF'
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+export PS1='minnow:\w\$ '
+EOF
+
+cat >"$R/init" <<'EOF'
+#!/bin/sh
+# minnow guest init (PID 1); see resources/guest/mkrootfs.sh.
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+[ -t 1 ] || exec </dev/console >/dev/console 2>&1
+read -r CMDLINE </proc/cmdline
+
+# Root read-write unless the disk itself is read-only.
+case " $(awk '$2 == "/" { o = $4 } END { gsub(",", " ", o); print o }' /proc/mounts) " in
+*" ro "*)
+    disk_ro=0
+    for a in $CMDLINE; do
+        case "$a" in root=/dev/*) d=${a#root=/dev/}; [ "$(cat /sys/class/block/$d/ro 2>/dev/null)" = 1 ] && disk_ro=1 ;; esac
+    done
+    [ $disk_ro = 1 ] || mount -o remount,rw / 2>/dev/null || true
+    ;;
+esac
+
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=755 tmpfs /run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+hostname minnow
+ip link set lo up 2>/dev/null
+
+# Boot timer (Firecracker's convention): MMIO byte write of 123.
+devmem 0xd0000000 8 123 || echo "minnow-init: boot-timer devmem write failed"
+
+halt_vm() {
+    sync
+    # Wait until the console has sent everything (tcsetattr TCSADRAIN).
+    stty -F /dev/console "$(stty -F /dev/console -g 2>/dev/null)" 2>/dev/null || sleep 0.1
+    case " $CMDLINE " in
+    *" minnow.poweroff "*) poweroff -f ;;
+    *) reboot -f ;;
+    esac
+    while :; do sleep 3600; done   # PID 1 must not exit
+}
+
+if [ $# -gt 0 ]; then
+    "$@" </dev/null
+    rc=$?
+    sync
+    stty -F /dev/console "$(stty -F /dev/console -g 2>/dev/null)" 2>/dev/null || sleep 0.1
+    echo "<1>minnow-init: exit $rc" >/dev/kmsg 2>/dev/null || echo "minnow-init: exit $rc"
+    devmem 0xd0000004 8 "$rc" || echo "minnow-init: exit-status devmem write failed"
+else
+    echo "minnow-init: no workload (pass one after ' -- ' on the kernel command line); starting a shell, exit to stop the VM"
+    setsid cttyhack sh -l
+fi
+halt_vm
+EOF
+chmod 755 "$R/init"
+
+for d in "${ADDS[@]}"; do
+    cp -a "$d/." "$R/" || die "copying $d failed"
+done
+
+need=$(du -s -B1M --apparent-size "$R" | cut -f1)
+[ $((need + 4 + SIZE / 10)) -le "$SIZE" ] || die "content needs ~${need} MiB; --size $SIZE is too small"
+
+mkdir -p "$(dirname "$OUT")"
+TMP=$OUT.tmp.$$
+rm -f "$TMP"
+"$MKFS" -q -F -t ext4 -b 4096 -m 0 -L minnow-root -E root_owner=0:0 -d "$R" "$TMP" "${SIZE}M" >/dev/null \
+    || { rm -f "$TMP"; die "mkfs.ext4 failed"; }
+
+# Not root: mkfs.ext4 -d copied our uid/gid; make everything root-owned.
+if [ "$(id -u)" != 0 ]; then
+    command -v debugfs >/dev/null || die "debugfs not found (e2fsprogs)"
+    ( cd "$R" && find . -mindepth 1 ) | sed 's|^\.||' | while IFS= read -r p; do
+        printf 'sif "%s" uid 0\nsif "%s" gid 0\n' "$p" "$p"
+    done >"$T/chown.cmds"
+    debugfs -w -f "$T/chown.cmds" "$TMP" >/dev/null 2>&1 || { rm -f "$TMP"; die "debugfs chown failed"; }
+fi
+mv "$TMP" "$OUT"
+echo "mkrootfs: wrote $OUT (${SIZE} MiB ext4, $(du -h "$OUT" | cut -f1) allocated, busybox $("$BUSYBOX" | head -1 | awk '{print $2}'))" >&2

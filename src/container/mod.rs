@@ -1,0 +1,1 @@
+//! minnow's container runtime (work in progress).

@@ -1,0 +1,174 @@
+//! virtio devices: the device model shared by every device, the MMIO transport, and
+//! the devices themselves. Device request processing works on guest memory through
+//! vm-memory and virtio-queue only, so it is tested without KVM.
+
+pub mod block;
+pub mod mmio;
+
+use std::os::unix::io::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use event_manager::{EventOps, Events, MutEventSubscriber};
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::EventFd;
+
+/// VIRTIO_F_VERSION_1: the modern (1.x) interface, the only one minnow offers.
+pub const VIRTIO_F_VERSION_1: u32 = 32;
+/// VIRTIO_RING_F_EVENT_IDX: notification suppression with used/avail event indexes.
+pub const VIRTIO_RING_F_EVENT_IDX: u32 = 29;
+/// Interrupt status bit: a used ring was updated.
+pub const INT_VRING: u32 = 1;
+/// Interrupt status bit: the configuration changed.
+pub const INT_CONFIG: u32 = 2;
+
+/// A device's interrupt line: the status bits the driver reads and acknowledges, and the
+/// irqfd that raises the line in KVM's interrupt controller.
+pub struct Interrupt {
+    status: AtomicU32,
+    irqfd: EventFd,
+}
+
+impl Interrupt {
+    /// An interrupt raised through `irqfd`.
+    pub fn new(irqfd: EventFd) -> Self {
+        Interrupt {
+            status: AtomicU32::new(0),
+            irqfd,
+        }
+    }
+
+    /// Sets `bits` in the status and raises the line.
+    pub fn raise(&self, bits: u32) {
+        self.status.fetch_or(bits, Ordering::SeqCst);
+        if let Err(e) = self.irqfd.write(1) {
+            log::warn!("virtio: cannot raise interrupt: {e}");
+        }
+    }
+
+    /// The pending status bits.
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// Clears acknowledged bits.
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+}
+
+/// Why a device refused to start.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ActivateError {
+    /// The driver set up a queue the device cannot use.
+    #[error("queue {0} is not valid")]
+    BadQueue(usize),
+    /// The device could not start its backend.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// What a virtio device implements; the transport does the rest.
+pub trait VirtioDevice: Send {
+    /// The virtio device ID (2 = block, 1 = network).
+    fn device_type(&self) -> u32;
+    /// The largest size of each queue.
+    fn queue_max_sizes(&self) -> &[u16];
+    /// The feature bits the device offers.
+    fn features(&self) -> u64;
+    /// Reads the device's configuration space.
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Writes the device's configuration space (most devices ignore it).
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// Starts the device with the driver's queues and negotiated features.
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        queues: Vec<Queue>,
+        acked_features: u64,
+        interrupt: Arc<Interrupt>,
+    ) -> Result<(), ActivateError>;
+    /// Stops the device and forgets the queues (driver reset).
+    fn reset(&mut self);
+    /// Processes queue `index` after the driver notified it.
+    fn process_queue(&mut self, index: usize);
+    /// Extra file descriptors the device wants watched (e.g. a TAP), with their events.
+    fn extra_fds(&self) -> Vec<(RawFd, EventSet)> {
+        Vec::new()
+    }
+    /// Handles readiness of extra fd number `index`.
+    fn process_extra(&mut self, _index: usize, _events: EventSet) {}
+    /// Whether the device hit a fatal error and wants the driver to reset it.
+    fn needs_reset(&self) -> bool {
+        false
+    }
+}
+
+/// A device shared between its transport (vCPU threads) and its event handler.
+pub type SharedVirtioDevice = Arc<Mutex<dyn VirtioDevice>>;
+
+/// The event-loop side of a device: queue notifications (ioeventfds) and extra fds.
+pub struct QueueHandler {
+    device: SharedVirtioDevice,
+    queue_evts: Vec<EventFd>,
+}
+
+const EXTRA_BASE: u32 = 1 << 16;
+
+impl QueueHandler {
+    /// A handler for `device`, whose queue `i` is notified through `queue_evts[i]`.
+    pub fn new(device: SharedVirtioDevice, queue_evts: Vec<EventFd>) -> Self {
+        QueueHandler { device, queue_evts }
+    }
+}
+
+impl MutEventSubscriber for QueueHandler {
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+        let data = events.data();
+        let mut device = self.device.lock().unwrap_or_else(|p| p.into_inner());
+        if data >= EXTRA_BASE {
+            device.process_extra((data - EXTRA_BASE) as usize, events.event_set());
+        } else if let Some(evt) = self.queue_evts.get(data as usize) {
+            let _ = evt.read();
+            device.process_queue(data as usize);
+        }
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        for (i, evt) in self.queue_evts.iter().enumerate() {
+            if let Err(e) = ops.add(Events::with_data(evt, i as u32, EventSet::IN)) {
+                log::error!("virtio: cannot watch queue {i}: {e:?}");
+            }
+        }
+        let extra = self
+            .device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extra_fds();
+        for (i, (fd, set)) in extra.into_iter().enumerate() {
+            if let Err(e) = ops.add(Events::with_data_raw(fd, EXTRA_BASE + i as u32, set)) {
+                log::error!("virtio: cannot watch device fd {fd}: {e:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_sys_util::eventfd::EFD_NONBLOCK;
+
+    #[test]
+    fn interrupt_status_and_ack() {
+        let fd = EventFd::new(EFD_NONBLOCK).unwrap();
+        let i = Interrupt::new(fd.try_clone().unwrap());
+        i.raise(INT_VRING);
+        i.raise(INT_CONFIG);
+        assert_eq!(i.status(), INT_VRING | INT_CONFIG);
+        assert_eq!(fd.read().unwrap(), 2);
+        i.ack(INT_VRING);
+        assert_eq!(i.status(), INT_CONFIG);
+    }
+}
