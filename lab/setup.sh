@@ -83,6 +83,35 @@ fetch_kernel() {
     echo "$kver"
 }
 
+# collect_modules ROOT KVER DEST MODULE...: copies MODULEs and their dependencies
+# (depth-first, dependencies first) from an unpacked kernel package into DEST,
+# decompressed, with DEST/order listing the load order.
+collect_modules() {
+    local root=$1 kver=$2 dest=$3; shift 3
+    declare -A seen=()
+    local order=()
+    visit() {
+        local m=${1//-/_} d f
+        [ -n "${seen[$m]:-}" ] && return 0
+        seen[$m]=1
+        for d in $(modinfo -b "$root" -k "$kver" -F depends "$m" | tr ',' ' '); do visit "$d"; done
+        f=$(modinfo -b "$root" -k "$kver" -F filename "$m") || die "module $m not found in $kver"
+        case "$f" in (*builtin*) return 0 ;; esac
+        [ -f "$f" ] || die "module $m: no file ($f)"
+        case "$f" in
+            *.ko.xz)  xz -dc "$f" >"$dest/$m.ko" ;;
+            *.ko.zst) zstd -qdc "$f" >"$dest/$m.ko" ;;
+            *.ko.gz)  gzip -dc "$f" >"$dest/$m.ko" ;;
+            *)        cp "$f" "$dest/$m.ko" ;;
+        esac
+        order+=("$m")
+    }
+    mkdir -p "$dest"
+    depmod -b "$root" "$kver"
+    for m in "$@"; do visit "$m"; done
+    printf '%s\n' "${order[@]}" >"$dest/order"
+}
+
 # ---- 2. lab-host kernel + module set --------------------------------------
 LAB=$CACHE/lab
 mkdir -p "$LAB" "$CACHE/guest"
@@ -95,33 +124,14 @@ if [ ! -s "$LAB/host-vmlinuz" ] || [ ! -s "$LAB/modules/order" ] || [ ! -s "$LAB
     kver=$(fetch_kernel "$pkg" host)
     root=$TMPD/host
     say "resolving module dependencies for $ROOT_MODULES ($kver)"
-    depmod -b "$root" "$kver"
-    rm -rf "$LAB/modules.new"; mkdir -p "$LAB/modules.new"
-    declare -A seen=()
-    order=()
-    visit() {   # depth-first: dependencies first
-        local m=${1//-/_} d f
-        [ -n "${seen[$m]:-}" ] && return 0
-        seen[$m]=1
-        for d in $(modinfo -b "$root" -k "$kver" -F depends "$m" | tr ',' ' '); do visit "$d"; done
-        f=$(modinfo -b "$root" -k "$kver" -F filename "$m") || die "module $m not found in $kver"
-        [ -f "$f" ] || die "module $m: no file ($f)"
-        case "$f" in
-            *.ko.xz)  xz -dc "$f" >"$LAB/modules.new/$m.ko" ;;
-            *.ko.zst) zstd -qdc "$f" >"$LAB/modules.new/$m.ko" ;;
-            *.ko.gz)  gzip -dc "$f" >"$LAB/modules.new/$m.ko" ;;
-            *)        cp "$f" "$LAB/modules.new/$m.ko" ;;
-        esac
-        order+=("$m")
-    }
-    for m in $ROOT_MODULES; do visit "$m"; done
-    printf '%s\n' "${order[@]}" >"$LAB/modules.new/order"
+    rm -rf "$LAB/modules.new"
+    collect_modules "$root" "$kver" "$LAB/modules.new" $ROOT_MODULES
     rm -rf "$LAB/modules"; mv "$LAB/modules.new" "$LAB/modules"
     cp "$root/boot/vmlinuz-$kver" "$LAB/host-vmlinuz.new" && mv "$LAB/host-vmlinuz.new" "$LAB/host-vmlinuz"
     echo "$kver" >"$LAB/host-kver"
     rm -f "$LAB/host-initrd.img"
     rm -rf "$root"
-    say "lab-host kernel $kver, modules: ${order[*]}"
+    say "lab-host kernel $kver, modules: $(tr '\n' ' ' <"$LAB/modules/order")"
 fi
 
 # ---- 3. lab-host initramfs --------------------------------------------------
@@ -189,10 +199,15 @@ fi
 
 # ---- 4. guest kernel (Debian cloud flavour) ---------------------------------
 G=$CACHE/guest
-if [ ! -s "$G/vmlinuz-cloud" ] || [ ! -s "$G/cloud-kver" ]; then
+# Modules the guest's initramfs loads to find minnow's virtio-mmio devices via ACPI.
+GUEST_MODULES="virtio_mmio virtio_blk virtio_net"
+if [ ! -s "$G/vmlinuz-cloud" ] || [ ! -s "$G/cloud-kver" ] || [ ! -s "$G/modules/order" ]; then
     pkg=$(resolve_dep linux-image-cloud-amd64)
     mktmp
     kver=$(fetch_kernel "$pkg" cloud)
+    rm -rf "$G/modules.new"
+    collect_modules "$TMPD/cloud" "$kver" "$G/modules.new" $GUEST_MODULES
+    rm -rf "$G/modules"; mv "$G/modules.new" "$G/modules"
     cp "$TMPD/cloud/boot/vmlinuz-$kver" "$G/vmlinuz-cloud.new" && mv "$G/vmlinuz-cloud.new" "$G/vmlinuz-cloud"
     cp "$TMPD/cloud/boot/config-$kver" "$G/config-cloud" 2>/dev/null || true
     echo "$kver" >"$G/cloud-kver"
@@ -202,10 +217,10 @@ fi
 
 # ---- 5. guest initramfs -----------------------------------------------------
 MK=$REPO/resources/guest/mkinitramfs.sh
-G_STAMP=$( { cat "$MK"; md5sum <"$BUSYBOX"; } | md5sum | cut -d' ' -f1)
+G_STAMP=$( { cat "$MK"; md5sum <"$BUSYBOX"; cat "$G/modules/order"; } | md5sum | cut -d' ' -f1)
 if [ ! -s "$G/initramfs.cpio.gz" ] || [ "$(cat "$G/initramfs.cpio.gz.stamp" 2>/dev/null)" != "$G_STAMP" ]; then
     say "building guest initramfs"
-    bash "$MK" "$G/initramfs.cpio.gz.new" >&2
+    bash "$MK" --modules "$G/modules" "$G/initramfs.cpio.gz.new" >&2
     mv "$G/initramfs.cpio.gz.new" "$G/initramfs.cpio.gz"
     echo "$G_STAMP" >"$G/initramfs.cpio.gz.stamp"
 fi

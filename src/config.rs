@@ -158,7 +158,7 @@ impl VmConfig {
         if self.disks.len() > MAX_DISKS {
             return Err(Error::TooManyDisks(self.disks.len()));
         }
-        if self.hugepages && self.mem_mib % 2 != 0 {
+        if self.hugepages && !self.mem_mib.is_multiple_of(2) {
             return Err(Error::HugepageSize(self.mem_mib));
         }
         if self.vcpus == 0 || self.vcpus > u64::from(mptable::MAX_CPUS) {

@@ -28,6 +28,8 @@ enum Command {
     Run(RunArgs),
     /// Manage container images (OCI layout store).
     Image(minnow::image::cli::ImageArgs),
+    /// Run and manage containers.
+    Container(minnow::container::cli::ContainerArgs),
 }
 
 #[derive(Args)]
@@ -151,6 +153,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args, start),
         Command::Image(args) => minnow::image::cli::run(args),
+        Command::Container(args) => minnow::container::cli::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -210,3 +210,34 @@ fn hugepages_need_reserved_pages() {
         assert!(stdout.contains("hello from 64-bit"), "{stdout} {stderr}");
     }
 }
+
+#[test]
+fn disk_errors() {
+    let k = guest("hello64.elf");
+    let k = k.to_str().unwrap();
+    let e = fails(
+        &["run", "--kernel", k, "--disk", "/nonexistent/disk.img"],
+        &[],
+    );
+    assert!(e.contains("cannot open disk /nonexistent/disk.img"), "{e}");
+    let d = tmp();
+    let e = fails(
+        &["run", "--kernel", k, "--disk", d.path().to_str().unwrap()],
+        &[],
+    );
+    assert!(e.contains("is a directory"), "{e}");
+    let odd = d.path().join("odd.img");
+    std::fs::write(&odd, b"abc").unwrap();
+    let e = fails(
+        &["run", "--kernel", k, "--disk", odd.to_str().unwrap()],
+        &[],
+    );
+    assert!(e.contains("512-byte sectors"), "{e}");
+    // Flag syntax errors come from clap: exit 2, one error line.
+    let mut cmd = minnow();
+    cmd.args(["run", "--kernel", k, "--disk", "x.img,bogus"]);
+    let out = run_with_timeout(cmd, 30);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("unknown disk option `bogus`"), "{stderr}");
+}

@@ -194,3 +194,89 @@ fn halted_guest_does_not_spin_and_sigterm_stops_it() {
     let status = wait_with_deadline(&mut child, 10).expect("minnow did not stop on SIGTERM");
     assert_eq!(status.code(), Some(0));
 }
+
+/// Writes a 4 KiB image starting with `MINNOW-DISK-TEST`.
+fn disk_image(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("vb.img");
+    let mut data = b"MINNOW-DISK-TEST".to_vec();
+    data.resize(4096, 0x5a);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+#[test]
+fn guest_reads_and_writes_a_virtio_blk_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path());
+    let out = run_guest("virtioblk.elf", &["--disk", img.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("virtio-blk: capacity 0x8"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains("virtio-blk: read MINNOW-DISK-TEST"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("virtio-blk: done"), "{stdout}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let after = std::fs::read(&img).unwrap();
+    assert_eq!(&after[..16], b"MINNOW-DISK-DONE");
+    assert!(
+        after[16..].iter().all(|&b| b == 0x5a),
+        "the rest of the disk is untouched"
+    );
+}
+
+#[test]
+fn read_only_disk_refuses_guest_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path());
+    let before = std::fs::read(&img).unwrap();
+    let arg = format!("{},ro", img.display());
+    let out = run_guest("virtioblk.elf", &["--disk", &arg]);
+    let (stdout, stderr) = text(&out);
+    assert!(
+        stdout.contains("virtio-blk: read-only"),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        stdout.contains("virtio-blk: write status 1"),
+        "IOERR expected: {stdout}"
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), before);
+}
+
+#[test]
+fn disk_in_use_by_another_vm_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = disk_image(dir.path());
+    let mut first = minnow()
+        .args(["run", "--mem-mib", "32", "--kernel"])
+        .arg(guest("halt.elf"))
+        .arg("--disk")
+        .arg(&img)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(first.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("halting"), "{line}");
+    let out = run_guest("virtioblk.elf", &["--disk", img.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is in use by another process"), "{stderr}");
+}
+
+#[test]
+fn guest_without_a_disk_sees_no_device() {
+    let out = run_guest("virtioblk.elf", &[]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("virtio-blk: no device"), "{stdout}");
+}

@@ -11,7 +11,9 @@
 set -euo pipefail
 
 die() { echo "mkinitramfs: error: $*" >&2; exit 1; }
-[ $# -eq 1 ] || die "usage: $0 OUTPUT.cpio.gz"
+MODULES=
+if [ "${1:-}" = --modules ]; then MODULES=${2:?}; shift 2; fi
+[ $# -eq 1 ] || die "usage: $0 [--modules DIR] OUTPUT.cpio.gz"
 OUT=$1
 
 BUSYBOX=
@@ -31,6 +33,11 @@ cp "$BUSYBOX" "$R/bin/busybox"
 for app in $("$BUSYBOX" --list); do
     [ -e "$R/bin/$app" ] || ln -s busybox "$R/bin/$app"
 done
+if [ -n "$MODULES" ]; then
+    # Kernel modules (DIR/*.ko and DIR/order), loaded by /init in that order.
+    mkdir -p "$R/lib/modules"
+    cp "$MODULES"/*.ko "$MODULES/order" "$R/lib/modules/"
+fi
 # The kernel opens /dev/console before running /init; devtmpfs is not there yet.
 mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null || true
 
@@ -42,11 +49,35 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 [ -t 1 ] || exec </dev/console >/dev/console 2>&1
 say() { echo "$1"; echo "<1>$1" >/dev/kmsg; }
+if [ -f /lib/modules/order ]; then
+    for m in $(cat /lib/modules/order); do insmod /lib/modules/$m.ko 2>/dev/null; done
+fi
 say "MINNOW-GUEST-UP"
 say "nproc=$(nproc)"
 # minnow's boot-timer device (same convention as Firecracker): MMIO byte write.
 devmem 0xd0000000 8 123 || echo "boot-timer: devmem write failed"
 case " $(cat /proc/cmdline) " in
+*" minnow.blktest "*)
+    # vda: ext4 with hello.txt (write guest.txt); vdb: read-only (a write must fail).
+    sleep 0.2   # let the block devices appear
+    for d in vda vdb; do
+        [ -e /sys/block/$d ] && say "blk: $d $(cat /sys/block/$d/size) sectors ro=$(cat /sys/block/$d/ro)"
+    done
+    mkdir -p /mnt
+    if mount -t ext4 /dev/vda /mnt; then
+        say "blk: hello.txt says $(cat /mnt/hello.txt)"
+        echo "written-by-guest" >/mnt/guest.txt && sync && say "blk: wrote guest.txt"
+        umount /mnt
+    fi
+    if [ -e /dev/vdb ]; then
+        if echo x | dd of=/dev/vdb bs=512 count=1 conv=fsync 2>/dev/null; then
+            say "blk: vdb write ACCEPTED"
+        else
+            say "blk: vdb write refused"
+        fi
+    fi
+    sync
+    ;;
 *" minnow.shell "*)
     echo "minnow.shell: starting a shell (exit or 'reboot -f' to leave)"
     setsid cttyhack sh -l

@@ -299,7 +299,7 @@ impl BusDevice for MmioTransport {
                 .read_config(offset - reg::CONFIG, data);
             return;
         }
-        if data.len() != 4 || offset % 4 != 0 {
+        if data.len() != 4 || !offset.is_multiple_of(4) {
             log::debug!(
                 "virtio-mmio: {}-byte read at {offset:#x} ignored",
                 data.len()
@@ -318,7 +318,7 @@ impl BusDevice for MmioTransport {
             self.config_generation = self.config_generation.wrapping_add(1);
             return;
         }
-        if data.len() != 4 || offset % 4 != 0 {
+        if data.len() != 4 || !offset.is_multiple_of(4) {
             log::debug!(
                 "virtio-mmio: {}-byte write at {offset:#x} ignored",
                 data.len()
