@@ -37,6 +37,12 @@ pub enum Error {
     /// Too many disks.
     #[error("{0} disks given; at most {MAX_DISKS}")]
     TooManyDisks(usize),
+    /// A bad network option.
+    #[error("{0}")]
+    Net(String),
+    /// Too many devices.
+    #[error("{0} disks and network interfaces given; at most {MAX_DISKS} devices in all")]
+    TooManyDevices(usize),
     /// A bad vCPU count.
     #[error("--vcpus {0} is out of range; give between 1 and {max}", max = mptable::MAX_CPUS)]
     Vcpus(u64),
@@ -81,6 +87,108 @@ impl std::str::FromStr for DiskConfig {
     }
 }
 
+/// A network interface: a TAP on the host, virtio-net in the guest.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NetConfig {
+    /// The TAP device's name.
+    pub tap: String,
+    /// The guest's MAC address; derived from the TAP name when absent.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Create the TAP if it does not exist (needs CAP_NET_ADMIN; it goes away with the VM).
+    #[serde(default)]
+    pub create: bool,
+    /// The guest's address, `A.B.C.D/PREFIX`: minnow passes it on the kernel's `ip=`.
+    #[serde(default)]
+    pub guest_ip: Option<String>,
+    /// The host's address on the TAP, used as the guest's gateway in `ip=`.
+    #[serde(default)]
+    pub host_ip: Option<String>,
+}
+
+impl std::str::FromStr for NetConfig {
+    type Err = String;
+
+    /// `tap=NAME[,mac=MAC][,create][,guest-ip=A/P][,host-ip=A/P]`, as given to `--net`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut cfg = NetConfig::default();
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("tap", v)) => cfg.tap = v.to_string(),
+                Some(("mac", v)) => cfg.mac = Some(v.to_string()),
+                Some(("guest-ip", v)) => cfg.guest_ip = Some(v.to_string()),
+                Some(("host-ip", v)) => cfg.host_ip = Some(v.to_string()),
+                None if part == "create" => cfg.create = true,
+                _ => {
+                    return Err(format!(
+                        "unknown --net option `{part}`; use tap=NAME[,mac=MAC][,create][,guest-ip=A/P][,host-ip=A/P]"
+                    ))
+                }
+            }
+        }
+        if cfg.tap.is_empty() {
+            return Err("--net needs tap=NAME".into());
+        }
+        cfg.check().map_err(|e| e.to_string())?;
+        Ok(cfg)
+    }
+}
+
+/// An IPv4 address with prefix length.
+pub fn parse_cidr(s: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let (addr, prefix) = s.split_once('/')?;
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32)?;
+    Some((addr.parse().ok()?, prefix))
+}
+
+impl NetConfig {
+    /// Checks the name, MAC and addresses.
+    pub fn check(&self) -> Result<(), Error> {
+        crate::devices::virtio::net::tap::check_name(&self.tap)
+            .map_err(|e| Error::Net(e.to_string()))?;
+        if let Some(mac) = &self.mac {
+            mac.parse::<crate::devices::virtio::net::Mac>()
+                .map_err(Error::Net)?;
+        }
+        for ip in [&self.guest_ip, &self.host_ip].into_iter().flatten() {
+            if parse_cidr(ip).is_none() {
+                return Err(Error::Net(format!(
+                    "address `{ip}` is not A.B.C.D/PREFIX (e.g. 169.254.100.2/30)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The MAC to use: the given one, or 02:<5 bytes of a hash of the TAP name>.
+    pub fn mac(&self) -> crate::devices::virtio::net::Mac {
+        if let Some(m) = self.mac.as_deref().and_then(|m| m.parse().ok()) {
+            return m;
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.tap.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        let b = h.to_le_bytes();
+        crate::devices::virtio::net::Mac([0x02, b[0], b[1], b[2], b[3], b[4]])
+    }
+
+    /// The kernel's `ip=` argument for this interface (as eth`index`), if it has an address.
+    pub fn kernel_ip_arg(&self, index: usize) -> Option<String> {
+        let (addr, prefix) = parse_cidr(self.guest_ip.as_deref()?)?;
+        let mask =
+            std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0));
+        let gw = self
+            .host_ip
+            .as_deref()
+            .and_then(parse_cidr)
+            .map(|(a, _)| a.to_string())
+            .unwrap_or_default();
+        Some(format!("ip={addr}::{gw}:{mask}::eth{index}:off"))
+    }
+}
+
 /// Everything needed to build a VM.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -109,6 +217,9 @@ pub struct VmConfig {
     /// The root device (`root=` on the kernel command line); the first disk by default.
     #[serde(default)]
     pub root: Option<String>,
+    /// Network interfaces, in order: eth0, eth1, ...
+    #[serde(default)]
+    pub nets: Vec<NetConfig>,
 }
 
 fn default_mem() -> u64 {
@@ -157,6 +268,12 @@ impl VmConfig {
         }
         if self.disks.len() > MAX_DISKS {
             return Err(Error::TooManyDisks(self.disks.len()));
+        }
+        if self.disks.len() + self.nets.len() > MAX_DISKS {
+            return Err(Error::TooManyDevices(self.disks.len() + self.nets.len()));
+        }
+        for net in &self.nets {
+            net.check()?;
         }
         if self.hugepages && !self.mem_mib.is_multiple_of(2) {
             return Err(Error::HugepageSize(self.mem_mib));
@@ -292,6 +409,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("at most 16"));
+    }
+
+    #[test]
+    fn net_flags() {
+        let n: NetConfig = "tap=tap0,mac=02:00:00:00:00:07,create,guest-ip=169.254.100.2/30,host-ip=169.254.100.1/30"
+            .parse()
+            .unwrap();
+        assert_eq!(n.tap, "tap0");
+        assert!(n.create);
+        assert_eq!(n.mac().0, [2, 0, 0, 0, 0, 7]);
+        assert_eq!(
+            n.kernel_ip_arg(0).as_deref(),
+            Some("ip=169.254.100.2::169.254.100.1:255.255.255.252::eth0:off")
+        );
+        let plain: NetConfig = "tap=t1".parse().unwrap();
+        assert_eq!(plain.kernel_ip_arg(0), None);
+        assert_eq!(plain.mac().0[0], 2, "locally administered unicast");
+        assert_ne!(plain.mac(), "tap=t2".parse::<NetConfig>().unwrap().mac());
+        for (bad, needle) in [
+            ("tap=", "tap=NAME"),
+            ("mac=02:00:00:00:00:01", "tap=NAME"),
+            ("tap=averyveryverylongname", "longer than 15"),
+            ("tap=t,mac=zz", "malformed"),
+            ("tap=t,guest-ip=10.0.0.1", "A.B.C.D/PREFIX"),
+            ("tap=t,speed=fast", "unknown --net option `speed=fast`"),
+        ] {
+            let e = bad.parse::<NetConfig>().unwrap_err();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
     }
 
     #[test]

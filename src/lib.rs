@@ -9,5 +9,6 @@ pub mod boot;
 pub mod config;
 pub mod container;
 pub mod devices;
+pub mod hostnet;
 pub mod image;
 pub mod vmm;

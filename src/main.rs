@@ -26,10 +26,43 @@ struct Cli {
 enum Command {
     /// Boot a kernel; the guest's serial console is this terminal (Ctrl-A x quits).
     Run(RunArgs),
+    /// Host networking for microVMs: TAP devices.
+    Net(NetArgs),
     /// Manage container images (OCI layout store).
     Image(minnow::image::cli::ImageArgs),
     /// Run and manage containers.
     Container(minnow::container::cli::ContainerArgs),
+}
+
+#[derive(Args)]
+struct NetArgs {
+    #[command(subcommand)]
+    command: NetCommand,
+}
+
+#[derive(Subcommand)]
+enum NetCommand {
+    /// Create a TAP (if missing), give it an address and bring it up.
+    Setup {
+        /// TAP name (at most 15 bytes).
+        name: String,
+        /// Host address on the TAP, e.g. 169.254.100.1/30.
+        #[arg(long)]
+        host_ip: Option<String>,
+    },
+    /// Delete a TAP.
+    Teardown {
+        /// TAP name.
+        name: String,
+    },
+}
+
+fn net(args: NetArgs) -> Result<i32, String> {
+    match args.command {
+        NetCommand::Setup { name, host_ip } => minnow::hostnet::setup(&name, host_ip.as_deref()),
+        NetCommand::Teardown { name } => minnow::hostnet::teardown(&name),
+    }
+    .map(|()| 0)
 }
 
 #[derive(Args)]
@@ -61,6 +94,10 @@ struct RunArgs {
     /// Root device for the kernel (root=) [default: /dev/vda when a disk is given].
     #[arg(long)]
     root: Option<String>,
+    /// A network interface on a TAP: tap=NAME[,mac=MAC][,create][,guest-ip=A/P][,host-ip=A/P].
+    /// Repeat for more (eth0, eth1, ...).
+    #[arg(long = "net", value_name = "tap=NAME[,...]")]
+    nets: Vec<minnow::config::NetConfig>,
 }
 
 impl RunArgs {
@@ -90,6 +127,9 @@ impl RunArgs {
         }
         if self.root.is_some() {
             cfg.root = self.root;
+        }
+        if !self.nets.is_empty() {
+            cfg.nets = self.nets;
         }
         cfg.validate()?;
         Ok(cfg)
@@ -152,6 +192,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(args, start),
+        Command::Net(args) => net(args),
         Command::Image(args) => minnow::image::cli::run(args),
         Command::Container(args) => minnow::container::cli::run(args),
     };

@@ -13,7 +13,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::Error;
 use crate::arch::x86_64::acpi::MmioDevice;
 use crate::arch::x86_64::layout::{BOOT_TIMER_START, MMIO_DEVICE_SIZE, VIRTIO_MMIO_START};
-use crate::config::DiskConfig;
+use crate::config::{DiskConfig, NetConfig};
 use crate::devices::bus::{Bus, SharedDevice};
 use crate::devices::legacy::acpi_sleep::{AcpiSleep, SLEEP_CONTROL_PORT};
 use crate::devices::legacy::boot_timer::BootTimer;
@@ -21,6 +21,7 @@ use crate::devices::legacy::i8042::{I8042, I8042_LEN, I8042_PORT};
 use crate::devices::legacy::serial::{Serial, COM1_IRQ, COM1_LEN, COM1_PORT};
 use crate::devices::virtio::block::{disk::Disk, Block};
 use crate::devices::virtio::mmio::{reg, MmioTransport};
+use crate::devices::virtio::net::{tap::Tap, Net};
 use crate::devices::virtio::{Interrupt, QueueHandler, SharedVirtioDevice};
 use crate::devices::ExitEvent;
 
@@ -114,6 +115,25 @@ impl Devices {
             let opened =
                 Disk::open(&disk.path, disk.read_only).map_err(|e| Error::Disk(e.to_string()))?;
             self.add_virtio(vm, mem, Arc::new(Mutex::new(Block::new(opened))))?;
+        }
+        Ok(())
+    }
+
+    /// Adds one virtio-net device per TAP.
+    pub fn add_nets(
+        &mut self,
+        vm: &VmFd,
+        mem: &GuestMemoryMmap,
+        nets: &[NetConfig],
+    ) -> Result<(), Error> {
+        for net in nets {
+            let tap = Tap::open(&net.tap, net.create).map_err(|e| Error::Net(e.to_string()))?;
+            log::debug!("net: {} with MAC {}", tap.name(), net.mac());
+            self.add_virtio(
+                vm,
+                mem,
+                Arc::new(Mutex::new(Net::new(Box::new(tap), net.mac()))),
+            )?;
         }
         Ok(())
     }

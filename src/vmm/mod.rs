@@ -50,6 +50,9 @@ pub enum Error {
     /// A disk cannot be used.
     #[error("{0}")]
     Disk(String),
+    /// A network interface cannot be set up.
+    #[error("{0}")]
+    Net(String),
     /// A device cannot be created.
     #[error("cannot set up device {0}: {1}")]
     Device(&'static str, String),
@@ -116,14 +119,24 @@ impl Vmm {
         let booted = Arc::new(OnceLock::new());
         let mut devs = devices::Devices::legacy(&vm, &exit, start, &booted, out)?;
         devs.add_disks(&vm, &mem, &config.disks)?;
+        devs.add_nets(&vm, &mem, &config.nets)?;
 
         // Both descriptions of the machine: ACPI for kernels built without MP-table
         // support (Debian's cloud kernel), the MP table for kernels without ACPI.
         mptable::write(&mem, count).map_err(|e| Error::Device("MP table", e.to_string()))?;
         let rsdp = acpi::write(&mem, count, &devs.virtio)
             .map_err(|e| Error::Device("ACPI tables", e.to_string()))?;
+        let mut device_args = devs.cmdline_args();
+        if let Some(ip) = config
+            .nets
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| n.kernel_ip_arg(i))
+        {
+            device_args = format!("{device_args} {ip}");
+        }
         let cmdline = boot::cmdline::compose(
-            &devs.cmdline_args(),
+            &device_args,
             config.root_device().as_deref(),
             config.disks.first().is_some_and(|d| d.read_only),
             config.cmdline.as_deref(),

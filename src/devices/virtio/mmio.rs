@@ -563,4 +563,30 @@ mod tests {
             status::ACKNOWLEDGE | status::DRIVER
         );
     }
+
+    #[test]
+    fn random_register_traffic_never_panics() {
+        let mut f = fixture();
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let offset = ((x >> 8) % 0x140) & !3;
+            let value = (x >> 32) as u32;
+            if x & 1 == 0 {
+                // Bias towards the status and queue registers so activation happens.
+                let offset = [
+                    reg::STATUS,
+                    reg::QUEUE_NUM,
+                    reg::QUEUE_READY,
+                    reg::QUEUE_SEL,
+                ][(x >> 40) as usize % 4];
+                w(&mut f.t, offset, value % 16);
+            } else {
+                w(&mut f.t, offset, value);
+            }
+            let _ = r(&mut f.t, offset);
+        }
+    }
 }

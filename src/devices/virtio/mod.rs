@@ -4,6 +4,7 @@
 
 pub mod block;
 pub mod mmio;
+pub mod net;
 
 use std::os::unix::io::RawFd;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -100,6 +101,11 @@ pub trait VirtioDevice: Send {
     }
     /// Handles readiness of extra fd number `index`.
     fn process_extra(&mut self, _index: usize, _events: EventSet) {}
+    /// Whether extra fd number `index` should be watched now (a device stops watching
+    /// its input while it has nowhere to put it: back-pressure instead of buffering).
+    fn watch_extra(&self, _index: usize) -> bool {
+        true
+    }
     /// Whether the device hit a fatal error and wants the driver to reset it.
     fn needs_reset(&self) -> bool {
         false
@@ -113,6 +119,7 @@ pub type SharedVirtioDevice = Arc<Mutex<dyn VirtioDevice>>;
 pub struct QueueHandler {
     device: SharedVirtioDevice,
     queue_evts: Vec<EventFd>,
+    extra: Vec<(RawFd, EventSet, bool)>,
 }
 
 const EXTRA_BASE: u32 = 1 << 16;
@@ -120,20 +127,42 @@ const EXTRA_BASE: u32 = 1 << 16;
 impl QueueHandler {
     /// A handler for `device`, whose queue `i` is notified through `queue_evts[i]`.
     pub fn new(device: SharedVirtioDevice, queue_evts: Vec<EventFd>) -> Self {
-        QueueHandler { device, queue_evts }
+        QueueHandler {
+            device,
+            queue_evts,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds or removes extra fds from the loop as the device asks.
+    fn update_extra(&mut self, device: &dyn VirtioDevice, ops: &mut EventOps) {
+        for (i, (fd, set, watched)) in self.extra.iter_mut().enumerate() {
+            let want = device.watch_extra(i);
+            if want == *watched {
+                continue;
+            }
+            let ev = Events::with_data_raw(*fd, EXTRA_BASE + i as u32, *set);
+            let result = if want { ops.add(ev) } else { ops.remove(ev) };
+            match result {
+                Ok(()) => *watched = want,
+                Err(e) => log::error!("virtio: cannot change watch on fd {fd}: {e:?}"),
+            }
+        }
     }
 }
 
 impl MutEventSubscriber for QueueHandler {
-    fn process(&mut self, events: Events, _ops: &mut EventOps) {
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
         let data = events.data();
-        let mut device = self.device.lock().unwrap_or_else(|p| p.into_inner());
+        let device = self.device.clone();
+        let mut device = device.lock().unwrap_or_else(|p| p.into_inner());
         if data >= EXTRA_BASE {
             device.process_extra((data - EXTRA_BASE) as usize, events.event_set());
         } else if let Some(evt) = self.queue_evts.get(data as usize) {
             let _ = evt.read();
             device.process_queue(data as usize);
         }
+        self.update_extra(&*device, ops);
     }
 
     fn init(&mut self, ops: &mut EventOps) {
@@ -142,16 +171,14 @@ impl MutEventSubscriber for QueueHandler {
                 log::error!("virtio: cannot watch queue {i}: {e:?}");
             }
         }
-        let extra = self
-            .device
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extra_fds();
-        for (i, (fd, set)) in extra.into_iter().enumerate() {
-            if let Err(e) = ops.add(Events::with_data_raw(fd, EXTRA_BASE + i as u32, set)) {
-                log::error!("virtio: cannot watch device fd {fd}: {e:?}");
-            }
-        }
+        let device = self.device.clone();
+        let device = device.lock().unwrap_or_else(|p| p.into_inner());
+        self.extra = device
+            .extra_fds()
+            .into_iter()
+            .map(|(fd, set)| (fd, set, false))
+            .collect();
+        self.update_extra(&*device, ops);
     }
 }
 

@@ -1,0 +1,406 @@
+//! virtio-net with one RX/TX queue pair over a TAP: MAC in config space, checksum and
+//! TSO offloads passed through to the TAP, mergeable RX buffers. The TAP is watched on
+//! the event loop; while a received frame has no guest buffer to go to, minnow stops
+//! reading the TAP (the kernel queues or drops), so nothing buffers without bound.
+
+pub mod tap;
+
+use std::io;
+use std::os::unix::io::RawFd;
+use std::sync::Arc;
+
+use virtio_bindings::virtio_net::{
+    VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6,
+    VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC, VIRTIO_NET_F_MRG_RXBUF,
+};
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::{Address, Bytes, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+
+use super::{ActivateError, Interrupt, VirtioDevice, INT_VRING};
+use tap::{NetBackend, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, VNET_HDR_LEN};
+
+/// virtio device ID of a network device.
+pub const DEVICE_TYPE: u32 = 1;
+/// Descriptors per queue.
+pub const QUEUE_SIZE: u16 = 256;
+const QUEUE_SIZES: [u16; 2] = [QUEUE_SIZE, QUEUE_SIZE];
+const RX: usize = 0;
+const TX: usize = 1;
+/// Largest frame with its header: 64 KiB of TSO payload plus Ethernet and vnet headers.
+pub const MAX_FRAME: usize = 65536 + 14 + VNET_HDR_LEN;
+/// Frames handled per event before yielding to the loop.
+const BATCH: usize = 64;
+/// Offset of `num_buffers` in the vnet header.
+const NUM_BUFFERS_OFFSET: u64 = 10;
+
+/// A MAC address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+impl std::str::FromStr for Mac {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("MAC address `{s}` is malformed; write six hex bytes like 02:00:00:00:00:01")
+        };
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 6 {
+            return Err(bad());
+        }
+        let mut mac = [0u8; 6];
+        for (b, p) in mac.iter_mut().zip(parts) {
+            if p.len() != 2 {
+                return Err(bad());
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+        }
+        if mac[0] & 1 == 1 {
+            return Err(format!(
+                "MAC address `{s}` is multicast; use a unicast one (first byte even, e.g. 02:...)"
+            ));
+        }
+        Ok(Mac(mac))
+    }
+}
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+struct Active {
+    mem: GuestMemoryMmap,
+    rx: Queue,
+    tx: Queue,
+    interrupt: Arc<Interrupt>,
+    mergeable: bool,
+}
+
+/// Counters, for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub rx_frames: u64,
+    pub tx_frames: u64,
+    pub rx_dropped: u64,
+    pub tx_dropped: u64,
+}
+
+/// A virtio-net device.
+pub struct Net {
+    backend: Box<dyn NetBackend>,
+    mac: Mac,
+    active: Option<Active>,
+    /// A frame read from the backend that no guest buffer took yet.
+    pending: Vec<u8>,
+    pending_len: usize,
+    tx_buf: Vec<u8>,
+    stats: Stats,
+}
+
+impl Net {
+    /// A device sending and receiving through `backend`.
+    pub fn new(backend: Box<dyn NetBackend>, mac: Mac) -> Self {
+        Net {
+            backend,
+            mac,
+            active: None,
+            pending: vec![0; MAX_FRAME],
+            pending_len: 0,
+            tx_buf: Vec::with_capacity(MAX_FRAME),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Moves frames from the backend into RX buffers until either runs out.
+    fn receive(&mut self) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let mut delivered = false;
+        for _ in 0..BATCH {
+            if self.pending_len == 0 {
+                match self.backend.recv(&mut self.pending) {
+                    Ok(n) if n > VNET_HDR_LEN => self.pending_len = n,
+                    Ok(_) => {
+                        self.stats.rx_dropped += 1;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        log::warn!("virtio-net: reading the TAP failed: {e}");
+                        break;
+                    }
+                }
+            }
+            match deliver(
+                &a.mem,
+                &mut a.rx,
+                &self.pending[..self.pending_len],
+                a.mergeable,
+            ) {
+                Delivery::Done => {
+                    self.stats.rx_frames += 1;
+                    delivered = true;
+                    self.pending_len = 0;
+                }
+                Delivery::Dropped => {
+                    self.stats.rx_dropped += 1;
+                    delivered = true;
+                    self.pending_len = 0;
+                }
+                Delivery::NoBuffers => {
+                    // Ask the driver to tell us when it adds buffers.
+                    let _ = a.rx.enable_notification(&a.mem);
+                    break;
+                }
+            }
+        }
+        if delivered && a.rx.needs_notification(&a.mem).unwrap_or(true) {
+            a.interrupt.raise(INT_VRING);
+        }
+    }
+
+    /// Sends every frame the guest queued.
+    fn transmit(&mut self) {
+        let Some(a) = self.active.as_mut() else {
+            return;
+        };
+        let mut sent = false;
+        for _ in 0..usize::from(QUEUE_SIZE) {
+            let Some(chain) = a.tx.pop_descriptor_chain(&a.mem) else {
+                break;
+            };
+            let head = chain.head_index();
+            self.tx_buf.clear();
+            let mut ok = true;
+            for desc in chain {
+                let len = desc.len() as usize;
+                if desc.is_write_only() || self.tx_buf.len() + len > MAX_FRAME {
+                    ok = false;
+                    break;
+                }
+                let start = self.tx_buf.len();
+                self.tx_buf.resize(start + len, 0);
+                if a.mem
+                    .read_slice(&mut self.tx_buf[start..], desc.addr())
+                    .is_err()
+                {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok && self.tx_buf.len() > VNET_HDR_LEN && self.backend.send(&self.tx_buf).is_ok() {
+                self.stats.tx_frames += 1;
+            } else {
+                self.stats.tx_dropped += 1;
+            }
+            if a.tx.add_used(&a.mem, head, 0).is_err() {
+                log::warn!("virtio-net: cannot update the TX used ring");
+                break;
+            }
+            sent = true;
+        }
+        if sent && a.tx.needs_notification(&a.mem).unwrap_or(true) {
+            a.interrupt.raise(INT_VRING);
+        }
+    }
+}
+
+/// What happened to one received frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Copied into one or more RX chains.
+    Done,
+    /// The guest's buffers could not hold it (or were unusable): dropped.
+    Dropped,
+    /// No RX buffers: try again when the driver adds some.
+    NoBuffers,
+}
+
+/// Copies `frame` (vnet header first) into RX chains. With mergeable buffers a frame may
+/// span several chains, and `num_buffers` in the header says how many.
+pub fn deliver(mem: &GuestMemoryMmap, q: &mut Queue, frame: &[u8], mergeable: bool) -> Delivery {
+    let mut written = 0usize;
+    let mut used: Vec<(u16, u32)> = Vec::new();
+    let mut header_at = None;
+    let mut broken = false;
+    while written < frame.len() {
+        let Some(chain) = q.pop_descriptor_chain(mem) else {
+            // Give back the chains taken for this frame and wait for more.
+            for _ in 0..used.len() {
+                q.go_to_previous_position();
+            }
+            return Delivery::NoBuffers;
+        };
+        let head = chain.head_index();
+        let mut in_chain = 0usize;
+        for desc in chain {
+            if !desc.is_write_only() {
+                broken = true;
+                break;
+            }
+            let n = (desc.len() as usize).min(frame.len() - written);
+            if header_at.is_none() {
+                if n < VNET_HDR_LEN {
+                    broken = true;
+                    break;
+                }
+                header_at = Some(desc.addr());
+            }
+            if mem
+                .write_slice(&frame[written..written + n], desc.addr())
+                .is_err()
+            {
+                broken = true;
+                break;
+            }
+            written += n;
+            in_chain += n;
+            if written == frame.len() {
+                break;
+            }
+        }
+        used.push((head, in_chain as u32));
+        if broken || !mergeable {
+            break;
+        }
+    }
+    let complete = !broken && written == frame.len();
+    if let Some(addr) = header_at.filter(|_| complete) {
+        let count = used.len() as u16;
+        if let Some(at) = addr.checked_add(NUM_BUFFERS_OFFSET) {
+            let _ = mem.write_obj(count.to_le(), at);
+        }
+    }
+    for (head, len) in &used {
+        // A frame that did not fit is returned with length 0: the driver drops it.
+        let len = if complete { *len } else { 0 };
+        if q.add_used(mem, *head, len).is_err() {
+            return Delivery::Dropped;
+        }
+    }
+    if complete {
+        Delivery::Done
+    } else {
+        Delivery::Dropped
+    }
+}
+
+impl VirtioDevice for Net {
+    fn device_type(&self) -> u32 {
+        DEVICE_TYPE
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &QUEUE_SIZES
+    }
+
+    fn features(&self) -> u64 {
+        [
+            VIRTIO_NET_F_MAC,
+            VIRTIO_NET_F_MRG_RXBUF,
+            VIRTIO_NET_F_CSUM,
+            VIRTIO_NET_F_GUEST_CSUM,
+            VIRTIO_NET_F_GUEST_TSO4,
+            VIRTIO_NET_F_GUEST_TSO6,
+            VIRTIO_NET_F_HOST_TSO4,
+            VIRTIO_NET_F_HOST_TSO6,
+        ]
+        .iter()
+        .fold(0, |f, bit| f | (1u64 << bit))
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        let start = offset as usize;
+        if let Some(src) = self.mac.0.get(start..start + data.len()) {
+            data.copy_from_slice(src);
+        }
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        queues: Vec<Queue>,
+        acked: u64,
+        interrupt: Arc<Interrupt>,
+    ) -> Result<(), ActivateError> {
+        let [rx, tx]: [Queue; 2] = queues.try_into().map_err(|_| ActivateError::BadQueue(2))?;
+        if !rx.ready() || !tx.ready() {
+            return Err(ActivateError::BadQueue(if rx.ready() { TX } else { RX }));
+        }
+        let has = |bit: u32| acked & (1u64 << bit) != 0;
+        let mut offload = 0;
+        if has(VIRTIO_NET_F_GUEST_CSUM) {
+            offload |= TUN_F_CSUM;
+            if has(VIRTIO_NET_F_GUEST_TSO4) {
+                offload |= TUN_F_TSO4;
+            }
+            if has(VIRTIO_NET_F_GUEST_TSO6) {
+                offload |= TUN_F_TSO6;
+            }
+        }
+        self.backend
+            .set_offload(offload)
+            .map_err(|e| ActivateError::Backend(format!("TUNSETOFFLOAD: {e}")))?;
+        self.active = Some(Active {
+            mem,
+            rx,
+            tx,
+            interrupt,
+            mergeable: has(VIRTIO_NET_F_MRG_RXBUF),
+        });
+        self.receive();
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.active = None;
+        self.pending_len = 0;
+    }
+
+    fn process_queue(&mut self, index: usize) {
+        match index {
+            RX => self.receive(),
+            TX => self.transmit(),
+            _ => {}
+        }
+    }
+
+    fn extra_fds(&self) -> Vec<(RawFd, EventSet)> {
+        vec![(self.backend.fd(), EventSet::IN)]
+    }
+
+    fn process_extra(&mut self, _index: usize, _events: EventSet) {
+        if self.active.is_some() {
+            self.receive();
+        } else {
+            // No driver yet: drain (a batch at a time) so the TAP does not stay readable.
+            for _ in 0..BATCH {
+                if self.backend.recv(&mut self.pending).is_err() {
+                    break;
+                }
+                self.stats.rx_dropped += 1;
+            }
+        }
+    }
+
+    fn watch_extra(&self, _index: usize) -> bool {
+        self.pending_len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,195 @@
+//! TAP devices: the host end of a virtio-net device. Frames carry a 12-byte virtio-net
+//! header (IFF_VNET_HDR) so checksum and segmentation offloads pass through untouched.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::path::Path;
+
+/// Length of the header on every frame (`struct virtio_net_hdr_v1`).
+pub const VNET_HDR_LEN: usize = 12;
+/// Longest interface name (IFNAMSIZ - 1).
+pub const MAX_NAME_LEN: usize = 15;
+
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
+
+/// Offload flags for TUNSETOFFLOAD.
+pub const TUN_F_CSUM: u32 = 0x01;
+pub const TUN_F_TSO4: u32 = 0x02;
+pub const TUN_F_TSO6: u32 = 0x04;
+
+/// A TAP problem, phrased for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("TAP name `{0}` is longer than {MAX_NAME_LEN} bytes; choose a shorter name")]
+    NameTooLong(String),
+    #[error("TAP name is empty; use --net tap=NAME")]
+    NameEmpty,
+    #[error("TAP device {0} does not exist; create it (minnow net setup {0} --host-ip ADDR/PREFIX) or add ,create")]
+    Missing(String),
+    #[error("no permission to use TAP device {0}; run as root (CAP_NET_ADMIN) or give the TAP to your user (ip tuntap add {0} mode tap user $USER)")]
+    Permission(String),
+    #[error("cannot open /dev/net/tun: {0}; load the tun module (modprobe tun)")]
+    Tun(io::Error),
+    #[error("cannot attach to TAP device {name}: {source}")]
+    Attach { name: String, source: io::Error },
+}
+
+#[repr(C)]
+struct IfReq {
+    name: [u8; 16],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// An open TAP queue.
+pub struct Tap {
+    file: File,
+    name: String,
+}
+
+/// Checks an interface name.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() {
+        return Err(Error::NameEmpty);
+    }
+    if name.len() > MAX_NAME_LEN || name.contains('/') || name.contains(char::is_whitespace) {
+        return Err(Error::NameTooLong(name.to_string()));
+    }
+    Ok(())
+}
+
+impl Tap {
+    /// Attaches to TAP `name`; creates it (non-persistent) only when `create` is set.
+    pub fn open(name: &str, create: bool) -> Result<Tap, Error> {
+        check_name(name)?;
+        if !create && !Path::new("/sys/class/net").join(name).exists() {
+            return Err(Error::Missing(name.to_string()));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .map_err(Error::Tun)?;
+        let mut req = IfReq {
+            name: [0; 16],
+            flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
+            _pad: [0; 22],
+        };
+        req.name[..name.len()].copy_from_slice(name.as_bytes());
+        // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` lays out
+        // (16-byte name, flags, padding to 40 bytes); `file` is an open tun fd.
+        let ret = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) };
+        if ret < 0 {
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => Error::Permission(name.to_string()),
+                _ => Error::Attach {
+                    name: name.to_string(),
+                    source: e,
+                },
+            });
+        }
+        let tap = Tap {
+            file,
+            name: name.to_string(),
+        };
+        tap.ioctl_int(TUNSETVNETHDRSZ, VNET_HDR_LEN as libc::c_int)
+            .map_err(|source| Error::Attach {
+                name: name.to_string(),
+                source,
+            })?;
+        Ok(tap)
+    }
+
+    fn ioctl_int(&self, request: libc::c_ulong, value: libc::c_int) -> io::Result<()> {
+        let mut v = value;
+        // SAFETY: TUNSETVNETHDRSZ reads an int through the pointer, which points at a
+        // live local; the fd is an open tun fd.
+        let ret =
+            unsafe { libc::ioctl(self.file.as_raw_fd(), request, &mut v as *mut libc::c_int) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Tells the TAP which offloads the guest accepts (TUN_F_* flags).
+    pub fn set_offload(&self, flags: u32) -> io::Result<()> {
+        // SAFETY: TUNSETOFFLOAD takes its flags by value; the fd is an open tun fd.
+        let ret =
+            unsafe { libc::ioctl(self.file.as_raw_fd(), TUNSETOFFLOAD, flags as libc::c_ulong) };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// What virtio-net needs from its host end (a TAP, or a fake in tests).
+pub trait NetBackend: Send {
+    /// Reads one frame (with its virtio-net header); `WouldBlock` when none is waiting.
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Sends one frame (with its virtio-net header).
+    fn send(&mut self, frame: &[u8]) -> io::Result<()>;
+    /// Applies the offloads the guest negotiated.
+    fn set_offload(&mut self, flags: u32) -> io::Result<()>;
+    /// The fd to watch for incoming frames.
+    fn fd(&self) -> RawFd;
+}
+
+impl NetBackend for Tap {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+
+    fn send(&mut self, frame: &[u8]) -> io::Result<()> {
+        self.file.write(frame).map(|_| ())
+    }
+
+    fn set_offload(&mut self, flags: u32) -> io::Result<()> {
+        Tap::set_offload(self, flags)
+    }
+
+    fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(check_name("tap0").is_ok());
+        assert!(check_name("a-fifteen-chars").is_ok());
+        let e = check_name("sixteen-chars-xx").unwrap_err().to_string();
+        assert!(e.contains("longer than 15"), "{e}");
+        assert!(matches!(check_name(""), Err(Error::NameEmpty)));
+        assert!(check_name("a/b").is_err());
+    }
+
+    #[test]
+    fn missing_tap_is_a_clear_error() {
+        let e = Tap::open("minnow-nope0", false).err().unwrap().to_string();
+        assert!(e.contains("does not exist") && e.contains(",create"), "{e}");
+    }
+
+    #[test]
+    fn ifreq_has_the_kernel_layout() {
+        assert_eq!(std::mem::size_of::<IfReq>(), 40);
+    }
+}

@@ -1,0 +1,144 @@
+//! virtio-net set-up on the host: TAP handling and errors. Each test works inside a
+//! network namespace it creates (never the machine's own), with link-local addresses.
+//! Moving real traffic needs a Linux guest: that is in the lab (tests/lab/net.sh).
+
+mod common;
+
+use std::process::Command;
+
+use common::{guest, minnow, run_with_timeout, text};
+
+/// A network namespace that is deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!("minnow-{tag}-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name} failed (needs root and iproute2)");
+        Netns(name)
+    }
+
+    fn exec(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(args);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn minnow_path() -> String {
+    minnow().get_program().to_string_lossy().into_owned()
+}
+
+#[test]
+fn net_setup_creates_an_addressed_tap_and_a_vm_uses_it() {
+    let ns = Netns::new("tap");
+    let m = minnow_path();
+    let out = ns
+        .exec(&[&m, "net", "setup", "mtap0", "--host-ip", "169.254.100.1/30"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = ns
+        .exec(&["ip", "-o", "addr", "show", "dev", "mtap0"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&addr.stdout).contains("169.254.100.1/30"));
+    let k = guest("hello64.elf");
+    let cmd = ns.exec(&[
+        &m,
+        "run",
+        "--kernel",
+        k.to_str().unwrap(),
+        "--mem-mib",
+        "32",
+        "--net",
+        "tap=mtap0,mac=02:00:00:00:00:09,guest-ip=169.254.100.2/30,host-ip=169.254.100.1/30",
+        "--log-level",
+        "debug",
+    ]);
+    let out = run_with_timeout(cmd, 30);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("hello from 64-bit"));
+    assert!(
+        stderr.contains("net: mtap0 with MAC 02:00:00:00:00:09"),
+        "{stderr}"
+    );
+    let out = ns.exec(&[&m, "net", "teardown", "mtap0"]).output().unwrap();
+    assert!(out.status.success());
+    let gone = ns.exec(&["ip", "link", "show", "mtap0"]).output().unwrap();
+    assert!(!gone.status.success(), "TAP still there after teardown");
+}
+
+#[test]
+fn create_makes_a_tap_that_goes_away_with_the_vm() {
+    let ns = Netns::new("create");
+    let k = guest("hello64.elf");
+    let m = minnow_path();
+    let cmd = ns.exec(&[
+        &m,
+        "run",
+        "--kernel",
+        k.to_str().unwrap(),
+        "--mem-mib",
+        "32",
+        "--net",
+        "tap=mtap1,create",
+    ]);
+    let out = run_with_timeout(cmd, 30);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
+    let gone = ns.exec(&["ip", "link", "show", "mtap1"]).output().unwrap();
+    assert!(
+        !gone.status.success(),
+        "a created TAP must not outlive the VM"
+    );
+}
+
+fn net_error(net: &str) -> String {
+    let ns = Netns::new("err");
+    let k = guest("hello64.elf");
+    let m = minnow_path();
+    let cmd = ns.exec(&[
+        &m,
+        "run",
+        "--kernel",
+        k.to_str().unwrap(),
+        "--mem-mib",
+        "32",
+        "--net",
+        net,
+    ]);
+    let out = run_with_timeout(cmd, 30);
+    let (_, stderr) = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn missing_tap_is_a_clear_error() {
+    let e = net_error("tap=nosuchtap");
+    assert!(e.contains("TAP device nosuchtap does not exist"), "{e}");
+}
+
+#[test]
+fn bad_net_options_are_clear_errors() {
+    assert!(net_error("tap=abcdefghijklmnopq").contains("longer than 15"));
+    assert!(net_error("tap=t0,mac=02:00:00:00:00").contains("malformed"));
+    assert!(net_error("tap=t0,mac=01:00:00:00:00:01").contains("multicast"));
+}
