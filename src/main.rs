@@ -162,8 +162,8 @@ fn run(args: RunArgs, start: Instant) -> Result<i32, String> {
         let _raw = RawTerminal::enter();
         vmm.run().map_err(|e| e.to_string())?
     };
-    let code = summary.reason.exit_code();
-    if code == 0 {
+    let code = summary.exit_code();
+    if summary.reason.exit_code() == 0 {
         log::info!("VM stopped: {:?}", summary.reason);
     } else {
         log::error!("VM stopped: {:?}", summary.reason);

@@ -280,3 +280,11 @@ fn guest_without_a_disk_sees_no_device() {
     let (stdout, _) = text(&out);
     assert!(stdout.contains("virtio-blk: no device"), "{stdout}");
 }
+
+#[test]
+fn workload_exit_status_becomes_minnows_exit_code() {
+    let out = run_guest("exit42.elf", &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(stdout.contains("workload exits 42"), "{stdout}");
+    assert_eq!(out.status.code(), Some(42), "{stderr}");
+}

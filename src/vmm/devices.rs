@@ -12,13 +12,16 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::Error;
 use crate::arch::x86_64::acpi::MmioDevice;
-use crate::arch::x86_64::layout::{BOOT_TIMER_START, MMIO_DEVICE_SIZE, VIRTIO_MMIO_START};
+use crate::arch::x86_64::layout::{
+    BOOT_TIMER_START, MMIO_DEVICE_SIZE, VIRTIO_MMIO_START, WORKLOAD_EXIT_START,
+};
 use crate::config::{DiskConfig, NetConfig};
 use crate::devices::bus::{Bus, SharedDevice};
 use crate::devices::legacy::acpi_sleep::{AcpiSleep, SLEEP_CONTROL_PORT};
 use crate::devices::legacy::boot_timer::BootTimer;
 use crate::devices::legacy::i8042::{I8042, I8042_LEN, I8042_PORT};
 use crate::devices::legacy::serial::{Serial, COM1_IRQ, COM1_LEN, COM1_PORT};
+use crate::devices::legacy::workload_exit::WorkloadExit;
 use crate::devices::virtio::block::{disk::Disk, Block};
 use crate::devices::virtio::mmio::{reg, MmioTransport};
 use crate::devices::virtio::net::{tap::Tap, Net};
@@ -55,6 +58,7 @@ impl Devices {
         exit: &Arc<ExitEvent>,
         start: Instant,
         booted: &Arc<OnceLock<Duration>>,
+        workload_status: &Arc<OnceLock<u8>>,
         out: Box<dyn Write + Send>,
     ) -> Result<Devices, Error> {
         let irq = EventFd::new(EFD_NONBLOCK).map_err(io_err("serial"))?;
@@ -90,10 +94,17 @@ impl Devices {
         mmio_bus
             .insert(
                 BOOT_TIMER_START,
-                MMIO_DEVICE_SIZE,
+                WORKLOAD_EXIT_START - BOOT_TIMER_START,
                 Arc::new(Mutex::new(BootTimer::new(start, booted.clone()))),
             )
             .map_err(bus_err("boot timer"))?;
+        mmio_bus
+            .insert(
+                WORKLOAD_EXIT_START,
+                4,
+                Arc::new(Mutex::new(WorkloadExit::new(workload_status.clone()))),
+            )
+            .map_err(bus_err("workload exit"))?;
         Ok(Devices {
             io_bus,
             mmio_bus,

@@ -67,6 +67,18 @@ pub struct RunSummary {
     pub reason: ExitReason,
     /// Time from VMM start to the guest's boot-timer write, if it wrote one.
     pub boot_time: Option<Duration>,
+    /// The exit status the guest's workload reported, if it did.
+    pub workload_status: Option<u8>,
+}
+
+impl RunSummary {
+    /// minnow's exit code: the workload's status after a clean stop, else the stop's.
+    pub fn exit_code(&self) -> i32 {
+        match (self.reason.exit_code(), self.workload_status) {
+            (0, Some(status)) => i32::from(status),
+            (code, _) => code,
+        }
+    }
 }
 
 /// A built VM, ready to run.
@@ -79,6 +91,7 @@ pub struct Vmm {
     handlers: Vec<Box<dyn MutEventSubscriber + Send>>,
     ctx: vcpu::VcpuContext,
     booted: Arc<OnceLock<Duration>>,
+    workload_status: Arc<OnceLock<u8>>,
 }
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> Error {
@@ -117,7 +130,8 @@ impl Vmm {
         let exit =
             Arc::new(ExitEvent::new().map_err(|e| Error::Device("exit event", e.to_string()))?);
         let booted = Arc::new(OnceLock::new());
-        let mut devs = devices::Devices::legacy(&vm, &exit, start, &booted, out)?;
+        let workload_status = Arc::new(OnceLock::new());
+        let mut devs = devices::Devices::legacy(&vm, &exit, start, &booted, &workload_status, out)?;
         devs.add_disks(&vm, &mem, &config.disks)?;
         devs.add_nets(&vm, &mem, &config.nets)?;
 
@@ -170,6 +184,7 @@ impl Vmm {
                 stop: Arc::new(AtomicBool::new(false)),
             },
             booted,
+            workload_status,
         })
     }
 
@@ -210,6 +225,7 @@ impl Vmm {
         Ok(RunSummary {
             reason: self.ctx.exit.reason().unwrap_or(ExitReason::UserQuit),
             boot_time: self.booted.get().copied(),
+            workload_status: self.workload_status.get().copied(),
         })
     }
 }

@@ -8,7 +8,8 @@
 //! 0x0000_7000  zero page / PVH memmap  0x0009_fc00  EBDA: MP table
 //! 0x0000_8ff0  boot stack pointer      0x0010_0000  kernel (1 MiB)
 //! 0xc000_0000 - 0xffff_ffff  32-bit MMIO gap (RAM above it moves past 4 GiB)
-//! 0xd000_0000  boot timer              0xd000_1000  virtio-mmio devices (0x1000 each)
+//! 0xd000_0000  boot timer, +4 workload exit status
+//! 0xd000_1000  virtio-mmio devices (0x1000 each)
 //! 0xfec0_0000  IO-APIC                 0xfee0_0000  local APIC
 //! ```
 
@@ -49,6 +50,8 @@ pub const MMIO_GAP_START: u64 = 0xc000_0000;
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 /// The boot-timer device (a guest writes [`crate::devices::legacy::boot_timer::MAGIC`] here).
 pub const BOOT_TIMER_START: u64 = 0xd000_0000;
+/// The workload-exit register (a guest writes its command's exit status here).
+pub const WORKLOAD_EXIT_START: u64 = 0xd000_0004;
 /// First virtio-mmio device.
 pub const VIRTIO_MMIO_START: u64 = 0xd000_1000;
 /// Size of one MMIO device window.

@@ -1,9 +1,11 @@
-//! Legacy PC devices: the 8250 UART, the i8042 (for reset) and minnow's boot timer.
+//! Legacy PC devices: the 8250 UART, the i8042 (for reset), the ACPI sleep register, and
+//! minnow's boot timer and workload-exit registers.
 
 pub mod acpi_sleep;
 pub mod boot_timer;
 pub mod i8042;
 pub mod serial;
+pub mod workload_exit;
 
 use vmm_sys_util::eventfd::EventFd;
 
