@@ -1,7 +1,7 @@
 # minnow: see README.md. `make demo` boots a kernel; `make test` runs every tier.
 CARGO ?= cargo
 
-.PHONY: all build demo test unit lint lab-setup lab-test bench clean
+.PHONY: all deps build demo test unit lint lab-setup lab-test bench clean
 
 all: build
 
@@ -15,9 +15,12 @@ demo:
 ## test: tier 1 (unit) + tier 2 (tiny guests on /dev/kvm) + tier 3 (the nested-KVM lab).
 test: unit lab-test
 
-## unit: cargo's tests: unit tests, tiny guests on this machine's /dev/kvm, error cases.
-unit:
-	bash tests/guests/check-tools.sh
+deps:
+	bash scripts/install-deps.sh
+
+## unit: cargo's tests: unit tests, tiny guests on this machine's /dev/kvm, error cases,
+## containers on this host.
+unit: deps
 	$(CARGO) test
 
 lint:

@@ -13,10 +13,12 @@
 # minnow; brings lo up; boot-timer write `devmem 0xd0000000 8 123`. Then:
 #  - arguments after ` -- ` on the kernel command line (init's argv) are the
 #    workload: run "$@" with stdin /dev/null and stdout/stderr on the console,
-#    sync, wait for the console to drain, log `minnow-init: exit RC` to
-#    /dev/kmsg at <1>, report RC with `devmem 0xd0000004 8 RC`, reboot -f;
+#    then kill leftover processes, sync, remount / ro (clean journal), wait
+#    for the console to drain, log `minnow-init: exit RC` to /dev/kmsg at <1>,
+#    report RC with `devmem 0xd0000004 8 RC` (after the log line, in case the
+#    VMM stops right there), reboot -f;
 #  - no arguments: interactive shell on the console (setsid cttyhack sh),
-#    then sync + reboot -f.
+#    then the same kill/sync/remount-ro and reboot -f.
 # `minnow.poweroff` on the kernel command line: poweroff -f instead of reboot -f.
 set -euo pipefail
 
@@ -91,7 +93,8 @@ cat >"$R/init" <<'EOF'
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
-mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
+# DEVTMPFS_MOUNT kernels have mounted /dev already (busybox-static has no mountpoint).
+grep -q '^[^ ]* /dev devtmpfs ' /proc/mounts || mount -t devtmpfs devtmpfs /dev
 [ -t 1 ] || exec </dev/console >/dev/console 2>&1
 read -r CMDLINE </proc/cmdline
 
@@ -117,10 +120,16 @@ ip link set lo up 2>/dev/null
 # Boot timer (Firecracker's convention): MMIO byte write of 123.
 devmem 0xd0000000 8 123 || echo "minnow-init: boot-timer devmem write failed"
 
-halt_vm() {
+# Stop leftovers, flush, remount / read-only (commits the ext4 journal, so the
+# image stays clean and can be reused on a read-only disk), and wait until the
+# console has sent everything (tcsetattr TCSADRAIN via stty).
+quiesce() {
+    kill -KILL -1 2>/dev/null   # everything but PID 1
     sync
-    # Wait until the console has sent everything (tcsetattr TCSADRAIN).
+    mount -o remount,ro / 2>/dev/null
     stty -F /dev/console "$(stty -F /dev/console -g 2>/dev/null)" 2>/dev/null || sleep 0.1
+}
+halt_vm() {
     case " $CMDLINE " in
     *" minnow.poweroff "*) poweroff -f ;;
     *) reboot -f ;;
@@ -131,13 +140,13 @@ halt_vm() {
 if [ $# -gt 0 ]; then
     "$@" </dev/null
     rc=$?
-    sync
-    stty -F /dev/console "$(stty -F /dev/console -g 2>/dev/null)" 2>/dev/null || sleep 0.1
+    quiesce
     echo "<1>minnow-init: exit $rc" >/dev/kmsg 2>/dev/null || echo "minnow-init: exit $rc"
     devmem 0xd0000004 8 "$rc" || echo "minnow-init: exit-status devmem write failed"
 else
     echo "minnow-init: no workload (pass one after ' -- ' on the kernel command line); starting a shell, exit to stop the VM"
     setsid cttyhack sh -l
+    quiesce
 fi
 halt_vm
 EOF

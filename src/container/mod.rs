@@ -437,20 +437,22 @@ fn start_and_wait(
     // The error pipe closes on exec (CLOEXEC) or carries "code message" on failure.
     let mut msg = String::new();
     let _ = fs::File::from(err_r).read_to_string(&mut msg);
-    let status = wait_for(child);
-    drop(forwarder);
-    if !msg.is_empty() {
-        let (code, text) = msg.split_once(' ').unwrap_or(("1", &msg));
-        let code: i32 = code.parse().unwrap_or(1);
-        started(Err(text));
-        if code == 126 || code == 127 {
-            eprintln!("minnow: error: {text}");
-            return Ok(code);
-        }
-        return Err(format!("container set-up failed: {text}"));
+    if msg.is_empty() {
+        started(Ok(()));
+        let status = wait_for(child);
+        drop(forwarder);
+        return status;
     }
-    started(Ok(()));
-    status
+    let _ = wait_for(child);
+    drop(forwarder);
+    let (code, text) = msg.split_once(' ').unwrap_or(("1", &msg));
+    let code: i32 = code.parse().unwrap_or(1);
+    started(Err(text));
+    if code == 126 || code == 127 {
+        eprintln!("minnow: error: {text}");
+        return Ok(code);
+    }
+    Err(format!("container set-up failed: {text}"))
 }
 
 fn wait_for(child: Pid) -> Result<i32, String> {

@@ -74,7 +74,7 @@ publish_current() {
 
 if [ "$FORCE" = 0 ] && [ -s "$OUT/bzImage" ] && [ -s "$OUT/vmlinux" ] && [ -s "$OUT/config" ]; then
     publish_current
-    log "cached: $OUT (bzImage $(du -h "$OUT/bzImage" | cut -f1), $SRCPKG $SRCVER)"
+    log "cached: $OUT (bzImage $(du -h --apparent-size "$OUT/bzImage" | cut -f1), $SRCPKG $SRCVER)"
     log "current -> $K/current/{bzImage,vmlinux,config}"
     exit 0
 fi
@@ -191,6 +191,6 @@ mv "$STAGE" "$OUT"
 publish_current
 
 log "built $KREL in $((SECONDS - T0)) s total (compile $((SECONDS - TB)) s)"
-log "  $OUT/bzImage  $(du -h "$OUT/bzImage" | cut -f1)"
-log "  $OUT/vmlinux  $(du -h "$OUT/vmlinux" | cut -f1) (ELF, PVH note: $pvh)"
+log "  $OUT/bzImage  $(du -h --apparent-size "$OUT/bzImage" | cut -f1)"
+log "  $OUT/vmlinux  $(du -h --apparent-size "$OUT/vmlinux" | cut -f1) (ELF, PVH note: $pvh)"
 log "current -> $K/current/{bzImage,vmlinux,config}"

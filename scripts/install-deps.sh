@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages minnow's build and tests need, if missing: gcc/binutils
+# for the test guests, busybox-static for images and guests, iproute2 for network tests,
+# e2fsprogs for disk images, cpio for initramfs images. Idempotent; needs root to install.
+set -euo pipefail
+need=()
+for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing packages: ${need[*]}; install them as root (apt-get install ${need[*]})" >&2
+    exit 1
+fi
+echo "install-deps: installing ${need[*]}"
+apt-get -o DPkg::Lock::Timeout=600 update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${need[@]}" >/dev/null

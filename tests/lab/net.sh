@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Tier 3, run inside the lab (lab/run.sh): virtio-net over TAP with the minimal kernel.
+#   - a guest gets its address from ip=, pings the host over a TAP,
+#   - moves a 64 MiB TCP stream each way with busybox nc, checked by sha256 on both ends,
+#   - two microVMs on one bridge ping each other.
+# Everything lives in a network namespace this script creates, with link-local
+# addresses. Prints "N passed, M failed"; exits non-zero if a check failed.
+# Writes transfer timings to $MINNOW_NET_TIMES if set (used by make bench).
+set -uo pipefail
+
+MINNOW=$(realpath "${MINNOW:-target/release/minnow}")
+KDIR=${MINNOW_CACHE:-/var/cache/minnow}/kernel/current
+HERE=$(cd "$(dirname "$0")" && pwd)
+[ -e /dev/kvm ] || { echo "net-test: no /dev/kvm; run me through lab/run.sh" >&2; exit 2; }
+[ -f "$KDIR/bzImage" ] || { echo "net-test: no minimal kernel; run resources/guest/kernel/build.sh" >&2; exit 2; }
+
+pass=0 fail=0
+check() { local what=$1; shift; if "$@"; then echo "ok   $what"; pass=$((pass + 1)); else echo "FAIL $what"; fail=$((fail + 1)); fi; }
+
+T=$(mktemp -d)
+NS=minnow-net-$$
+cleanup() { ip netns pids "$NS" 2>/dev/null | xargs -r kill 2>/dev/null; ip netns del "$NS" 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+ip netns add "$NS" || { echo "net-test: ip netns add failed" >&2; exit 2; }
+in_ns() { ip netns exec "$NS" "$@"; }
+in_ns ip link set lo up
+
+# The guest side of the tests, put on the root filesystem.
+mkdir -p "$T/add/test"
+cat >"$T/add/test/stream.sh" <<'G'
+#!/bin/sh
+# Guest: ping the host, send 64 MiB, receive 64 MiB; print both checksums.
+ping -c 3 -W 5 169.254.100.1 || exit 10
+head -c 67108864 /dev/urandom >/tmp/out
+echo "guest-sent $(sha256sum </tmp/out | cut -d' ' -f1)"
+nc -w 5 169.254.100.1 5001 </tmp/out || exit 11
+rm /tmp/out
+nc -w 5 169.254.100.1 5002 >/tmp/in || exit 12
+echo "guest-received $(sha256sum </tmp/in | cut -d' ' -f1) $(wc -c </tmp/in)"
+G
+cat >"$T/add/test/peer.sh" <<'G'
+#!/bin/sh
+# Guest on the bridge: ping the other VM (give it time to boot).
+ping -c 3 -w 120 "$1"
+G
+chmod +x "$T/add/test/"*.sh
+bash "$HERE/../../resources/guest/mkrootfs.sh" --size 64 --add "$T/add" "$T/rootfs.ext4" 2>/dev/null
+cp "$T/rootfs.ext4" "$T/rootfs-b.ext4"
+
+run_vm() { # out-prefix, rootfs, net, guest command...
+    local name=$1 disk=$2 net=$3; shift 3
+    in_ns timeout 600 "$MINNOW" run --kernel "$KDIR/bzImage" --disk "$disk" --mem-mib 512 \
+        --net "$net" --cmdline "quiet -- $*" </dev/null >"$T/$name.out" 2>"$T/$name.err"
+    echo $? >"$T/$name.rc"
+}
+
+# --- one VM, host <-> guest over a TAP ---------------------------------------------
+in_ns "$MINNOW" net setup mtap0 --host-ip 169.254.100.1/30
+head -c 67108864 /dev/urandom >"$T/to_guest"
+in_ns busybox nc -l -p 5001 >"$T/from_guest" &
+in_ns busybox nc -l -p 5002 <"$T/to_guest" &
+start=$(date +%s.%N)
+run_vm stream "$T/rootfs.ext4" "tap=mtap0,guest-ip=169.254.100.2/30,host-ip=169.254.100.1/30" /bin/sh /test/stream.sh
+end=$(date +%s.%N)
+wait
+tr -d '\r' <"$T/stream.out" | grep -a -E "guest-|ping|packets" | sed 's/^/    /'
+sed 's/^/    /' "$T/stream.err"
+sent=$(tr -d '\r' <"$T/stream.out" | sed -n 's/.*guest-sent \([0-9a-f]*\).*/\1/p')
+received=$(tr -d '\r' <"$T/stream.out" | sed -n 's/.*guest-received \([0-9a-f]*\).*/\1/p')
+check "guest pings the host and both streams complete (exit 0)" test "$(cat "$T/stream.rc")" = 0
+check "64 MiB guest->host arrives intact (sha256)" test -n "$sent" -a "$sent" = "$(sha256sum <"$T/from_guest" | cut -d' ' -f1)"
+check "64 MiB host->guest arrives intact (sha256)" test -n "$received" -a "$received" = "$(sha256sum <"$T/to_guest" | cut -d' ' -f1)"
+[ -n "${MINNOW_NET_TIMES:-}" ] && echo "stream_seconds $(echo "$end - $start" | bc)" >>"$MINNOW_NET_TIMES"
+
+# --- two VMs on one bridge -------------------------------------------------------
+in_ns ip link add mbr0 type bridge
+in_ns ip link set mbr0 up
+for t in mtapa mtapb; do
+    in_ns "$MINNOW" net setup "$t"
+    in_ns ip link set "$t" master mbr0
+done
+run_vm peer-a "$T/rootfs.ext4" "tap=mtapa,guest-ip=169.254.101.1/24" /bin/sh /test/peer.sh 169.254.101.2 &
+run_vm peer-b "$T/rootfs-b.ext4" "tap=mtapb,guest-ip=169.254.101.2/24" /bin/sh /test/peer.sh 169.254.101.1 &
+wait
+for v in peer-a peer-b; do
+    tr -d '\r' <"$T/$v.out" | grep -a -E "packets" | sed "s/^/    $v: /"
+done
+check "VM a reaches VM b over the bridge" test "$(cat "$T/peer-a.rc")" = 0
+check "VM b reaches VM a over the bridge" test "$(cat "$T/peer-b.rc")" = 0
+
+echo "net-test: $pass passed, $fail failed"
+[ "$fail" = 0 ]
