@@ -51,7 +51,11 @@ if command -v file >/dev/null && file -L "$BUSYBOX" | grep -q 'dynamically linke
 fi
 "$BUSYBOX" --list | grep -qx devmem || echo "mkrootfs: warning: busybox has no devmem applet; boot timer / exit status reporting will not work" >&2
 
-T=$(mktemp -d)
+# Stage on a tmpfs: the device node below must not be created on a 9p mount (as in the
+# lab, where QEMU's 9p server declares the client broken when it meets one).
+STAGE_PARENT=/tmp
+[ -d /dev/shm ] && [ -w /dev/shm ] && STAGE_PARENT=/dev/shm
+T=$(mktemp -d -p "$STAGE_PARENT")
 trap 'rm -rf "$T"' EXIT
 R=$T/root
 mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,root,etc,mnt,var/tmp}
