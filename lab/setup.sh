@@ -116,9 +116,11 @@ collect_modules() {
 LAB=$CACHE/lab
 mkdir -p "$LAB" "$CACHE/guest"
 # Modules the lab host needs; their dependencies are added automatically.
-ROOT_MODULES="virtio_pci 9pnet_virtio 9p kvm_amd"
+# tun, bridge and veth are for the network tests (TAPs, bridges, container-path veths).
+ROOT_MODULES="virtio_pci 9pnet_virtio 9p kvm_amd tun bridge veth"
 
-if [ ! -s "$LAB/host-vmlinuz" ] || [ ! -s "$LAB/modules/order" ] || [ ! -s "$LAB/host-kver" ]; then
+if [ ! -s "$LAB/host-vmlinuz" ] || [ ! -s "$LAB/modules/order" ] || [ ! -s "$LAB/host-kver" ] \
+    || [ "$(cat "$LAB/modules/roots" 2>/dev/null)" != "$ROOT_MODULES" ]; then
     pkg=$(resolve_dep linux-image-amd64)
     mktmp
     kver=$(fetch_kernel "$pkg" host)
@@ -126,6 +128,7 @@ if [ ! -s "$LAB/host-vmlinuz" ] || [ ! -s "$LAB/modules/order" ] || [ ! -s "$LAB
     say "resolving module dependencies for $ROOT_MODULES ($kver)"
     rm -rf "$LAB/modules.new"
     collect_modules "$root" "$kver" "$LAB/modules.new" $ROOT_MODULES
+    echo "$ROOT_MODULES" >"$LAB/modules.new/roots"
     rm -rf "$LAB/modules"; mv "$LAB/modules.new" "$LAB/modules"
     cp "$root/boot/vmlinuz-$kver" "$LAB/host-vmlinuz.new" && mv "$LAB/host-vmlinuz.new" "$LAB/host-vmlinuz"
     echo "$kver" >"$LAB/host-kver"
