@@ -8,19 +8,11 @@
 # Prints "N passed, M failed" and exits non-zero if any check failed.
 set -uo pipefail
 
-MINNOW=${MINNOW:-target/release/minnow}
+source "$(dirname "$0")/lib.sh"
+need boot-test
 G=${MINNOW_CACHE:-/var/cache/minnow}/guest
 KERNEL=$G/vmlinuz-cloud
 INITRD=$G/initramfs.cpio.gz
-[ -e /dev/kvm ] || { echo "lab-test: no /dev/kvm here; run me through lab/run.sh" >&2; exit 2; }
-[ -x "$MINNOW" ] || { echo "lab-test: $MINNOW missing; cargo build --release first" >&2; exit 2; }
-
-pass=0
-fail=0
-check() { # description, command...
-    local what=$1; shift
-    if "$@"; then echo "ok   $what"; pass=$((pass + 1)); else echo "FAIL $what"; fail=$((fail + 1)); fi
-}
 
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -68,5 +60,4 @@ check "file the guest wrote is on the host's image" test "$guest_file" = "writte
 check "read-only image is byte-identical" test "$(sha256sum <"$T/ro.img")" = "$ro_sum"
 check "blk run exits 0" rc_is blk 0
 
-echo "lab-test: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish boot-test

@@ -9,17 +9,11 @@
 # Prints "N passed, M failed"; exits non-zero if a check failed.
 set -uo pipefail
 
-MINNOW=$(realpath "${MINNOW:-target/release/minnow}")
-KDIR=${MINNOW_CACHE:-/var/cache/minnow}/kernel/current
-HERE=$(cd "$(dirname "$0")" && pwd)
-[ -e /dev/kvm ] || { echo "minimal-test: no /dev/kvm; run me through lab/run.sh" >&2; exit 2; }
-[ -f "$KDIR/bzImage" ] || { echo "minimal-test: no minimal kernel; run resources/guest/kernel/build.sh" >&2; exit 2; }
-
-pass=0 fail=0
-check() { local what=$1; shift; if "$@"; then echo "ok   $what"; pass=$((pass + 1)); else echo "FAIL $what"; fail=$((fail + 1)); fi; }
+source "$(dirname "$0")/lib.sh"
+need minimal-test kernel
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-bash "$HERE/../../resources/guest/mkrootfs.sh" --size 32 "$T/rootfs.ext4" 2>/dev/null
+bash "$LAB_TESTS/../../resources/guest/mkrootfs.sh" --size 32 "$T/rootfs.ext4" 2>/dev/null
 
 vm() { # name, kernel, disk, vcpus, guest command...
     local name=$1 kernel=$2 disk=$3 vcpus=$4; shift 4
@@ -48,5 +42,4 @@ vm ro "$KDIR/bzImage" "$T/rootfs.ext4,ro" 1 /bin/sh -c "\"echo x >/nope && echo 
 check "read-only root refuses the write" has ro "write-refused"
 check "read-only image is byte-identical" test "$(sha256sum <"$T/rootfs.ext4")" = "$sum"
 
-echo "minimal-test: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish minimal-test
