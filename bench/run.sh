@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # bench/run.sh [--runs N] [--mem-runs M] [--lab-rounds K] [--skip-lab] [--out DIR]
+#              [--startup-runs S] [--skip-startup]
 #
 # minnow benchmarks (see bench/README.md):
 #   1. VMM start -> guest boot-timer write + CPU time, tiny guest, this host's /dev/kvm (N runs, default 30)
 #   2. VMM memory overhead (RSS - guest-memory RSS), halt.elf at 128 and 1024 MiB (M runs, default 5)
 #   3. nested-lab boot of the Debian cloud kernel: minnow vs qemu microvm vs qemu pc (K rounds, default 3)
+#   4. `minnow bench startup`: host process vs minnow container vs runc/crun/docker vs microVM
+#      (S runs, default 10; in the lab unless --skip-lab) -> DIR/startup/
 # Writes DIR/latest.md and DIR/latest.json (DIR defaults to bench/results) and prints the table.
 # Never fails on speed: exits 1 only if a measurement that was attempted did not run cleanly.
 # Env: MINNOW_BIN (default target/release/minnow, built if missing), MINNOW_CACHE.
@@ -13,7 +16,7 @@ export PYTHONDONTWRITEBYTECODE=1
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
-RUNS=30 MEM_RUNS=5 LAB_ROUNDS=3 SKIP_LAB=0 OUT=$BENCH/results
+RUNS=30 MEM_RUNS=5 LAB_ROUNDS=3 SKIP_LAB=0 OUT=$BENCH/results STARTUP_RUNS=10 SKIP_STARTUP=0
 usage() { sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -21,12 +24,14 @@ while [ $# -gt 0 ]; do
         --mem-runs) MEM_RUNS=${2:?}; shift 2 ;;
         --lab-rounds) LAB_ROUNDS=${2:?}; shift 2 ;;
         --skip-lab) SKIP_LAB=1; shift ;;
+        --startup-runs) STARTUP_RUNS=${2:?}; shift 2 ;;
+        --skip-startup) SKIP_STARTUP=1; shift ;;
         --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage ;;
         *) echo "bench: unknown argument: $1" >&2; usage ;;
     esac
 done
-for n in "$RUNS" "$MEM_RUNS" "$LAB_ROUNDS"; do
+for n in "$RUNS" "$MEM_RUNS" "$LAB_ROUNDS" "$STARTUP_RUNS"; do
     [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "bench: counts must be positive integers" >&2; exit 2; }
 done
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
@@ -75,3 +80,14 @@ else
 fi
 
 python3 "$BENCH/bench.py" report --host-json "$WORK/host.json" "${LAB_ARGS[@]}" --out "$OUT"
+rc=$?
+
+# 4: start-up against runc, crun, docker (bench/README.md); all rows in one lab run unless --skip-lab.
+if [ "$SKIP_STARTUP" = 0 ]; then
+    ST_ARGS=(--runs "$STARTUP_RUNS" --out "$OUT/startup")
+    if [ "$SKIP_LAB" = 1 ]; then ST_ARGS+=(--no-vm); else ST_ARGS+=(--in-lab); fi
+    echo "bench: 4. minnow bench startup ${ST_ARGS[*]} ..." >&2
+    (cd "$REPO" && timeout -k 10 7200 "$WORK/minnow" bench startup "${ST_ARGS[@]}") \
+        || die "minnow bench startup failed (status $?)"
+fi
+exit "$rc"

@@ -5,6 +5,7 @@
 //! [`vmm::Vmm::run`] runs it until the guest stops. See docs/design.md.
 
 pub mod arch;
+pub mod bench;
 pub mod boot;
 pub mod config;
 pub mod container;

@@ -32,6 +32,8 @@ enum Command {
     Image(minnow::image::cli::ImageArgs),
     /// Run and manage containers.
     Container(minnow::container::cli::ContainerArgs),
+    /// Benchmarks: `bench startup` compares start-up against runc, crun, docker, microVMs.
+    Bench(minnow::bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -195,6 +197,7 @@ fn main() -> ExitCode {
         Command::Net(args) => net(args),
         Command::Image(args) => minnow::image::cli::run(args),
         Command::Container(args) => minnow::container::cli::run(args),
+        Command::Bench(args) => minnow::bench::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
