@@ -100,6 +100,20 @@ struct RunArgs {
     /// Repeat for more (eth0, eth1, ...).
     #[arg(long = "net", value_name = "tap=NAME[,...]")]
     nets: Vec<minnow::config::NetConfig>,
+    /// Boot minnow's kernel with this image (from the image store) as the root disk;
+    /// the command after -- (else the image's) is the workload, and minnow exits with
+    /// its status.
+    #[arg(long)]
+    image: Option<String>,
+    /// With --image: run the workload in a container inside the VM.
+    #[arg(long, requires = "image")]
+    container: bool,
+    /// Image store directory [default: $MINNOW_STORE or /var/lib/minnow].
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// The workload and its arguments, run by minnow's guest init (after --).
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 impl RunArgs {
@@ -157,7 +171,48 @@ impl Drop for RawTerminal {
     }
 }
 
-fn run(args: RunArgs, start: Instant) -> Result<i32, String> {
+fn run(mut args: RunArgs, start: Instant) -> Result<i32, String> {
+    use minnow::image::disk;
+    // Kept alive until the VM has stopped: the run's private copy of the image disk.
+    let mut _run_disk = None;
+    let mut extra = Vec::new();
+    if let Some(name) = args.image.take() {
+        if args.kernel.is_none() && args.config.is_none() {
+            let k = disk::default_kernel();
+            if !k.is_file() {
+                return Err(format!(
+                    "no minnow guest kernel at {}; build it with `bash resources/guest/kernel/build.sh` (or pass --kernel PATH)",
+                    k.display()
+                ));
+            }
+            args.kernel = Some(k);
+        }
+        let kind = if args.container {
+            disk::Kind::Container
+        } else {
+            disk::Kind::Plain
+        };
+        let store = minnow::image::store_path(args.store.take());
+        let prepared = disk::prepare_run(&store, &name, kind, &args.command)?;
+        args.disks.insert(
+            0,
+            minnow::config::DiskConfig {
+                path: prepared.disk.path.clone(),
+                read_only: false,
+            },
+        );
+        extra.push(prepared.cmdline.clone());
+        _run_disk = Some(prepared.disk);
+    } else if !args.command.is_empty() {
+        extra.push(disk::cmd_arg(&args.command)?);
+    }
+    if !extra.is_empty() {
+        if !std::io::stdout().is_terminal() {
+            extra.push("minnow.raw".into());
+        }
+        extra.extend(args.cmdline.take());
+        args.cmdline = Some(extra.join(" "));
+    }
     let config = args.into_config().map_err(|e| e.to_string())?;
     let vmm = Vmm::build(&config, start, Box::new(std::io::stdout())).map_err(|e| e.to_string())?;
     let summary = {

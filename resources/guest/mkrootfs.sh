@@ -8,12 +8,13 @@
 # Each --add DIR copies DIR's contents on top of the tree (later wins).
 # --size defaults to 64 MiB. Needs busybox-static and e2fsprogs.
 #
-# /init (PID 1): mounts proc, sysfs, devtmpfs, devpts, tmpfs /tmp and /run,
-# cgroup2; remounts / rw when it is ro and the disk is writable; hostname
+# /init is resources/guest/init.sh (the one copy; `minnow run --image` installs
+# the same script). It (PID 1) mounts proc, sysfs, devtmpfs, devpts, tmpfs
+# /tmp and /run, cgroup2; remounts / rw when it is ro and the disk is writable; hostname
 # minnow; brings lo up; boot-timer write `devmem 0xd0000000 8 123`. Then:
-#  - arguments after ` -- ` on the kernel command line (init's argv) are the
-#    workload: run "$@" with stdin /dev/null and stdout/stderr on the console,
-#    then kill leftover processes, sync, remount / ro (clean journal), wait
+#  - minnow.cmd=BASE64 (a shell-quoted command line) or else the arguments
+#    after ` -- ` on the kernel command line (init's argv) are the workload:
+#    run it with stdin /dev/null and stdout/stderr on the console, then kill leftover processes, sync, remount / ro (clean journal), wait
 #    for the console to drain, log `minnow-init: exit RC` to /dev/kmsg at <1>,
 #    report RC with `devmem 0xd0000004 8 RC` (after the log line, in case the
 #    VMM stops right there), reboot -f;
@@ -91,70 +92,7 @@ export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 export PS1='minnow:\w\$ '
 EOF
 
-cat >"$R/init" <<'EOF'
-#!/bin/sh
-# minnow guest init (PID 1); see resources/guest/mkrootfs.sh.
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin HOME=/root
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-# DEVTMPFS_MOUNT kernels have mounted /dev already (busybox-static has no mountpoint).
-grep -q '^[^ ]* /dev devtmpfs ' /proc/mounts || mount -t devtmpfs devtmpfs /dev
-[ -t 1 ] || exec </dev/console >/dev/console 2>&1
-read -r CMDLINE </proc/cmdline
-
-# Root read-write unless the disk itself is read-only.
-case " $(awk '$2 == "/" { o = $4 } END { gsub(",", " ", o); print o }' /proc/mounts) " in
-*" ro "*)
-    disk_ro=0
-    for a in $CMDLINE; do
-        case "$a" in root=/dev/*) d=${a#root=/dev/}; [ "$(cat /sys/class/block/$d/ro 2>/dev/null)" = 1 ] && disk_ro=1 ;; esac
-    done
-    [ $disk_ro = 1 ] || mount -o remount,rw / 2>/dev/null || true
-    ;;
-esac
-
-mkdir -p /dev/pts /dev/shm
-mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=755 tmpfs /run
-mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
-hostname minnow
-ip link set lo up 2>/dev/null
-
-# Boot timer (Firecracker's convention): MMIO byte write of 123.
-devmem 0xd0000000 8 123 || echo "minnow-init: boot-timer devmem write failed"
-
-# Stop leftovers, flush, remount / read-only (commits the ext4 journal, so the
-# image stays clean and can be reused on a read-only disk), and wait until the
-# console has sent everything (tcsetattr TCSADRAIN via stty).
-quiesce() {
-    kill -KILL -1 2>/dev/null   # everything but PID 1
-    sync
-    mount -o remount,ro / 2>/dev/null
-    stty -F /dev/console "$(stty -F /dev/console -g 2>/dev/null)" 2>/dev/null || sleep 0.1
-}
-halt_vm() {
-    case " $CMDLINE " in
-    *" minnow.poweroff "*) poweroff -f ;;
-    *) reboot -f ;;
-    esac
-    while :; do sleep 3600; done   # PID 1 must not exit
-}
-
-if [ $# -gt 0 ]; then
-    "$@" </dev/null
-    rc=$?
-    quiesce
-    echo "<1>minnow-init: exit $rc" >/dev/kmsg 2>/dev/null || echo "minnow-init: exit $rc"
-    devmem 0xd0000004 8 "$rc" || echo "minnow-init: exit-status devmem write failed"
-else
-    echo "minnow-init: no workload (pass one after ' -- ' on the kernel command line); starting a shell, exit to stop the VM"
-    setsid cttyhack sh -l
-    quiesce
-fi
-halt_vm
-EOF
-chmod 755 "$R/init"
+install -m 755 "$(dirname "$0")/init.sh" "$R/init"
 
 for d in "${ADDS[@]}"; do
     cp -a "$d/." "$R/" || die "copying $d failed"

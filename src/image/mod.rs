@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod digest;
+pub mod disk;
 pub mod oci;
 
 use std::collections::{BTreeMap, BTreeSet};
