@@ -149,7 +149,21 @@ fn startup(mut a: StartupArgs) -> Result<i32, String> {
 
 fn finish(a: &StartupArgs, mut ctx: rows::Ctx, t0: Instant) -> Result<i32, String> {
     let mut rows = rows::build_rows(a, &mut ctx);
-    rows::measure(a, &ctx, &mut rows);
+    let facts = host_facts();
+    // After every round the report so far is written, so a run cut short (e.g. the
+    // lab's time limit) still leaves its samples in --out.
+    rows::measure(a, &ctx, &mut rows, &mut |rows: &[rows::Row], round| {
+        let partial = Report {
+            args: a.clone(),
+            facts: facts.clone(),
+            rows,
+            memory: Vec::new(),
+            density: Vec::new(),
+            elapsed_s: t0.elapsed().as_secs_f64(),
+            partial: Some(round),
+        };
+        let _ = partial.write(&a.out);
+    });
     let memory = if a.no_mem {
         Vec::new()
     } else {
@@ -163,11 +177,12 @@ fn finish(a: &StartupArgs, mut ctx: rows::Ctx, t0: Instant) -> Result<i32, Strin
     rows::teardown(&mut ctx);
     let report = Report {
         args: a.clone(),
-        facts: host_facts(),
-        rows,
+        facts,
+        rows: &rows,
         memory,
         density,
         elapsed_s: t0.elapsed().as_secs_f64(),
+        partial: None,
     };
     report.write(&a.out)?;
     print!("{}", report.markdown());
@@ -224,10 +239,12 @@ fn run_in_lab(a: &StartupArgs, ctx: rows::Ctx, t0: Instant) -> Result<i32, Strin
 }
 
 /// Everything one run produced.
-pub struct Report {
+pub struct Report<'a> {
     pub args: StartupArgs,
     pub facts: Value,
-    pub rows: Vec<rows::Row>,
+    pub rows: &'a [rows::Row],
+    /// Some(rounds done) while the runs are still going.
+    pub partial: Option<usize>,
     pub memory: Vec<mem::MemRow>,
     pub density: Vec<mem::DensityRow>,
     pub elapsed_s: f64,
@@ -236,7 +253,7 @@ pub struct Report {
 const ANCHORS: &str = "Anchors: Firecracker reaches guest userspace in 125 ms and keeps VMM \
 overhead <= 5 MiB; goal: minnow container start <= 1/2 of runc's (ratio <= 0.50).";
 
-impl Report {
+impl Report<'_> {
     fn runc_p50(&self) -> Option<f64> {
         self.rows
             .iter()
@@ -260,6 +277,12 @@ impl Report {
         let mut s = String::new();
         let f = &self.facts;
         s += "# minnow bench startup\n\n";
+        if let Some(done) = self.partial {
+            s += &format!(
+                "**Partial: {done} of {} rounds done, memory not measured yet.**\n\n",
+                self.args.runs
+            );
+        }
         s += &format!(
             "Command `{}`, image `{}`, {} runs per row, interleaved round-robin; ran {}.\n",
             self.args.command.join(" "),
@@ -280,7 +303,7 @@ impl Report {
         s += "| row | n | p50 ms | p90 ms | p99 ms | min ms | max ms | p50 / runc |\n";
         s += "| --- | --: | --: | --: | --: | --: | --: | --: |\n";
         let runc = self.runc_p50();
-        for r in &self.rows {
+        for r in self.rows {
             match r.stats() {
                 Some(st) => {
                     let ratio = runc.map_or("—".to_string(), |b| format!("{:.2}", st.p50 / b));
@@ -316,7 +339,7 @@ impl Report {
             s += &notes.concat();
         }
         s += "\nRows:\n";
-        for r in &self.rows {
+        for r in self.rows.iter().filter(|r| !r.describe.is_empty()) {
             s += &format!("- {}: `{}`\n", r.name, r.describe);
         }
         if !self.memory.is_empty() {
@@ -391,13 +414,14 @@ impl Report {
                 "goal_minnow_container_vs_runc": 0.5
             },
             "elapsed_s": self.elapsed_s,
+            "partial_rounds_done": self.partial,
         })
     }
 
     fn csv(&self) -> String {
         let mut s = String::from("row,name,iteration,ms,status\n");
         let q = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
-        for r in &self.rows {
+        for r in self.rows {
             if r.samples.is_empty() {
                 s += &format!("{},{},,,{}\n", r.key, q(&r.name), q(&r.status_text()));
             }
@@ -419,6 +443,6 @@ impl Report {
             serde_json::to_string_pretty(&self.json()).unwrap_or_default() + "\n",
         )?;
         w("startup.csv", self.csv())?;
-        plot::svg(&out.join("startup.svg"), &self.rows, &self.where_ran())
+        plot::svg(&out.join("startup.svg"), self.rows, &self.where_ran())
     }
 }

@@ -22,13 +22,13 @@ pub fn svg(path: &Path, rows: &[Row], subtitle: &str) -> Result<(), String> {
     };
     let n = rows.len().max(1);
     let height = 140 + 46 * n as u32;
-    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
+    let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let names: Vec<String> = rows
         .iter()
         .map(|r| {
             if r.samples.is_empty() {
-                format!("{} (no data)", r.name)
+                format!("{} (n/a)", r.name)
             } else {
                 r.name.clone()
             }
@@ -41,7 +41,7 @@ pub fn svg(path: &Path, rows: &[Row], subtitle: &str) -> Result<(), String> {
         )
         .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(300)
+        .y_label_area_size(400)
         .build_cartesian_2d((lo..hi).log_scale(), -0.5f64..(n as f64 - 0.5))
         .map_err(|e| err(&e))?;
     chart

@@ -836,7 +836,12 @@ pub fn boot_ms(out: &str) -> Option<f64> {
 
 /// One untimed warm-up run per row (a failure there makes the row unavailable, with
 /// the reason), then `runs` rounds, each running every row once in turn.
-pub fn measure(a: &StartupArgs, _ctx: &Ctx, rows: &mut [Row]) {
+pub fn measure(
+    a: &StartupArgs,
+    _ctx: &Ctx,
+    rows: &mut [Row],
+    after_round: &mut dyn FnMut(&[Row], usize),
+) {
     let timeout = Duration::from_secs(a.timeout);
     let runs = a.runs as usize;
     for round in 0..=runs {
@@ -880,6 +885,10 @@ pub fn measure(a: &StartupArgs, _ctx: &Ctx, rows: &mut [Row]) {
             } else {
                 row.failures.push(format!("run {round}: {}", out.why));
             }
+        }
+        if round > 0 {
+            eprintln!("bench: round {round}/{runs} done");
+            after_round(rows, round);
         }
     }
 }
