@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use common::{guest, minnow, run_with_timeout, text};
 
@@ -27,6 +27,16 @@ impl Netns {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.0]).args(args);
         c
+    }
+
+    /// Boots the hello64 guest in this namespace with `--net NET` and `extra` arguments.
+    fn run_guest(&self, net: &str, extra: &[&str]) -> Output {
+        let k = guest("hello64.elf");
+        let m = minnow_path();
+        let mut args = vec![m.as_str(), "run", "--kernel", k.to_str().unwrap()];
+        args.extend(["--mem-mib", "32", "--net", net]);
+        args.extend_from_slice(extra);
+        run_with_timeout(self.exec(&args), 30)
     }
 }
 
@@ -58,20 +68,10 @@ fn net_setup_creates_an_addressed_tap_and_a_vm_uses_it() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&addr.stdout).contains("169.254.100.1/30"));
-    let k = guest("hello64.elf");
-    let cmd = ns.exec(&[
-        &m,
-        "run",
-        "--kernel",
-        k.to_str().unwrap(),
-        "--mem-mib",
-        "32",
-        "--net",
+    let out = ns.run_guest(
         "tap=mtap0,mac=02:00:00:00:00:09,guest-ip=169.254.100.2/30,host-ip=169.254.100.1/30",
-        "--log-level",
-        "debug",
-    ]);
-    let out = run_with_timeout(cmd, 30);
+        &["--log-level", "debug"],
+    );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stdout.contains("hello from 64-bit"));
@@ -88,19 +88,7 @@ fn net_setup_creates_an_addressed_tap_and_a_vm_uses_it() {
 #[test]
 fn create_makes_a_tap_that_goes_away_with_the_vm() {
     let ns = Netns::new("create");
-    let k = guest("hello64.elf");
-    let m = minnow_path();
-    let cmd = ns.exec(&[
-        &m,
-        "run",
-        "--kernel",
-        k.to_str().unwrap(),
-        "--mem-mib",
-        "32",
-        "--net",
-        "tap=mtap1,create",
-    ]);
-    let out = run_with_timeout(cmd, 30);
+    let out = ns.run_guest("tap=mtap1,create", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out).1);
     let gone = ns.exec(&["ip", "link", "show", "mtap1"]).output().unwrap();
     assert!(
@@ -110,20 +98,7 @@ fn create_makes_a_tap_that_goes_away_with_the_vm() {
 }
 
 fn net_error(net: &str) -> String {
-    let ns = Netns::new("err");
-    let k = guest("hello64.elf");
-    let m = minnow_path();
-    let cmd = ns.exec(&[
-        &m,
-        "run",
-        "--kernel",
-        k.to_str().unwrap(),
-        "--mem-mib",
-        "32",
-        "--net",
-        net,
-    ]);
-    let out = run_with_timeout(cmd, 30);
+    let out = Netns::new("err").run_guest(net, &[]);
     let (_, stderr) = text(&out);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
