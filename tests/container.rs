@@ -519,3 +519,45 @@ fn errors_are_one_line_and_leave_nothing() {
         }
     }
 }
+
+/// `--net veth`, run inside a network namespace of the test's own: eth0 has MINNOW_IP,
+/// the host end answers ping, and no mv* interface is left afterwards.
+#[test]
+fn veth_network_reaches_the_host_end() {
+    if !usable() {
+        return;
+    }
+    let ns = format!("minnow-ctest-{}", std::process::id());
+    let ok = Command::new("ip")
+        .args(["netns", "add", &ns])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "ip netns add {ns} failed");
+    let s = Store::new();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns, "timeout", "-s", "KILL", "120"])
+        .arg(env!("CARGO_BIN_EXE_minnow"))
+        .args(["container", "--store"])
+        .arg(s.path())
+        .args(["run", "--net", "veth", "busybox", "--", "sh", "-c"])
+        .arg("ip -o -4 addr show eth0 | grep -F \" $MINNOW_IP/30\" && ping -c 1 -W 5 $MINNOW_HOST_IP")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let links = Command::new("ip")
+        .args(["-n", &ns, "-o", "link"])
+        .output()
+        .unwrap();
+    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{o}{e}");
+    assert!(o.contains("1 packets received"), "{o}");
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(
+        !links.lines().any(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|n| n.starts_with("mv"))),
+        "veth host end left behind: {links}"
+    );
+}

@@ -24,6 +24,9 @@ pub enum Net {
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace with lo and eth0, a veth pair to the host end mv<id>
+    /// (169.254.200.0/21 link-local /30; MINNOW_HOST_IP and MINNOW_IP in the environment).
+    Veth,
 }
 
 #[derive(Args, Debug)]
@@ -40,7 +43,7 @@ pub struct RunArgs {
     /// Maximum number of processes.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub pids: Option<u64>,
-    /// Network: none (own namespace, lo only) or host.
+    /// Network: none (own namespace, lo only), host, or veth (own namespace, eth0 to the host).
     #[arg(long, value_enum, default_value = "none")]
     pub net: Net,
     /// Set an environment variable (KEY=VALUE); may repeat.
@@ -124,6 +127,7 @@ pub fn run(args: ContainerArgs) -> Result<i32, String> {
                 command: r.command,
                 env: r.env,
                 host_net: r.net == Net::Host,
+                veth: r.net == Net::Veth,
                 keep: r.keep,
                 detach: r.detach,
             };

@@ -9,6 +9,7 @@
 pub mod cgroup;
 pub mod cli;
 pub mod rootfs;
+pub mod veth;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -99,6 +100,8 @@ pub struct RunOptions {
     pub env: Vec<String>,
     pub limits: Limits,
     pub host_net: bool,
+    /// A veth pair to the host (implies a new network namespace).
+    pub veth: bool,
     pub keep: bool,
     pub detach: bool,
 }
@@ -232,6 +235,7 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
         overlay_options,
         hostname: name,
         new_net: !opts.host_net,
+        veth: opts.veth,
         argv,
         env,
         workdir: cfg
@@ -389,6 +393,25 @@ fn start_and_wait(
     };
     // The child becomes PID 1 of a new PID namespace; this process stays outside (unshare
     // would move our own later children and forbid threads, so clone it is).
+    let veth = if p.plan.veth {
+        match veth::plan(&p.state.id) {
+            Ok(v) => {
+                p.plan.env.push(format!("MINNOW_HOST_IP={}", v.host_ip));
+                p.plan.env.push(format!("MINNOW_IP={}", v.ip));
+                Some(v)
+            }
+            Err(e) => {
+                started(Err(&e));
+                return fail(e);
+            }
+        }
+    } else {
+        None
+    };
+    let mut clone_flags = CloneFlags::CLONE_NEWPID;
+    if veth.is_some() {
+        clone_flags |= CloneFlags::CLONE_NEWNET;
+    }
     let mut stack = vec![0u8; 256 << 10];
     let mut child_fds = Some((go_r, err_w));
     let plan = &p.plan;
@@ -400,14 +423,7 @@ fn start_and_wait(
     // fork; the supervisor is single-threaded until after this call (the signal thread
     // starts below), so the child cannot inherit a lock held by another thread. The
     // stack outlives the call and is only used by the child.
-    let cloned = unsafe {
-        nix::sched::clone(
-            cb,
-            &mut stack,
-            CloneFlags::CLONE_NEWPID,
-            Some(libc::SIGCHLD),
-        )
-    };
+    let cloned = unsafe { nix::sched::clone(cb, &mut stack, clone_flags, Some(libc::SIGCHLD)) };
     drop(child_fds);
     let child = match cloned {
         Ok(c) => c,
@@ -421,6 +437,9 @@ fn start_and_wait(
     let forwarder = forward_signals(child);
     let mut go = fs::File::from(go_w);
     let setup = cg.add(child.as_raw()).and_then(|()| {
+        if let Some(v) = &veth {
+            v.setup(child.as_raw())?;
+        }
         go.write_all(b"g")
             .map_err(|e| format!("cannot start the container: {e}"))
     });
@@ -428,6 +447,9 @@ fn start_and_wait(
     if let Err(e) = setup {
         let _ = kill(child, Signal::SIGKILL);
         let _ = wait_for(child);
+        if let Some(v) = &veth {
+            v.remove();
+        }
         started(Err(&e));
         return fail(e);
     }
@@ -441,10 +463,16 @@ fn start_and_wait(
         started(Ok(()));
         let status = wait_for(child);
         drop(forwarder);
+        if let Some(v) = &veth {
+            v.remove();
+        }
         return status;
     }
     let _ = wait_for(child);
     drop(forwarder);
+    if let Some(v) = &veth {
+        v.remove();
+    }
     let (code, text) = msg.split_once(' ').unwrap_or(("1", &msg));
     let code: i32 = code.parse().unwrap_or(1);
     started(Err(text));

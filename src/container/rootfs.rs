@@ -62,6 +62,8 @@ pub struct ChildPlan {
     pub overlay_options: String,
     pub hostname: String,
     pub new_net: bool,
+    /// The network namespace was made by clone (for the veth pair); do not unshare one.
+    pub veth: bool,
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub workdir: String,
@@ -94,7 +96,7 @@ fn mnt(
 /// Sets up the container and execs the workload; returns only on failure.
 pub fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
-    if plan.new_net {
+    if plan.new_net && !plan.veth {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     unshare(flags).map_err(fail("cannot create namespaces"))?;
