@@ -261,7 +261,15 @@ impl Cgroup {
                     continue;
                 }
                 match write(&path, &value) {
-                    Err(e) if required => return Err(e),
+                    Err(e) if required => {
+                        let flag = needed(limits)
+                            .into_iter()
+                            .find(|(c, _)| *c == ctrl)
+                            .map_or(ctrl, |(_, f)| f);
+                        return Err(format!(
+                            "this host cannot enforce {flag}: {e}; give {flag} a value the kernel accepts, or drop it"
+                        ));
+                    }
                     Err(e) => log::debug!("optional cgroup setting skipped: {e}"),
                     Ok(()) => {}
                 }

@@ -102,8 +102,17 @@ pub fn limits(args: &RunArgs) -> Result<Limits, String> {
     {
         return Err(format!("invalid --env {e:?}; use KEY=VALUE"));
     }
+    let memory_bytes = match args.mem_mib {
+        Some(m) => Some(m.checked_mul(1 << 20).ok_or_else(|| {
+            format!(
+                "invalid --mem-mib {m}; give MiB, at most {}",
+                u64::MAX >> 20
+            )
+        })?),
+        None => None,
+    };
     Ok(Limits {
-        memory_bytes: args.mem_mib.map(|m| m << 20),
+        memory_bytes,
         cpus: args.cpus,
         pids: args.pids,
     })

@@ -19,7 +19,10 @@ fn run(prog: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new(prog)
         .args(args)
         .output()
-        .map_err(|e| format!("--net veth needs iproute2 ({prog}): {e}"))?;
+        .map_err(|e| {
+            let package = if prog == "nsenter" { "util-linux" } else { "iproute2" };
+            format!("--net veth needs {prog} ({e}); install {package} (apt-get install {package}), or use --net none or --net host")
+        })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(format!(

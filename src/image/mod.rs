@@ -222,7 +222,8 @@ impl Store {
     }
 
     fn load(&self, name: &str, desc: &Descriptor) -> Result<Image, String> {
-        let manifest: Manifest = serde_json::from_slice(&self.read_verified(desc)?)
+        let desc = self.platform_manifest(name, desc)?;
+        let manifest: Manifest = serde_json::from_slice(&self.read_verified(&desc)?)
             .map_err(|e| format!("manifest of image {name} is not valid JSON: {e}"))?;
         let config: ImageConfig = serde_json::from_slice(&self.read_verified(&manifest.config)?)
             .map_err(|e| format!("config of image {name} is not valid JSON: {e}"))?;
@@ -232,6 +233,50 @@ impl Store {
             manifest,
             config,
         })
+    }
+
+    /// Follows image indexes (a multi-platform image, as `skopeo copy --all` leaves in
+    /// an OCI layout) down to the manifest for this host's platform (linux/amd64); an
+    /// index with a single entry that names no platform is followed too. A descriptor
+    /// that points at a manifest is returned as it is.
+    fn platform_manifest(&self, name: &str, desc: &Descriptor) -> Result<Descriptor, String> {
+        let mut desc = desc.clone();
+        for _ in 0..MAX_INDEX_DEPTH {
+            if !oci::is_index(&desc.media_type) {
+                return Ok(desc);
+            }
+            let index: oci::PlatformIndex = serde_json::from_slice(&self.read_verified(&desc)?)
+                .map_err(|e| format!("image index of image {name} is not valid JSON: {e}"))?;
+            let ours = |p: &oci::Platform| p.os == PLATFORM_OS && p.architecture == PLATFORM_ARCH;
+            let found = index
+                .manifests
+                .iter()
+                .find(|m| m.platform.as_ref().is_some_and(ours))
+                .or(match index.manifests.as_slice() {
+                    [only] if only.platform.is_none() => Some(only),
+                    _ => None,
+                });
+            let Some(found) = found else {
+                let have: Vec<String> = index
+                    .manifests
+                    .iter()
+                    .map(|m| {
+                        m.platform
+                            .as_ref()
+                            .map(|p| p.label())
+                            .unwrap_or_else(|| "unknown".into())
+                    })
+                    .collect();
+                return Err(format!(
+                    "image {name} has no {PLATFORM_OS}/{PLATFORM_ARCH} manifest (it has: {}); copy the {PLATFORM_OS}/{PLATFORM_ARCH} image into the store",
+                    if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                ));
+            };
+            desc = found.desc.clone();
+        }
+        Err(format!(
+            "image {name} nests image indexes more than {MAX_INDEX_DEPTH} deep; copy a single-platform image into the store"
+        ))
     }
 
     /// Finds an image by name (or `sha256:` manifest digest prefix).
@@ -292,8 +337,8 @@ impl Store {
         });
         let mut config = base.cloned().unwrap_or_default();
         config.created = Some(created.clone());
-        config.architecture = "amd64".into();
-        config.os = "linux".into();
+        config.architecture = PLATFORM_ARCH.into();
+        config.os = PLATFORM_OS.into();
         config.config = run;
         config.rootfs = RootFs {
             kind: "layers".into(),
@@ -556,23 +601,7 @@ impl Store {
         let index = self.read_index()?;
         let mut keep: BTreeSet<String> = BTreeSet::new();
         for desc in &index.manifests {
-            keep.insert(desc.digest.trim_start_matches("sha256:").to_string());
-            // A manifest that cannot be read keeps nothing else alive; log it.
-            match fs::read(self.blob_path(&Digest::parse(&desc.digest)?))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-            {
-                Some(m) => {
-                    keep.insert(m.config.digest.trim_start_matches("sha256:").to_string());
-                    for l in &m.layers {
-                        keep.insert(l.digest.trim_start_matches("sha256:").to_string());
-                    }
-                }
-                None => log::warn!(
-                    "manifest {} is unreadable; its blobs may be collected",
-                    desc.digest
-                ),
-            }
+            self.keep_referenced(desc, &mut keep, 0)?;
         }
         // Layers under containers that still exist stay (they may be mounted).
         if let Ok(dirs) = fs::read_dir(self.containers_dir()) {
@@ -619,6 +648,45 @@ impl Store {
         Ok(freed)
     }
 
+    /// Adds `desc`'s blob and every blob it refers to (through nested image indexes, all
+    /// platforms) to `keep`. A manifest that cannot be read keeps nothing else alive; log it.
+    fn keep_referenced(
+        &self,
+        desc: &Descriptor,
+        keep: &mut BTreeSet<String>,
+        depth: usize,
+    ) -> Result<(), String> {
+        keep.insert(desc.digest.trim_start_matches("sha256:").to_string());
+        let blob = fs::read(self.blob_path(&Digest::parse(&desc.digest)?)).ok();
+        if oci::is_index(&desc.media_type) {
+            match blob.and_then(|b| serde_json::from_slice::<oci::PlatformIndex>(&b).ok()) {
+                Some(index) if depth < MAX_INDEX_DEPTH => {
+                    for m in &index.manifests {
+                        self.keep_referenced(&m.desc, keep, depth + 1)?;
+                    }
+                }
+                _ => log::warn!(
+                    "image index {} is unreadable; its blobs may be collected",
+                    desc.digest
+                ),
+            }
+            return Ok(());
+        }
+        match blob.and_then(|b| serde_json::from_slice::<Manifest>(&b).ok()) {
+            Some(m) => {
+                keep.insert(m.config.digest.trim_start_matches("sha256:").to_string());
+                for l in &m.layers {
+                    keep.insert(l.digest.trim_start_matches("sha256:").to_string());
+                }
+            }
+            None => log::warn!(
+                "manifest {} is unreadable; its blobs may be collected",
+                desc.digest
+            ),
+        }
+        Ok(())
+    }
+
     /// Makes sure every layer of `image` is extracted (verifying each blob's digest while
     /// extracting) and returns the extracted roots, bottom layer first.
     pub fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, String> {
@@ -641,7 +709,7 @@ impl Store {
             && !desc.media_type.contains("docker.image.rootfs.diff.tar")
         {
             return Err(format!(
-                "layer {d} has unsupported media type {}",
+                "layer {d} has unsupported media type {}; minnow reads uncompressed and gzip layers: copy the image again with them (skopeo copy --dest-compress-format gzip ...)",
                 desc.media_type
             ));
         }
@@ -694,6 +762,14 @@ impl Store {
 
 /// The image built from the host's busybox-static when first asked for.
 pub const DEFAULT_IMAGE: &str = "busybox";
+
+/// The platform minnow runs images for (what it writes into image configs, and what it
+/// picks from multi-platform image indexes).
+pub const PLATFORM_OS: &str = "linux";
+pub const PLATFORM_ARCH: &str = "amd64";
+
+/// How deep image indexes may nest under `index.json`.
+const MAX_INDEX_DEPTH: usize = 4;
 
 fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
@@ -852,6 +928,63 @@ mod tests {
         assert!(check_name("image", "").is_err());
         assert!(check_name("image", "../x").is_err());
         assert!(check_name("image", "a b").is_err());
+    }
+
+    /// A multi-platform image (an image index under `index.json`, as `skopeo copy --all`
+    /// writes) resolves to its linux/amd64 manifest, and garbage collection keeps the
+    /// blobs of every platform.
+    #[test]
+    fn nested_image_index() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let src = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("hello"), "hi\n").unwrap();
+        let store = Store::open(store_dir.path()).unwrap();
+        let img = store.import(src.path(), "t").unwrap();
+        let manifest = store
+            .read_index()
+            .unwrap()
+            .manifests
+            .into_iter()
+            .next()
+            .unwrap();
+        let entry = |arch: &str| {
+            serde_json::json!({
+                "mediaType": oci::MEDIA_MANIFEST,
+                "digest": manifest.digest,
+                "size": manifest.size,
+                "platform": {"architecture": arch, "os": "linux"},
+            })
+        };
+        let name_index = |name: &str, entries: Vec<serde_json::Value>| {
+            let (d, n) = store
+                .put_json(&serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": oci::MEDIA_INDEX,
+                    "manifests": entries,
+                }))
+                .unwrap();
+            let mut index = store.read_index().unwrap();
+            index.manifests.push(Descriptor {
+                media_type: oci::MEDIA_INDEX.into(),
+                digest: d.to_string(),
+                size: n,
+                annotations: [(oci::REF_NAME.to_string(), name.to_string())].into(),
+            });
+            store.write_index(&index).unwrap();
+        };
+        name_index("multi", vec![entry("arm64"), entry("amd64")]);
+        name_index("armonly", vec![entry("arm64")]);
+        let multi = store.resolve("multi").unwrap();
+        assert_eq!(multi.manifest_digest, img.manifest_digest);
+        let err = store.resolve("armonly").unwrap_err();
+        assert!(
+            err.contains("no linux/amd64 manifest") && err.contains("linux/arm64"),
+            "{err}"
+        );
+        // Dropping the directly named image keeps what the index refers to.
+        store.remove("t").unwrap();
+        let dirs = store.layer_dirs(&store.resolve("multi").unwrap()).unwrap();
+        assert_eq!(fs::read_to_string(dirs[0].join("hello")).unwrap(), "hi\n");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 
 pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MEDIA_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Docker's multi-platform index, which other tools may leave in an OCI layout.
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -40,6 +42,49 @@ impl Default for Index {
             schema_version: 2,
             media_type: Some(MEDIA_INDEX.into()),
             manifests: Vec::new(),
+        }
+    }
+}
+
+/// Whether a descriptor of this media type points at an image index (one manifest per
+/// platform, as `skopeo copy --all` writes) rather than at a manifest.
+pub fn is_index(media_type: &str) -> bool {
+    media_type == MEDIA_INDEX || media_type == MEDIA_DOCKER_LIST
+}
+
+/// An image index nested under `index.json`: its entries carry the platform they are for.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PlatformIndex {
+    #[serde(default)]
+    pub manifests: Vec<PlatformDescriptor>,
+}
+
+/// A descriptor in a nested image index.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PlatformDescriptor {
+    #[serde(flatten)]
+    pub desc: Descriptor,
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+/// The platform a manifest in an image index is for.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Platform {
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// `os/architecture[/variant]`, as in messages.
+    pub fn label(&self) -> String {
+        match &self.variant {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
         }
     }
 }
