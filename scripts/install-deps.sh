@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages minnow's build and tests need, if missing: gcc/binutils
 # for the test guests, busybox-static for images and guests, iproute2 for network tests,
-# e2fsprogs for disk images, cpio for initramfs images. Idempotent; needs root to install.
+# e2fsprogs for disk images, cpio for initramfs images, umoci and skopeo for the tests that
+# check other OCI tools read and write minnow's image store. Idempotent; needs root to install.
 set -euo pipefail
 need=()
-for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio; do
+for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio umoci skopeo; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1,7 +1,9 @@
 //! minnow's container runtime and image store, end to end. Needs root (namespaces,
 //! mounts, cgroups) and the host's busybox-static; each test has its own store.
 
+use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -148,6 +150,159 @@ fn one_error(stderr: &str) -> String {
     assert_eq!(errors.len(), 1, "expected one error line: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     errors[0].to_string()
+}
+
+/// Every `minnow-*` cgroup directory, in any hierarchy (v1 ones may sit under the
+/// caller's own cgroup, a few levels down).
+fn minnow_cgroups() -> BTreeSet<PathBuf> {
+    fn walk(dir: &Path, depth: u32, out: &mut BTreeSet<PathBuf>) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if e.file_name().to_string_lossy().starts_with("minnow-") {
+                out.insert(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), depth - 1, out);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(Path::new("/sys/fs/cgroup"), 5, &mut out);
+    out
+}
+
+/// Fails if a `minnow-*` cgroup that was not there `before` stays behind. Other tests of
+/// this binary run containers at the same time, so a new cgroup counts as left behind
+/// only while it holds no process (a running container's does) and has not gone away
+/// within a few seconds (one being set up or torn down does).
+fn assert_no_new_cgroups(before: &BTreeSet<PathBuf>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<PathBuf> = minnow_cgroups()
+            .difference(before)
+            .filter(|d| {
+                fs::read_to_string(d.join("cgroup.procs"))
+                    .map(|p| p.trim().is_empty())
+                    .unwrap_or(false)
+            })
+            .cloned()
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "cgroups left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Lines of /proc/self/mountinfo that mention `path`.
+fn mounts_mentioning(path: &Path) -> Vec<String> {
+    let path = path.to_str().unwrap();
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(path))
+        .map(String::from)
+        .collect()
+}
+
+/// Runs a command that must fail as a user error: exit code 1, nothing on stdout, and
+/// on stderr exactly one line, `minnow: error: ...` (no panic, backtrace or log line).
+/// Afterwards nothing may be left: no container directory, no mount mentioning the
+/// store, no new minnow cgroup. Returns the error line.
+fn fails_cleanly(s: &Store, mut cmd: Command) -> String {
+    let mounts = mounts_mentioning(s.path());
+    let cgroups = minnow_cgroups();
+    let out = cmd.output().unwrap();
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout: {o}\nstderr: {e}");
+    assert_eq!(o, "", "nothing on stdout");
+    assert_eq!(e.lines().count(), 1, "stderr must be one line: {e}");
+    assert!(!e.contains("panicked") && !e.contains("backtrace"), "{e}");
+    let line = one_error(&e);
+    assert!(
+        s.container_dirs().is_empty(),
+        "container dirs left behind: {:?}",
+        s.container_dirs()
+    );
+    assert_eq!(mounts_mentioning(s.path()), mounts, "mounts left behind");
+    assert_no_new_cgroups(&cgroups);
+    line
+}
+
+/// A tool from another OCI implementation (installed by scripts/install-deps.sh). The
+/// interop tests fail, never skip, when it is missing.
+fn tool(name: &str) -> Command {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "{name} is not installed: the OCI interop tests need it; run scripts/install-deps.sh (apt-get install {name})"
+    );
+    let mut c = Command::new(name);
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd`, which must succeed; returns its stdout.
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{cmd:?} failed: {o}{e}");
+    o
+}
+
+/// `index.json`'s entry named `name` (its `org.opencontainers.image.ref.name`).
+fn index_entry(store: &Path, name: &str) -> serde_json::Value {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(store.join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {index}"))
+        .clone()
+}
+
+/// A JSON blob of the store, by digest.
+fn blob_json(store: &Path, digest: &serde_json::Value) -> serde_json::Value {
+    let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
+    serde_json::from_slice(&fs::read(store.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+}
+
+/// Writes `v` as a blob, the way any OCI tool would; returns its descriptor.
+fn put_blob_json(store: &Path, media_type: &str, v: &serde_json::Value) -> serde_json::Value {
+    use sha2::Digest as _;
+    let bytes = serde_json::to_vec(v).unwrap();
+    let hex = hex::encode(sha2::Sha256::digest(&bytes));
+    fs::write(store.join("blobs/sha256").join(&hex), &bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+}
+
+/// Adds `desc` to index.json under `name`.
+fn name_in_index(store: &Path, name: &str, mut desc: serde_json::Value) {
+    let path = store.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    desc["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
+    index["manifests"].as_array_mut().unwrap().push(desc);
+    fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// A directory with `etc/greeting`, for building a small image on top of busybox.
+fn greeting_dir(text: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("etc")).unwrap();
+    fs::write(dir.path().join("etc/greeting"), text).unwrap();
+    dir
 }
 
 #[test]
@@ -471,53 +626,369 @@ fn errors_are_one_line_and_leave_nothing() {
         return;
     }
     let s = Store::new();
-    let out = s.container(&["run", "nosuchimage", "--", "true"]);
-    assert_eq!(out.status.code(), Some(1));
-    let e = one_error(&text(&out).1);
+    // Build busybox first, so no failing run below logs "building the default image".
+    assert!(s.image(&["import", "--default"]).status.success());
+    let run = |args: &[&str]| {
+        let mut v = vec!["run"];
+        v.extend_from_slice(args);
+        s.cmd("container", &v)
+    };
+
+    let e = fails_cleanly(&s, run(&["nosuchimage", "--", "true"]));
     assert!(
         e.contains("no image \"nosuchimage\"") && e.contains("minnow image import"),
         "{e}"
     );
 
     // A host without a memory controller (simulated) cannot enforce --mem-mib.
-    let out = s
-        .cmd(
-            "container",
-            &["run", "--mem-mib", "16", "busybox", "--", "true"],
-        )
-        .env("MINNOW_MOUNTINFO", "/dev/null")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let e = one_error(&text(&out).1);
-    assert!(e.contains("cannot enforce --mem-mib"), "{e}");
-    assert!(s.container_dirs().is_empty());
+    let mut c = run(&["--mem-mib", "16", "busybox", "--", "true"]);
+    c.env("MINNOW_MOUNTINFO", "/dev/null");
+    let e = fails_cleanly(&s, c);
+    assert!(
+        e.contains("cannot enforce --mem-mib") && e.contains("drop --mem-mib"),
+        "{e}"
+    );
 
-    let out = s.container(&["run", "--cpus", "0", "busybox"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(one_error(&text(&out).1).contains("invalid --cpus"));
+    // A limit the kernel refuses (pids.max is at most 4194304): the cgroups already
+    // exist when the write fails, and must go again.
+    let e = fails_cleanly(&s, run(&["--pids", "99999999", "busybox", "--", "true"]));
+    assert!(
+        e.contains("cannot enforce --pids") && e.contains("pids.max"),
+        "{e}"
+    );
 
-    let out = s.container(&["run", "--name", "bad/name", "busybox", "--", "true"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(one_error(&text(&out).1).contains("invalid container name"));
+    // More MiB than bytes fit in 64 bits (this used to wrap around to a limit of 0).
+    let e = fails_cleanly(
+        &s,
+        run(&["--mem-mib", "17592186044416", "busybox", "--", "true"]),
+    );
+    assert!(e.contains("invalid --mem-mib"), "{e}");
 
-    let out = s.container(&["stop", "nope"]);
-    assert!(one_error(&text(&out).1).contains("no container"));
-    assert!(s.container_dirs().is_empty());
+    let e = fails_cleanly(&s, run(&["--cpus", "0", "busybox"]));
+    assert!(e.contains("invalid --cpus"), "{e}");
 
-    // Not root.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_minnow"));
+    let e = fails_cleanly(&s, run(&["--name", "bad/name", "busybox", "--", "true"]));
+    assert!(e.contains("invalid container name"), "{e}");
+
+    // --net veth without iproute2: fails after the cgroup exists.
+    let path = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/usr/bin/timeout", path.path().join("timeout")).unwrap();
+    let mut c = run(&["--net", "veth", "busybox", "--", "true"]);
+    c.env("PATH", path.path());
+    let e = fails_cleanly(&s, c);
+    assert!(
+        e.contains("needs ip") && e.contains("install iproute2"),
+        "{e}"
+    );
+
+    // Set-up fails inside the cloned child (its working directory is a file): the
+    // child is in the cgroup and has mounted the overlay in its own namespace.
+    let busybox = index_entry(s.path(), "busybox");
+    let mut manifest = blob_json(s.path(), &busybox["digest"]);
+    let mut config = blob_json(s.path(), &manifest["config"]["digest"]);
+    config["config"]["WorkingDir"] = "/etc/passwd".into();
+    manifest["config"] = put_blob_json(
+        s.path(),
+        "application/vnd.oci.image.config.v1+json",
+        &config,
+    );
+    let desc = put_blob_json(
+        s.path(),
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+    name_in_index(s.path(), "badworkdir", desc);
+    let e = fails_cleanly(&s, run(&["badworkdir", "--", "true"]));
+    assert!(
+        e.contains("set-up failed") && e.contains("/etc/passwd"),
+        "{e}"
+    );
+
+    let e = fails_cleanly(&s, s.cmd("container", &["stop", "nope"]));
+    assert!(e.contains("no container"), "{e}");
+
+    // No rights: as nobody, the one line says root is needed. The binary is copied
+    // where nobody may run it when its own directory is closed to others.
+    let mut exe = PathBuf::from(env!("CARGO_BIN_EXE_minnow"));
+    let open_to_all = exe
+        .ancestors()
+        .all(|p| fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+    let copy = tempfile::tempdir().unwrap();
+    if !open_to_all {
+        fs::set_permissions(copy.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::copy(&exe, copy.path().join("minnow")).unwrap();
+        exe = copy.path().join("minnow");
+    }
+    let mut c = Command::new(&exe);
     c.args(["container", "--store"])
         .arg(s.path())
         .args(["run", "busybox", "--", "true"])
+        .stdin(Stdio::null())
         .uid(65534)
         .gid(65534);
-    if let Ok(out) = c.output() {
-        if out.status.code() != Some(126) {
-            assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
-            assert!(one_error(&text(&out).1).contains("run minnow as root"));
-        }
+    let e = fails_cleanly(&s, c);
+    assert!(
+        e.contains("containers need root") && e.contains("run minnow as root"),
+        "{e}"
+    );
+}
+
+/// umoci and skopeo read minnow's store as the OCI image layout it claims to be: an
+/// imported rootfs and a built image unpack with umoci (layers and config), and skopeo
+/// inspects them.
+#[test]
+fn umoci_and_skopeo_read_the_store() {
+    if !usable() {
+        return;
     }
+    let (umoci, skopeo) = (|| tool("umoci"), || tool("skopeo"));
+    let s = Store::new();
+    let store = s.path().to_str().unwrap();
+    let rootfs = greeting_dir("imported\n");
+    let out = s.image(&["import", rootfs.path().to_str().unwrap(), "--name", "plain"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let add = greeting_dir("built\n");
+    let out = s.image(&[
+        "build",
+        "--from",
+        "busybox",
+        "--add",
+        add.path().to_str().unwrap(),
+        "--tag",
+        "built",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let names = ok(umoci().args(["ls", "--layout", store]));
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names, ["built", "busybox", "plain"]);
+
+    let work = tempfile::tempdir().unwrap();
+    for (image, greeting) in [("plain", "imported\n"), ("built", "built\n")] {
+        let bundle = work.path().join(image);
+        ok(umoci()
+            .args(["unpack", "--image", &format!("{store}:{image}")])
+            .arg(&bundle));
+        assert_eq!(
+            fs::read_to_string(bundle.join("rootfs/etc/greeting")).unwrap(),
+            greeting
+        );
+        // The runtime config umoci generates comes from minnow's image config.
+        let config: serde_json::Value =
+            serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        assert_eq!(config["process"]["args"], serde_json::json!(["/bin/sh"]));
+    }
+    // The built image's lower layer is busybox.
+    assert!(work.path().join("built/rootfs/bin/busybox").is_file());
+
+    let inspect: serde_json::Value = serde_json::from_str(&ok(
+        skopeo().args(["inspect", &format!("oci:{store}:built")])
+    ))
+    .unwrap();
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2, "{inspect}");
+    assert_eq!(inspect["Os"], "linux");
+    assert_eq!(inspect["Architecture"], "amd64");
+}
+
+/// skopeo and umoci write into minnow's store, and minnow lists and runs what they
+/// wrote: a copy under a new tag, gzip-compressed layers under a full reference name,
+/// a layer and config changes made by umoci (with a whiteout). minnow's garbage
+/// collection afterwards leaves the store readable to them.
+#[test]
+fn skopeo_and_umoci_write_the_store() {
+    if !usable() {
+        return;
+    }
+    let (umoci, skopeo) = (|| tool("umoci"), || tool("skopeo"));
+    let s = Store::new();
+    let store = s.path().to_str().unwrap();
+    let add = greeting_dir("hello\n");
+    let out = s.image(&[
+        "build",
+        "--from",
+        "busybox",
+        "--add",
+        add.path().to_str().unwrap(),
+        "--tag",
+        "hello",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let greet = |image: &str| {
+        let out = s.container(&["run", image, "--", "cat", "/etc/greeting"]);
+        let (o, e) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{image}: {o}{e}");
+        o
+    };
+
+    // A plain copy under another tag.
+    ok(skopeo().args([
+        "copy",
+        "-q",
+        &format!("oci:{store}:hello"),
+        &format!("oci:{store}:copied"),
+    ]));
+    let (ls, _) = text(&s.image(&["ls"]));
+    assert!(
+        ls.lines().any(|l| l.starts_with("copied ")),
+        "skopeo's tag not listed: {ls}"
+    );
+    assert_eq!(greet("copied"), "hello\n");
+
+    // Through another layout with gzip layers, back under a full reference name.
+    let other = tempfile::tempdir().unwrap();
+    let other = other.path().join("layout");
+    let other = other.to_str().unwrap();
+    ok(skopeo().args([
+        "copy",
+        "-q",
+        "--dest-compress",
+        "--dest-compress-format",
+        "gzip",
+        &format!("oci:{store}:hello"),
+        &format!("oci:{other}:gz"),
+    ]));
+    let name = "example.com/team/hello:gz";
+    ok(skopeo().args([
+        "copy",
+        "-q",
+        &format!("oci:{other}:gz"),
+        &format!("oci:{store}:{name}"),
+    ]));
+    let manifest = blob_json(s.path(), &index_entry(s.path(), name)["digest"]);
+    for l in manifest["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "{manifest}"
+        );
+    }
+    assert_eq!(greet(name), "hello\n");
+    // And it is a base minnow can build on.
+    let more = tempfile::tempdir().unwrap();
+    fs::write(more.path().join("more"), "more\n").unwrap();
+    let out = s.image(&[
+        "build",
+        "--from",
+        name,
+        "--add",
+        more.path().to_str().unwrap(),
+        "--tag",
+        "ongz",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = s.container(&["run", "ongz", "--", "cat", "/etc/greeting", "/more"]);
+    assert_eq!(text(&out).0, "hello\nmore\n", "{:?}", text(&out));
+
+    // umoci: a new layer (a file added, one deleted: a whiteout) and config changes.
+    let work = tempfile::tempdir().unwrap();
+    let bundle = work.path().join("bundle");
+    ok(umoci()
+        .args(["unpack", "--image", &format!("{store}:hello")])
+        .arg(&bundle));
+    fs::write(bundle.join("rootfs/etc/umoci"), "from umoci\n").unwrap();
+    fs::remove_file(bundle.join("rootfs/etc/greeting")).unwrap();
+    ok(umoci()
+        .args(["repack", "--image", &format!("{store}:repacked")])
+        .arg(&bundle));
+    ok(umoci().args([
+        "config",
+        "--image",
+        &format!("{store}:repacked"),
+        "--config.workingdir",
+        "/etc",
+        "--config.env",
+        "FROM_UMOCI=yes",
+    ]));
+    let out = s.container(&[
+        "run",
+        "repacked",
+        "--",
+        "sh",
+        "-c",
+        "pwd; echo $FROM_UMOCI; cat umoci; ls greeting 2>/dev/null || echo gone",
+    ]);
+    assert_eq!(
+        text(&out).0,
+        "/etc\nyes\nfrom umoci\ngone\n",
+        "{:?}",
+        text(&out)
+    );
+
+    // minnow's garbage collection keeps what the tools' images use.
+    assert!(s.image(&["rm", "hello"]).status.success());
+    assert!(s.image(&["rm", "ongz"]).status.success());
+    ok(skopeo().args(["inspect", &format!("oci:{store}:copied")]));
+    ok(skopeo().args(["inspect", &format!("oci:{store}:{name}")]));
+    ok(umoci()
+        .args(["unpack", "--image", &format!("{store}:repacked")])
+        .arg(work.path().join("again")));
+    assert_eq!(greet("copied"), "hello\n");
+}
+
+/// A multi-platform image, as `skopeo copy --all` leaves it in an OCI layout: index.json
+/// names an image index whose entries are per-platform manifests. minnow runs the
+/// linux/amd64 one, and its garbage collection keeps every blob the index refers to.
+#[test]
+fn multi_platform_index_runs_and_survives_gc() {
+    if !usable() {
+        return;
+    }
+    let skopeo = || tool("skopeo");
+    let s = Store::new();
+    let store = s.path().to_str().unwrap();
+    let add = greeting_dir("multi\n");
+    let out = s.image(&[
+        "build",
+        "--from",
+        "busybox",
+        "--add",
+        add.path().to_str().unwrap(),
+        "--tag",
+        "single",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let entry = index_entry(s.path(), "single");
+    let manifest = |arch: &str| {
+        serde_json::json!({
+            "mediaType": entry["mediaType"],
+            "digest": entry["digest"],
+            "size": entry["size"],
+            "platform": {"architecture": arch, "os": "linux"},
+        })
+    };
+    let index = put_blob_json(
+        s.path(),
+        "application/vnd.oci.image.index.v1+json",
+        &serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [manifest("arm64"), manifest("amd64")],
+        }),
+    );
+    name_in_index(s.path(), "handmade", index);
+    // skopeo copies the whole index (all platforms) to another name in the store.
+    ok(skopeo().args([
+        "copy",
+        "-q",
+        "--all",
+        &format!("oci:{store}:handmade"),
+        &format!("oci:{store}:multi"),
+    ]));
+    assert_eq!(
+        index_entry(s.path(), "multi")["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert!(s.image(&["rm", "single"]).status.success());
+    assert!(s.image(&["rm", "handmade"]).status.success());
+    let (ls, _) = text(&s.image(&["ls"]));
+    assert!(
+        ls.lines()
+            .any(|l| l.starts_with("multi ") && !l.contains("corrupt")),
+        "{ls}"
+    );
+    let out = s.container(&["run", "multi", "--", "cat", "/etc/greeting"]);
+    assert_eq!(text(&out).0, "multi\n", "{:?}", text(&out));
+    ok(skopeo().args(["inspect", &format!("oci:{store}:multi")]));
 }
 
 /// `--net veth`, run inside a network namespace of the test's own: eth0 has MINNOW_IP,
