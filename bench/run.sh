@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # bench/run.sh [--runs N] [--mem-runs M] [--lab-rounds K] [--skip-lab] [--out DIR]
-#              [--startup-runs S] [--skip-startup] [--lab-io]
+#              [--startup-runs S] [--skip-startup] [--skip-lab-io] [--density]
 #
 # minnow benchmarks (see bench/README.md):
 #   1. VMM start -> guest boot-timer write + CPU time, tiny guest, this host's /dev/kvm (N runs, default 30)
 #   2. VMM memory overhead (RSS - guest-memory RSS), halt.elf at 128 and 1024 MiB (M runs, default 5)
 #   3. nested-lab boot of the Debian cloud kernel: minnow vs qemu microvm vs qemu pc (K rounds, default 3)
 #   4. `minnow bench startup`: host process vs minnow container vs runc/crun/docker vs microVM
-#      (S runs, default 10; in the lab unless --skip-lab) -> DIR/startup/
-#   5. with --lab-io: minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput in the lab
+#      (S runs, default 10; in the lab unless --skip-lab) -> DIR/startup/; with --density
+#      also how many instances of each fit in 2 GiB (adds ~30 minutes in the lab)
+#   5. minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput in the lab
+#      (K rounds; skipped with --skip-lab-io or --skip-lab) -> DIR/lab-io.md
 # Writes DIR/latest.md and DIR/latest.json (DIR defaults to bench/results) and prints the table.
 # Never fails on speed: exits 1 only if a measurement that was attempted did not run cleanly.
 # Env: MINNOW_BIN (default target/release/minnow, built if missing), MINNOW_CACHE.
@@ -17,8 +19,8 @@ export PYTHONDONTWRITEBYTECODE=1
 
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
-RUNS=30 MEM_RUNS=5 LAB_ROUNDS=3 SKIP_LAB=0 OUT=$BENCH/results STARTUP_RUNS=10 SKIP_STARTUP=0 LAB_IO=0
-usage() { sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+RUNS=30 MEM_RUNS=5 LAB_ROUNDS=3 SKIP_LAB=0 OUT=$BENCH/results STARTUP_RUNS=10 SKIP_STARTUP=0 LAB_IO=1 DENSITY=0
+usage() { sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=${2:?}; shift 2 ;;
@@ -27,7 +29,9 @@ while [ $# -gt 0 ]; do
         --skip-lab) SKIP_LAB=1; shift ;;
         --startup-runs) STARTUP_RUNS=${2:?}; shift 2 ;;
         --skip-startup) SKIP_STARTUP=1; shift ;;
-        --lab-io) LAB_IO=1; shift ;;
+        --skip-lab-io) LAB_IO=0; shift ;;
+        --lab-io) LAB_IO=1; shift ;; # the default; kept for old command lines
+        --density) DENSITY=1; shift ;;
         --out) OUT=${2:?}; shift 2 ;;
         -h|--help) usage ;;
         *) echo "bench: unknown argument: $1" >&2; usage ;;
@@ -88,12 +92,13 @@ rc=$?
 if [ "$SKIP_STARTUP" = 0 ]; then
     ST_ARGS=(--runs "$STARTUP_RUNS" --out "$OUT/startup")
     if [ "$SKIP_LAB" = 1 ]; then ST_ARGS+=(--no-vm); else ST_ARGS+=(--in-lab); fi
+    [ "$DENSITY" = 1 ] && ST_ARGS+=(--density)
     echo "bench: 4. minnow bench startup ${ST_ARGS[*]} ..." >&2
     (cd "$REPO" && timeout -k 10 7200 "$WORK/minnow" bench startup "${ST_ARGS[@]}") \
         || die "minnow bench startup failed (status $?)"
 fi
 
-# 5 (optional, --lab-io): minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput
+# 5 (unless --skip-lab-io): minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput
 # in the lab (15-40 minutes).
 if [ "$LAB_IO" = 1 ] && [ "$SKIP_LAB" = 0 ]; then
     echo "bench: 5. lab I/O, $LAB_ROUNDS rounds (bench/lab_io.sh) ..." >&2

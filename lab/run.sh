@@ -94,6 +94,7 @@ timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
     -serial "file:$RUN/console.log" \
     -serial "file:$RUN/out.fifo" \
     -serial "file:$RUN/err.fifo" \
+    -d cpu_reset -D "$RUN/qemu-debug.log" \
     </dev/null >"$RUN/qemu.log" 2>&1 &
 QPID=$!
 wait "$QPID"; qrc=$?
@@ -128,6 +129,13 @@ if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
     exit 124
 fi
 reason=$(last_console)
+grep -q -i "triple fault" "$RUN/qemu-debug.log" 2>/dev/null && reason="the lab host's CPU triple-faulted (QEMU reset it); last console line: $reason"
 [ -n "$reason" ] || reason=$(tr '\n' ' ' <"$RUN/qemu.log" | cut -c1-200)
 echo "lab: lab crashed before the job finished (qemu status $qrc): ${reason:-no output}" >&2
+# The lab host's last words, for the CI log (the run directory is removed on exit).
+{
+    echo "lab: ---- last 40 console lines ----"
+    tr -d '\r' <"$RUN/console.log" 2>/dev/null | grep -a -v '^\s*$' | tail -n 40 | sed 's/^/lab| /'
+    [ -s "$RUN/qemu.log" ] && sed 's/^/qemu| /' "$RUN/qemu.log" | tail -n 20
+} >&2
 exit 125

@@ -33,3 +33,20 @@ finish() {
     echo "$1: $pass passed, $fail failed"
     [ "$fail" = 0 ]
 }
+
+# rootfs NAME ARGS...: builds a guest root filesystem with resources/guest/mkrootfs.sh
+# (ARGS as for it); on failure prints why and ends the script with its result line.
+rootfs() {
+    local name=$1 log
+    shift
+    log=$(mktemp)
+    if ! timeout 300 bash "$LAB_TESTS/../../resources/guest/mkrootfs.sh" "$@" 2>"$log"; then
+        echo "FAIL mkrootfs $*:"
+        sed 's/^/    /' "$log"
+        rm -f "$log"
+        fail=$((fail + 1))
+        finish "$name"
+        exit 1
+    fi
+    rm -f "$log"
+}

@@ -13,7 +13,7 @@ source "$(dirname "$0")/lib.sh"
 need minimal-test kernel
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-bash "$LAB_TESTS/../../resources/guest/mkrootfs.sh" --size 32 "$T/rootfs.ext4" 2>/dev/null
+rootfs minimal-test --size 32 "$T/rootfs.ext4"
 
 vm() { # name, kernel, disk, vcpus, guest command...
     local name=$1 kernel=$2 disk=$3 vcpus=$4; shift 4
