@@ -117,3 +117,94 @@ fn bad_net_options_are_clear_errors() {
     assert!(net_error("tap=t0,mac=02:00:00:00:00").contains("malformed"));
     assert!(net_error("tap=t0,mac=01:00:00:00:00:01").contains("multicast"));
 }
+
+/// Runs `minnow run --net NET` as user nobody inside `ns` and returns its one error line
+/// (after checking the exit code, that there is exactly one error line and no panic).
+///
+/// Where unprivileged users run VMs, /dev/kvm is theirs through the kvm group and
+/// /dev/net/tun is mode 0666 (most distributions); on this host both are root-only, so
+/// nobody would stop at /dev/kvm. The command gets copies of both nodes in a private
+/// mount namespace (a tmpfs over /dev/shm, bind-mounted over the originals, visible to
+/// this command only): /dev/kvm open to all, /dev/net/tun with mode `tun_mode`. Then
+/// the only thing nobody lacks is the right to the TAP.
+fn unprivileged_error(ns: &Netns, tun_mode: &str, net: &str) -> String {
+    const SCRIPT: &str = r#"set -e
+ns=$1 tun_mode=$2; shift 2
+mount -t tmpfs -o mode=755 minnow-test /dev/shm
+mknod -m 666 /dev/shm/kvm c 0x$(stat -c %t /dev/kvm) 0x$(stat -c %T /dev/kvm)
+mknod -m "$tun_mode" /dev/shm/tun c 0x$(stat -c %t /dev/net/tun) 0x$(stat -c %T /dev/net/tun)
+mount --bind /dev/shm/kvm /dev/kvm
+mount --bind /dev/shm/tun /dev/net/tun
+exec ip netns exec "$ns" setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"
+"#;
+    let k = guest("hello64.elf");
+    let m = minnow_path();
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "sh", "-c", SCRIPT])
+        .args(["sh", &ns.0, tun_mode, &m, "run", "--kernel"])
+        .arg(&k)
+        .args(["--mem-mib", "32", "--net", net]);
+    let out = run_with_timeout(c, 30);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line: {stderr}");
+    errors[0].to_string()
+}
+
+#[test]
+fn unprivileged_user_cannot_create_a_tap_and_is_told_why() {
+    let ns = Netns::new("perm");
+    let e = unprivileged_error(&ns, "666", "tap=mtapp0,create");
+    assert!(
+        e.starts_with("minnow: error: creating TAP device mtapp0 needs CAP_NET_ADMIN"),
+        "{e}"
+    );
+    assert!(
+        e.contains("run as root")
+            && e.contains("ip tuntap add dev mtapp0 mode tap vnet_hdr user 65534")
+            && e.contains("drop ,create"),
+        "{e}"
+    );
+    let gone = ns.exec(&["ip", "link", "show", "mtapp0"]).output().unwrap();
+    assert!(!gone.status.success(), "no TAP may be left behind");
+}
+
+#[test]
+fn unprivileged_user_cannot_use_a_tap_of_root_and_is_told_why() {
+    let ns = Netns::new("perm2");
+    // A TAP without an owner is open to every user who can open /dev/net/tun: this one
+    // belongs to root.
+    let add = "ip tuntap add dev mtapp1 mode tap vnet_hdr user 0";
+    let ok = ns
+        .exec(&add.split(' ').collect::<Vec<_>>())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ip tuntap add failed");
+    let e = unprivileged_error(&ns, "666", "tap=mtapp1");
+    assert!(
+        e.starts_with("minnow: error: no permission to use TAP device mtapp1"),
+        "{e}"
+    );
+    assert!(
+        e.contains("run as root")
+            && e.contains("ip tuntap add dev mtapp1 mode tap vnet_hdr user 65534"),
+        "{e}"
+    );
+}
+
+#[test]
+fn root_only_dev_net_tun_is_a_clear_permission_error() {
+    let ns = Netns::new("perm3");
+    let e = unprivileged_error(&ns, "600", "tap=mtapp2,create");
+    assert!(
+        e.starts_with("minnow: error: no permission to open /dev/net/tun")
+            && e.contains("chmod 0666 /dev/net/tun"),
+        "{e}"
+    );
+}

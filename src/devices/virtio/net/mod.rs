@@ -1,5 +1,5 @@
 //! virtio-net with one RX/TX queue pair over a TAP: MAC in config space, checksum and
-//! TSO offloads passed through to the TAP, mergeable RX buffers. The TAP is watched on
+//! TSO offloads passed through to the TAP (the ones it accepts), mergeable RX buffers. The TAP is watched on
 //! the event loop; while a received frame has no guest buffer to go to, minnow stops
 //! reading the TAP (the kernel queues or drops), so nothing buffers without bound.
 
@@ -33,6 +33,8 @@ pub const MAX_FRAME: usize = 65536 + 14 + VNET_HDR_LEN;
 const BATCH: usize = 64;
 /// Offset of `num_buffers` in the vnet header.
 const NUM_BUFFERS_OFFSET: u64 = 10;
+/// Offload sets tried on the TAP at creation, most first.
+const OFFLOAD_PROBES: [u32; 2] = [TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM];
 
 /// A MAC address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,11 +105,40 @@ pub struct Net {
     pending_len: usize,
     tx_buf: Vec<u8>,
     stats: Stats,
+    /// TUN_F_* offloads the backend accepted when probed: the guest is offered only these.
+    offloads: u32,
+}
+
+/// Finds the largest offload set in [`OFFLOAD_PROBES`] the backend accepts, then turns
+/// offloads off again until a driver asks for them.
+fn probe_offloads(backend: &mut dyn NetBackend) -> u32 {
+    let mut accepted = 0;
+    for flags in OFFLOAD_PROBES {
+        match backend.set_offload(flags) {
+            Ok(()) => {
+                accepted = flags;
+                break;
+            }
+            Err(e) => log::debug!("virtio-net: the TAP refuses offloads {flags:#x}: {e}"),
+        }
+    }
+    if accepted != OFFLOAD_PROBES[0] {
+        log::info!(
+            "virtio-net: the TAP accepts offloads {accepted:#x} of {:#x}; not offering the others to the guest",
+            OFFLOAD_PROBES[0]
+        );
+    }
+    if let Err(e) = backend.set_offload(0) {
+        log::warn!("virtio-net: cannot turn the TAP's offloads off after probing: {e}");
+    }
+    accepted
 }
 
 impl Net {
     /// A device sending and receiving through `backend`.
-    pub fn new(backend: Box<dyn NetBackend>, mac: Mac) -> Self {
+    /// Offloads are offered to the guest only where the backend accepts them too.
+    pub fn new(mut backend: Box<dyn NetBackend>, mac: Mac) -> Self {
+        let offloads = probe_offloads(backend.as_mut());
         Net {
             backend,
             mac,
@@ -116,6 +147,7 @@ impl Net {
             pending_len: 0,
             tx_buf: Vec::with_capacity(MAX_FRAME),
             stats: Stats::default(),
+            offloads,
         }
     }
 
@@ -309,18 +341,26 @@ impl VirtioDevice for Net {
     }
 
     fn features(&self) -> u64 {
-        [
+        // Frames from the guest (CSUM, HOST_TSO*) reach the TAP with their vnet header,
+        // which any IFF_VNET_HDR TAP takes. Frames to the guest carry partial checksums
+        // or GSO only when TUNSETOFFLOAD enabled that, so GUEST_* follow the probe.
+        let mut bits = vec![
             VIRTIO_NET_F_MAC,
             VIRTIO_NET_F_MRG_RXBUF,
             VIRTIO_NET_F_CSUM,
-            VIRTIO_NET_F_GUEST_CSUM,
-            VIRTIO_NET_F_GUEST_TSO4,
-            VIRTIO_NET_F_GUEST_TSO6,
             VIRTIO_NET_F_HOST_TSO4,
             VIRTIO_NET_F_HOST_TSO6,
-        ]
-        .iter()
-        .fold(0, |f, bit| f | (1u64 << bit))
+        ];
+        for (tun, bit) in [
+            (TUN_F_CSUM, VIRTIO_NET_F_GUEST_CSUM),
+            (TUN_F_TSO4, VIRTIO_NET_F_GUEST_TSO4),
+            (TUN_F_TSO6, VIRTIO_NET_F_GUEST_TSO6),
+        ] {
+            if self.offloads & tun != 0 {
+                bits.push(bit);
+            }
+        }
+        bits.iter().fold(0, |f, bit| f | (1u64 << bit))
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
@@ -352,9 +392,16 @@ impl VirtioDevice for Net {
                 offload |= TUN_F_TSO6;
             }
         }
-        self.backend
-            .set_offload(offload)
-            .map_err(|e| ActivateError::Backend(format!("TUNSETOFFLOAD: {e}")))?;
+        let offload = offload & self.offloads;
+        if let Err(e) = self.backend.set_offload(offload) {
+            // Without offloads the TAP sends complete frames, which any driver takes.
+            log::warn!(
+                "virtio-net: the TAP refuses offloads {offload:#x} ({e}); continuing without"
+            );
+            if let Err(e) = self.backend.set_offload(0) {
+                log::warn!("virtio-net: cannot turn the TAP's offloads off: {e}");
+            }
+        }
         self.active = Some(Active {
             mem,
             rx,

@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::Path;
 
@@ -33,11 +33,15 @@ pub enum Error {
     NameEmpty,
     #[error("TAP device {0} does not exist; create it (minnow net setup {0} --host-ip ADDR/PREFIX) or add ,create")]
     Missing(String),
-    #[error("no permission to use TAP device {0}; run as root (CAP_NET_ADMIN) or give the TAP to your user (ip tuntap add {0} mode tap user $USER)")]
-    Permission(String),
+    #[error("no permission to use TAP device {name}, which belongs to another user; run as root (CAP_NET_ADMIN) or have root recreate it for your user (ip link del {name}; ip tuntap add dev {name} mode tap vnet_hdr user {user})")]
+    Permission { name: String, user: String },
+    #[error("creating TAP device {name} needs CAP_NET_ADMIN, which this user lacks; run as root, or have root create it for your user (ip tuntap add dev {name} mode tap vnet_hdr user {user}) and drop ,create")]
+    CreatePermission { name: String, user: String },
+    #[error("no permission to open /dev/net/tun (for TAP device {0}); run as root, or make it usable by all users as distributions do (chmod 0666 /dev/net/tun)")]
+    TunPermission(String),
     #[error("cannot open /dev/net/tun: {0}; load the tun module (modprobe tun)")]
     Tun(io::Error),
-    #[error("cannot attach to TAP device {name}: {source}")]
+    #[error("cannot attach to TAP device {name}: {source}; check that it is a TAP (not a TUN) device and that no other VM uses it")]
     Attach { name: String, source: io::Error },
 }
 
@@ -52,6 +56,18 @@ struct IfReq {
 pub struct Tap {
     file: File,
     name: String,
+}
+
+/// This process's user for `ip tuntap ... user`: the effective uid (the owner of
+/// /proc/self), or a placeholder if /proc is missing.
+fn user_hint() -> String {
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid().to_string())
+        .unwrap_or_else(|_| "USER".to_string())
+}
+
+fn is_permission(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
 }
 
 /// Checks an interface name.
@@ -77,7 +93,13 @@ impl Tap {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open("/dev/net/tun")
-            .map_err(Error::Tun)?;
+            .map_err(|e| {
+                if is_permission(&e) {
+                    Error::TunPermission(name.to_string())
+                } else {
+                    Error::Tun(e)
+                }
+            })?;
         let mut req = IfReq {
             name: [0; 16],
             flags: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR,
@@ -89,12 +111,15 @@ impl Tap {
         let ret = unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF, &mut req as *mut IfReq) };
         if ret < 0 {
             let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => Error::Permission(name.to_string()),
-                _ => Error::Attach {
-                    name: name.to_string(),
-                    source: e,
-                },
+            let (name, user) = (name.to_string(), user_hint());
+            // Attaching to a TAP that exists needs ownership or CAP_NET_ADMIN; creating
+            // one always needs CAP_NET_ADMIN.
+            return Err(if !is_permission(&e) {
+                Error::Attach { name, source: e }
+            } else if Path::new("/sys/class/net").join(&name).exists() {
+                Error::Permission { name, user }
+            } else {
+                Error::CreatePermission { name, user }
             });
         }
         let tap = Tap {

@@ -15,6 +15,8 @@ struct Wire {
     to_guest: VecDeque<Vec<u8>>,
     from_guest: Vec<Vec<u8>>,
     offload: Option<u32>,
+    /// Offload flags the fake TAP refuses (TUNSETOFFLOAD fails with EINVAL).
+    refuse: u32,
 }
 
 struct Fake {
@@ -37,7 +39,11 @@ impl NetBackend for Fake {
         Ok(())
     }
     fn set_offload(&mut self, flags: u32) -> io::Result<()> {
-        self.wire.lock().unwrap().offload = Some(flags);
+        let mut w = self.wire.lock().unwrap();
+        if flags & w.refuse != 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        w.offload = Some(flags);
         Ok(())
     }
     fn fd(&self) -> RawFd {
@@ -166,6 +172,19 @@ struct Dev {
     m: GuestMemoryMmap,
 }
 
+/// A device over a fake TAP that refuses the offload flags `refuse`.
+fn unactivated(refuse: u32) -> (Net, Arc<Mutex<Wire>>) {
+    let wire = Arc::new(Mutex::new(Wire {
+        refuse,
+        ..Wire::default()
+    }));
+    let fake = Fake {
+        wire: wire.clone(),
+        evt: EventFd::new(EFD_NONBLOCK).unwrap(),
+    };
+    (Net::new(Box::new(fake), Mac([2, 0, 0, 0, 0, 1])), wire)
+}
+
 /// An activated device whose queues are mock queues at fixed places.
 fn device<'a>(
     m: &'a GuestMemoryMmap,
@@ -175,12 +194,7 @@ fn device<'a>(
     MockSplitQueue<'a, GuestMemoryMmap>,
     MockSplitQueue<'a, GuestMemoryMmap>,
 ) {
-    let wire = Arc::new(Mutex::new(Wire::default()));
-    let fake = Fake {
-        wire: wire.clone(),
-        evt: EventFd::new(EFD_NONBLOCK).unwrap(),
-    };
-    let mut net = Net::new(Box::new(fake), Mac([2, 0, 0, 0, 0, 1]));
+    let (mut net, wire) = unactivated(0);
     let rxq = MockSplitQueue::create(m, GuestAddress(0x30_0000), 16);
     let txq = MockSplitQueue::create(m, GuestAddress(0x38_0000), 16);
     let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
@@ -288,4 +302,67 @@ fn config_space_holds_the_mac() {
     net.read_config(0, &mut b);
     assert_eq!(b, [2, 1, 2, 3, 4, 5]);
     assert_ne!(net.features() & (1 << VIRTIO_NET_F_MAC), 0);
+}
+
+fn bit(b: u32) -> u64 {
+    1 << b
+}
+
+const GUEST_OFFLOADS: [u32; 3] = [
+    VIRTIO_NET_F_GUEST_CSUM,
+    VIRTIO_NET_F_GUEST_TSO4,
+    VIRTIO_NET_F_GUEST_TSO6,
+];
+
+#[test]
+fn offloads_the_tap_accepts_are_offered_and_left_off_until_activation() {
+    let (net, wire) = unactivated(0);
+    for b in GUEST_OFFLOADS {
+        assert_ne!(net.features() & bit(b), 0, "feature {b}");
+    }
+    assert_eq!(
+        wire.lock().unwrap().offload,
+        Some(0),
+        "probe turned them off"
+    );
+}
+
+#[test]
+fn a_tap_refusing_offloads_gets_no_offload_features() {
+    let (net, wire) = unactivated(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6);
+    for b in GUEST_OFFLOADS {
+        assert_eq!(net.features() & bit(b), 0, "feature {b} offered");
+    }
+    // What the guest sends goes through the vnet header, which the TAP still takes.
+    assert_ne!(net.features() & bit(VIRTIO_NET_F_CSUM), 0);
+    assert_ne!(net.features() & bit(VIRTIO_NET_F_MRG_RXBUF), 0);
+    assert_eq!(wire.lock().unwrap().offload, Some(0));
+}
+
+#[test]
+fn a_tap_refusing_tso_still_gets_checksum_offload() {
+    let (net, _) = unactivated(TUN_F_TSO4 | TUN_F_TSO6);
+    assert_ne!(net.features() & bit(VIRTIO_NET_F_GUEST_CSUM), 0);
+    assert_eq!(net.features() & bit(VIRTIO_NET_F_GUEST_TSO4), 0);
+    assert_eq!(net.features() & bit(VIRTIO_NET_F_GUEST_TSO6), 0);
+}
+
+#[test]
+fn activation_falls_back_to_no_offloads_when_the_tap_refuses() {
+    let m = mem();
+    let (mut net, wire) = unactivated(0);
+    // The TAP accepted the probe but refuses by the time the driver is ready.
+    wire.lock().unwrap().refuse = TUN_F_CSUM;
+    let rxq = MockSplitQueue::create(&m, GuestAddress(0x30_0000), 16);
+    let txq = MockSplitQueue::create(&m, GuestAddress(0x38_0000), 16);
+    let irq = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
+    let acked = bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_GUEST_TSO4);
+    net.activate(
+        m.clone(),
+        vec![rxq.create_queue().unwrap(), txq.create_queue().unwrap()],
+        acked,
+        irq,
+    )
+    .expect("activation must not fail on TUNSETOFFLOAD");
+    assert_eq!(wire.lock().unwrap().offload, Some(0));
 }
