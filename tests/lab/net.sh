@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Tier 3, run inside the lab (lab/run.sh): virtio-net over TAP with the minimal kernel.
 #   - a guest gets its address from ip=, pings the host over a TAP,
-#   - moves 64 MiB over TCP each way (guest->host with busybox nc, host->guest with
-#     busybox httpd + wget), checked by sha256 on both ends,
+#   - moves a 64 MiB TCP stream each way with busybox nc, checked by sha256 on both
+#     ends,
 #   - two microVMs on one bridge ping each other.
 # Everything lives in a network namespace this script creates, with link-local
 # addresses. Prints "N passed, M failed"; exits non-zero if a check failed.
@@ -23,13 +23,16 @@ in_ns ip link set lo up
 mkdir -p "$T/add/test"
 cat >"$T/add/test/stream.sh" <<'G'
 #!/bin/sh
-# Guest: ping the host, send it 64 MiB, fetch 64 MiB from it; print both checksums.
+# Guest: ping the host, send it 64 MiB, receive 64 MiB from it; print both checksums.
 ping -c 3 -W 5 169.254.100.1 || exit 10
 head -c 67108864 /dev/urandom >/tmp/out
 echo "guest-sent $(sha256sum </tmp/out | cut -d' ' -f1)"
 nc 169.254.100.1 5001 </tmp/out || exit 11
 rm /tmp/out
-wget -q -O /tmp/in http://169.254.100.1:8080/to_guest || exit 12
+# busybox's small nc quits at EOF on either side: give it a stdin that stays open with
+# nothing to send (a FIFO opened read-write), so it reads until the host closes.
+mkfifo /tmp/hold
+nc 169.254.100.1 5002 <>/tmp/hold >/tmp/in || exit 12
 echo "guest-received $(sha256sum </tmp/in | cut -d' ' -f1) $(wc -c </tmp/in)"
 G
 cat >"$T/add/test/peer.sh" <<'G'
@@ -50,16 +53,16 @@ run_vm() { # out-prefix, rootfs, net, guest command...
 
 # --- one VM, host <-> guest over a TAP ---------------------------------------------
 in_ns "$MINNOW" net setup mtap0 --host-ip 169.254.100.1/30 || { echo "net-test: TAP set-up failed" >&2; exit 1; }
-mkdir -p "$T/srv"
-head -c 67108864 /dev/urandom >"$T/srv/to_guest"
-in_ns busybox httpd -f -p 169.254.100.1:8080 -h "$T/srv" &
-httpd_pid=$!
-# busybox's small nc quits at EOF on its stdin: keep the listener's stdin open so it
+head -c 67108864 /dev/urandom >"$T/to_guest"
+# busybox's small nc quits at EOF on its stdin: keep this listener's stdin open so it
 # reads the guest's stream until the guest closes the connection.
 sleep 3599 | in_ns busybox nc -l -p 5001 >"$T/from_guest" &
 nc_pid=$!
+# This one sends the file and closes the connection at its end (the guest reads to EOF).
+in_ns busybox nc -l -p 5002 <"$T/to_guest" &
+nc_out_pid=$!
 run_vm stream "$T/rootfs.ext4" "tap=mtap0,guest-ip=169.254.100.2/30,host-ip=169.254.100.1/30" /bin/sh /test/stream.sh
-kill "$nc_pid" "$httpd_pid" 2>/dev/null
+kill "$nc_pid" "$nc_out_pid" 2>/dev/null
 pkill -x -f "sleep 3599" 2>/dev/null
 tr -d '\r' <"$T/stream.out" | grep -a -E "guest-|packets" | sed 's/^/    /'
 sed 's/^/    /' "$T/stream.err"
@@ -67,7 +70,7 @@ sent=$(tr -d '\r' <"$T/stream.out" | sed -n 's/.*guest-sent \([0-9a-f]*\).*/\1/p
 received=$(tr -d '\r' <"$T/stream.out" | sed -n 's/.*guest-received \([0-9a-f]*\).*/\1/p')
 check "guest pings the host and both transfers complete (exit 0)" test "$(cat "$T/stream.rc")" = 0
 check "64 MiB guest->host arrives intact (sha256)" test -n "$sent" -a "$sent" = "$(sha256sum <"$T/from_guest" | cut -d' ' -f1)"
-check "64 MiB host->guest arrives intact (sha256)" test -n "$received" -a "$received" = "$(sha256sum <"$T/srv/to_guest" | cut -d' ' -f1)"
+check "64 MiB host->guest arrives intact (sha256)" test -n "$received" -a "$received" = "$(sha256sum <"$T/to_guest" | cut -d' ' -f1)"
 
 # --- two VMs on one bridge -------------------------------------------------------
 in_ns ip link add mbr0 type bridge
