@@ -47,19 +47,27 @@ fn pvh_guest_gets_start_info() {
 
 #[test]
 fn boot_timer_write_is_logged() {
-    let out = run_guest("hello64.elf", &[]);
-    let (_, stderr) = text(&out);
-    let line = stderr
-        .lines()
-        .find(|l| l.contains("guest boot time:"))
-        .unwrap_or_else(|| panic!("no boot time logged: {stderr}"));
-    let ms: f64 = line
-        .split("guest boot time:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("unparsable: {line}"));
-    assert!(ms > 0.0, "{line}");
+    // hello64 prints a line first; first.elf's very first instruction is the write.
+    for guest in ["hello64.elf", "first.elf"] {
+        let out = run_guest(guest, &[]);
+        assert!(out.status.success(), "{guest}: {out:?}");
+        let (_, stderr) = text(&out);
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("guest boot time:"))
+            .unwrap_or_else(|| panic!("{guest}: no boot time logged: {stderr}"));
+        let number_after = |marker: &str| -> f64 {
+            line.split(marker)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{guest}: no number after {marker:?}: {line}"))
+        };
+        let ms = number_after("guest boot time:");
+        let cpu_ms = number_after("VMM CPU so far");
+        assert!(ms > 0.0, "{line}");
+        assert!(cpu_ms > 0.0, "{line}");
+    }
 }
 
 #[test]
@@ -287,4 +295,24 @@ fn workload_exit_status_becomes_minnows_exit_code() {
     let (stdout, stderr) = text(&out);
     assert!(stdout.contains("workload exits 42"), "{stdout}");
     assert_eq!(out.status.code(), Some(42), "{stderr}");
+}
+
+#[test]
+fn pvm_host_is_named_at_start_up() {
+    // On a PVM host (module kvm_pvm) stock kernels cannot boot; minnow says so once at
+    // start-up. On hardware KVM it must not.
+    let pvm = std::path::Path::new("/sys/module/kvm_pvm").exists();
+    let out = run_guest("first.elf", &[]);
+    assert!(out.status.success(), "{out:?}");
+    let (_, stderr) = text(&out);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("PVM")).collect();
+    if pvm {
+        assert_eq!(warnings.len(), 1, "{stderr}");
+        assert!(
+            warnings[0].contains("guest kernel must be PVM-enabled"),
+            "{stderr}"
+        );
+    } else {
+        assert!(warnings.is_empty(), "{stderr}");
+    }
 }

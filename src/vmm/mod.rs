@@ -285,14 +285,21 @@ fn install_kick_handler() -> Result<(), Error> {
 }
 
 /// Kicks every vCPU thread until it has left KVM_RUN and ended. A kick can land just
-/// before a thread enters KVM_RUN, so kicks repeat until the thread is gone.
+/// before a thread enters KVM_RUN, so kicks repeat (every 2 ms) until the thread is gone;
+/// in between, the thread is polled often, so a thread that was already on its way out
+/// (the usual case: it saw the stop itself) costs no wait.
 fn stop_threads(threads: Vec<JoinHandle<()>>) {
+    const KICK_EVERY: Duration = Duration::from_millis(2);
     for handle in threads {
+        let mut last_kick: Option<Instant> = None;
         while !handle.is_finished() {
-            if let Err(e) = handle.kill(kick_signal()) {
-                log::debug!("kick failed: {e}");
+            if last_kick.is_none_or(|t| t.elapsed() >= KICK_EVERY) {
+                if let Err(e) = handle.kill(kick_signal()) {
+                    log::debug!("kick failed: {e}");
+                }
+                last_kick = Some(Instant::now());
             }
-            std::thread::sleep(Duration::from_millis(2));
+            std::thread::sleep(Duration::from_micros(50));
         }
         if handle.join().is_err() {
             log::error!("a vCPU thread panicked");
