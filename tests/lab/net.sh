@@ -41,7 +41,7 @@ cat >"$T/add/test/peer.sh" <<'G'
 ping -c 3 -w 120 "$1"
 G
 chmod +x "$T/add/test/"*.sh
-bash "$LAB_TESTS/../../resources/guest/mkrootfs.sh" --size 64 --add "$T/add" "$T/rootfs.ext4" 2>/dev/null
+rootfs net-test --size 64 --add "$T/add" "$T/rootfs.ext4"
 cp "$T/rootfs.ext4" "$T/rootfs-b.ext4"
 
 run_vm() { # out-prefix, rootfs, net, guest command...
