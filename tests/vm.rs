@@ -316,3 +316,16 @@ fn pvm_host_is_named_at_start_up() {
         assert!(warnings.is_empty(), "{stderr}");
     }
 }
+
+#[test]
+fn guest_is_offered_kvmclock() {
+    // CPUID says KVM with KVM_FEATURE_CLOCKSOURCE2, and MSR_KVM_SYSTEM_TIME_NEW makes KVM
+    // fill in the guest's pvclock area (what Linux's kvmclock needs).
+    let out = run_guest("kvmclock.elf", &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("minnow-guest: kvmclock ok"),
+        "{stdout}{stderr}"
+    );
+}
