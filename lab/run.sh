@@ -7,7 +7,8 @@
 # the caller's environment plus MINNOW_LAB=1. CMD's stdout and stderr stream
 # back on run.sh's stdout and stderr (through two extra serial ports); run.sh
 # exits with CMD's exit status. If the lab hangs or crashes it exits non-zero
-# (124 on timeout, 125 otherwise) with a one-line reason on stderr.
+# (124 on timeout, 125 otherwise: the lab host crashed, or hung with a CPU stuck for
+# MINNOW_LAB_HUNG_AFTER seconds, default 120) with a one-line reason on stderr.
 #
 # Env: MINNOW_CACHE (default /var/cache/minnow), MINNOW_LAB_TIMEOUT (600),
 #      MINNOW_LAB_MEM (3072), MINNOW_LAB_VERBOSE=1 (same as -v: timings, console).
@@ -19,6 +20,7 @@ TIMEOUT=${MINNOW_LAB_TIMEOUT:-600}
 MEM=${MINNOW_LAB_MEM:-3072}
 SMP=2
 VERBOSE=${MINNOW_LAB_VERBOSE:-0}
+HUNG_AFTER=${MINNOW_LAB_HUNG_AFTER:-120}  # seconds a lab CPU may be stuck (soft lockup)
 
 die() { echo "lab: $*" >&2; exit 125; }
 usage() { echo "usage: $0 [--timeout SECONDS] [--mem MiB] [--smp N] [-v] -- CMD [ARGS...]" >&2; exit 2; }
@@ -97,6 +99,19 @@ timeout -k 5 "$TIMEOUT" qemu-system-x86_64 \
     -d cpu_reset -D "$RUN/qemu-debug.log" \
     </dev/null >"$RUN/qemu.log" 2>&1 &
 QPID=$!
+# Watchdog: a lab host whose kernel reports a CPU stuck for minutes (soft lockup) has
+# hung (seen under TCG); stop it now instead of at the time limit.
+hung=
+while kill -0 "$QPID" 2>/dev/null; do
+    sleep 2
+    stuck=$(grep -a -o 'soft lockup - CPU#[0-9]* stuck for [0-9]*s' "$RUN/console.log" 2>/dev/null \
+        | sed 's/.* for \([0-9]*\)s/\1/' | sort -n | tail -n1)
+    if [ -n "$stuck" ] && [ "$stuck" -ge "$HUNG_AFTER" ]; then
+        hung=$(grep -a 'soft lockup' "$RUN/console.log" | tail -n1 | tr -d '\r' | cut -c1-160)
+        kill "$QPID" 2>/dev/null
+        break
+    fi
+done
 wait "$QPID"; qrc=$?
 QPID=
 t1=$(date +%s.%N)
@@ -123,6 +138,11 @@ if [ -s "$RUN/rc" ]; then
     rc=$(cat "$RUN/rc")
     [[ "$rc" =~ ^[0-9]+$ ]] || die "bad exit status file: $rc"
     exit "$rc"
+fi
+if [ -n "$hung" ]; then
+    echo "lab: the lab host hung (its kernel: ${hung}); stopped it" >&2
+    tr -d '\r' <"$RUN/console.log" 2>/dev/null | grep -a -v '^\s*$' | tail -n 40 | sed 's/^/lab| /' >&2
+    exit 125
 fi
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
     echo "lab: timed out after ${TIMEOUT}s (last console line: $(last_console))" >&2
