@@ -305,6 +305,21 @@ fn greeting_dir(text: &str) -> tempfile::TempDir {
     dir
 }
 
+/// `minnow image build --from busybox` with /etc/greeting = `greeting`, tagged `tag`.
+fn build_greeting_image(s: &Store, tag: &str, greeting: &str) {
+    let add = greeting_dir(greeting);
+    let out = s.image(&[
+        "build",
+        "--from",
+        "busybox",
+        "--add",
+        add.path().to_str().unwrap(),
+        "--tag",
+        tag,
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
 #[test]
 fn own_hostname_and_pid_1() {
     if !usable() {
@@ -803,17 +818,7 @@ fn skopeo_and_umoci_write_the_store() {
     let (umoci, skopeo) = (|| tool("umoci"), || tool("skopeo"));
     let s = Store::new();
     let store = s.path().to_str().unwrap();
-    let add = greeting_dir("hello\n");
-    let out = s.image(&[
-        "build",
-        "--from",
-        "busybox",
-        "--add",
-        add.path().to_str().unwrap(),
-        "--tag",
-        "hello",
-    ]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    build_greeting_image(&s, "hello", "hello\n");
     let greet = |image: &str| {
         let out = s.container(&["run", image, "--", "cat", "/etc/greeting"]);
         let (o, e) = text(&out);
@@ -936,17 +941,7 @@ fn multi_platform_index_runs_and_survives_gc() {
     let skopeo = || tool("skopeo");
     let s = Store::new();
     let store = s.path().to_str().unwrap();
-    let add = greeting_dir("multi\n");
-    let out = s.image(&[
-        "build",
-        "--from",
-        "busybox",
-        "--add",
-        add.path().to_str().unwrap(),
-        "--tag",
-        "single",
-    ]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    build_greeting_image(&s, "single", "multi\n");
     let entry = index_entry(s.path(), "single");
     let manifest = |arch: &str| {
         serde_json::json!({
