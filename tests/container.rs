@@ -762,17 +762,7 @@ fn umoci_and_skopeo_read_the_store() {
     let rootfs = greeting_dir("imported\n");
     let out = s.image(&["import", rootfs.path().to_str().unwrap(), "--name", "plain"]);
     assert!(out.status.success(), "{:?}", text(&out));
-    let add = greeting_dir("built\n");
-    let out = s.image(&[
-        "build",
-        "--from",
-        "busybox",
-        "--add",
-        add.path().to_str().unwrap(),
-        "--tag",
-        "built",
-    ]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    build_greeting_image(&s, "built", "built\n");
 
     let names = ok(umoci().args(["ls", "--layout", store]));
     let mut names: Vec<&str> = names.lines().collect();

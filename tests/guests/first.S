@@ -5,8 +5,6 @@
 #define GUEST_32BIT
 #include "common.inc"
 
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
-
 	.section .text.entry, "ax"
 	.code32
 	.globl	pvh_start
@@ -14,10 +12,4 @@ pvh_start:
 	movb	$BOOT_TIMER_MAGIC, BOOT_TIMER_ADDR
 	RESET
 
-	.section .note.Xen, "a", @note
-	.balign	4
-	.long	4			/* namesz */
-	.long	8			/* descsz */
-	.long	XEN_ELFNOTE_PHYS32_ENTRY
-	.asciz	"Xen"
-	.quad	pvh_start
+	PVH_NOTE pvh_start

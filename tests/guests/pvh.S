@@ -3,8 +3,6 @@
 #define GUEST_32BIT
 #include "common.inc"
 
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
-
 	.section .text.entry, "ax"
 	.code32
 	.globl	pvh_start
@@ -22,13 +20,4 @@ pvh_start:
 	MSG	msg_hello, "minnow-guest: hello from PVH\n"
 	MSG	msg_bad, "minnow-guest: PVH bad magic\n"
 
-	/* Same layout as Linux's ELFNOTE(Xen, XEN_ELFNOTE_PHYS32_ENTRY, ...):
-	 * 4-byte aligned note, name "Xen\0", 8-byte descriptor whose low 32 bits
-	 * are the entry (linux-loader reads 4 bytes, QEMU reads a size_t). */
-	.section .note.Xen, "a", @note
-	.balign	4
-	.long	4			/* namesz */
-	.long	8			/* descsz */
-	.long	XEN_ELFNOTE_PHYS32_ENTRY
-	.asciz	"Xen"
-	.quad	pvh_start
+	PVH_NOTE pvh_start

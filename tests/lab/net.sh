@@ -37,8 +37,16 @@ echo "guest-received $(sha256sum </tmp/in | cut -d' ' -f1) $(wc -c </tmp/in)"
 G
 cat >"$T/add/test/peer.sh" <<'G'
 #!/bin/sh
-# Guest on the bridge: ping the other VM (give it time to boot).
-ping -c 3 -w 120 "$1"
+# Guest on the bridge: wait (up to about 2 minutes) for the other VM to answer, ping it
+# 3 times, then stay up a while so that the other VM, if it booted later, can ping us.
+# (busybox ping -c N sends N pings whatever -w says, so waiting needs a loop.)
+n=0
+until ping -c 1 -W 1 "$1" >/dev/null 2>&1; do
+    n=$((n + 1))
+    [ "$n" -lt 120 ] || break
+done
+ping -c 3 -W 5 "$1" || exit 1
+sleep 30
 G
 chmod +x "$T/add/test/"*.sh
 rootfs net-test --size 64 --add "$T/add" "$T/rootfs.ext4"
