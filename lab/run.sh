@@ -126,7 +126,9 @@ for f in out err; do
 done
 OPID= ; EPID=
 
-last_console() { grep -a -v '^\s*$' "$RUN/console.log" 2>/dev/null | tr -d '\r' | tail -n1 | cut -c1-160; }
+# console_lines N: the lab console's last N non-blank lines.
+console_lines() { tr -d '\r' <"$RUN/console.log" 2>/dev/null | grep -a -v '^\s*$' | tail -n "$1"; }
+last_console() { console_lines 1 | cut -c1-160; }
 
 if [ "$VERBOSE" = 1 ]; then
     echo "lab: ---- console ----" >&2; tr -d '\r' <"$RUN/console.log" >&2 2>/dev/null
@@ -141,7 +143,7 @@ if [ -s "$RUN/rc" ]; then
 fi
 if [ -n "$hung" ]; then
     echo "lab: the lab host hung (its kernel: ${hung}); stopped it" >&2
-    tr -d '\r' <"$RUN/console.log" 2>/dev/null | grep -a -v '^\s*$' | tail -n 40 | sed 's/^/lab| /' >&2
+    console_lines 40 | sed 's/^/lab| /' >&2
     exit 125
 fi
 if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
@@ -155,7 +157,7 @@ echo "lab: lab crashed before the job finished (qemu status $qrc): ${reason:-no 
 # The lab host's last words, for the CI log (the run directory is removed on exit).
 {
     echo "lab: ---- last 40 console lines ----"
-    tr -d '\r' <"$RUN/console.log" 2>/dev/null | grep -a -v '^\s*$' | tail -n 40 | sed 's/^/lab| /'
+    console_lines 40 | sed 's/^/lab| /'
     [ -s "$RUN/qemu.log" ] && sed 's/^/qemu| /' "$RUN/qemu.log" | tail -n 20
 } >&2
 exit 125
