@@ -159,5 +159,10 @@ echo "lab: lab crashed before the job finished (qemu status $qrc): ${reason:-no 
     echo "lab: ---- last 40 console lines ----"
     console_lines 40 | sed 's/^/lab| /'
     [ -s "$RUN/qemu.log" ] && sed 's/^/qemu| /' "$RUN/qemu.log" | tail -n 20
+    # -d cpu_reset: the lab CPU's registers just before QEMU reset it.
+    if grep -q -i "triple fault" "$RUN/qemu-debug.log" 2>/dev/null; then
+        echo "lab: ---- the lab CPU at its triple fault (qemu -d cpu_reset) ----"
+        grep -i -A 30 -m 1 "triple fault" "$RUN/qemu-debug.log" | sed 's/^/reset| /'
+    fi
 } >&2
 exit 125

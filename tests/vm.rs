@@ -97,6 +97,10 @@ fn triple_fault_is_a_crash_with_a_reason() {
     assert!(stdout.contains("minnow-guest: faulting"), "{stdout}");
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(stderr.contains("TripleFault"), "{stderr}");
+    assert!(
+        stderr.contains("vCPU 0 at the triple fault: rip 0x"),
+        "the vCPU's state is logged: {stderr}"
+    );
 }
 
 #[test]

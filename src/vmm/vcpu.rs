@@ -89,9 +89,24 @@ pub fn run(mut fd: VcpuFd, index: u8, ctx: VcpuContext) {
             }
         };
         if let Some(reason) = handle_exit(exit, index, &ctx) {
+            if reason == ExitReason::TripleFault {
+                log_state(&fd, index);
+            }
             ctx.exit.trigger(reason);
             return;
         }
+    }
+}
+
+/// Logs where a vCPU was when the guest triple-faulted. On AMD hosts KVM re-initialises
+/// the vCPU on a shutdown exit, so there this shows the reset state (said in the line).
+fn log_state(fd: &VcpuFd, index: u8) {
+    match (fd.get_regs(), fd.get_sregs()) {
+        (Ok(r), Ok(s)) => log::warn!(
+            "vCPU {index} at the triple fault: rip {:#x} rsp {:#x} rflags {:#x} cr0 {:#x} cr2 {:#x} cr3 {:#x} cr4 {:#x} efer {:#x} (on AMD hosts KVM has already reset these)",
+            r.rip, r.rsp, r.rflags, s.cr0, s.cr2, s.cr3, s.cr4, s.efer
+        ),
+        (Err(e), _) | (_, Err(e)) => log::warn!("vCPU {index}: cannot read registers after the triple fault: {e}"),
     }
 }
 

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use event_manager::{EventOps, Events, MutEventSubscriber};
-use virtio_queue::Queue;
-use vm_memory::GuestMemoryMmap;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Address, Bytes, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -112,6 +112,36 @@ pub trait VirtioDevice: Send {
     }
 }
 
+/// Puts `used` (head index, length written) on the used ring and then moves the used
+/// index once, so the driver sees all of them or none (a frame spread over mergeable RX
+/// buffers must arrive whole: Linux drops a frame whose buffers are not all there yet and
+/// then reads the rest as frames of their own). virtio-queue's `add_used` publishes
+/// each element on its own, so all but the last are written here first.
+pub fn add_used_all(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap,
+    used: &[(u16, u32)],
+) -> Result<(), virtio_queue::Error> {
+    let Some((&(last_head, last_len), rest)) = used.split_last() else {
+        return Ok(());
+    };
+    let start = q.next_used();
+    for (i, &(head, len)) in rest.iter().enumerate() {
+        if head >= q.size() {
+            return Err(virtio_queue::Error::InvalidDescriptorIndex);
+        }
+        let slot = start.wrapping_add(i as u16) % q.size();
+        // struct virtq_used_elem { le32 id; le32 len; } after the 4-byte ring header.
+        let at = vm_memory::GuestAddress(q.used_ring())
+            .checked_add(4 + u64::from(slot) * 8)
+            .ok_or(virtio_queue::Error::AddressOverflow)?;
+        mem.write_obj([u32::from(head).to_le(), len.to_le()], at)
+            .map_err(virtio_queue::Error::GuestMemory)?;
+    }
+    q.set_next_used(start.wrapping_add(rest.len() as u16));
+    q.add_used(mem, last_head, last_len)
+}
+
 /// A device shared between its transport (vCPU threads) and its event handler.
 pub type SharedVirtioDevice = Arc<Mutex<dyn VirtioDevice>>;
 
@@ -197,5 +227,29 @@ mod tests {
         assert_eq!(fd.read().unwrap(), 2);
         i.ack(INT_VRING);
         assert_eq!(i.status(), INT_CONFIG);
+    }
+
+    #[test]
+    fn used_elements_land_in_order_across_the_ring_end_and_idx_moves_once() {
+        use virtio_queue::mock::MockSplitQueue;
+        let m = GuestMemoryMmap::from_ranges(&[(vm_memory::GuestAddress(0), 0x10_0000)]).unwrap();
+        let mq = MockSplitQueue::new(&m, 4);
+        let mut q: Queue = mq.create_queue().unwrap();
+        q.set_next_used(3);
+        add_used_all(&mut q, &m, &[(0, 10), (1, 20), (2, 30)]).unwrap();
+        let ring: Vec<(u32, u32)> = [3u16, 0, 1]
+            .iter()
+            .map(|&i| {
+                let e = mq.used().ring().ref_at(i.into()).unwrap().load();
+                (e.id(), e.len())
+            })
+            .collect();
+        assert_eq!(ring, vec![(0, 10), (1, 20), (2, 30)]);
+        assert_eq!(mq.used().idx().load(), 6);
+        assert_eq!(q.next_used(), 6);
+        // A head outside the ring is refused before anything is published.
+        assert!(add_used_all(&mut q, &m, &[(9, 1), (0, 1)]).is_err());
+        assert_eq!(mq.used().idx().load(), 6);
+        assert!(add_used_all(&mut q, &m, &[]).is_ok());
     }
 }

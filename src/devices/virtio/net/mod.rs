@@ -17,7 +17,7 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 
-use super::{ActivateError, Interrupt, VirtioDevice, INT_VRING};
+use super::{add_used_all, ActivateError, Interrupt, VirtioDevice, INT_VRING};
 use tap::{NetBackend, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, VNET_HDR_LEN};
 
 /// virtio device ID of a network device.
@@ -317,12 +317,12 @@ pub fn deliver(mem: &GuestMemoryMmap, q: &mut Queue, frame: &[u8], mergeable: bo
             let _ = mem.write_obj(count.to_le(), at);
         }
     }
-    for (head, len) in &used {
+    if !complete {
         // A frame that did not fit is returned with length 0: the driver drops it.
-        let len = if complete { *len } else { 0 };
-        if q.add_used(mem, *head, len).is_err() {
-            return Delivery::Dropped;
-        }
+        used.iter_mut().for_each(|u| u.1 = 0);
+    }
+    if add_used_all(q, mem, &used).is_err() {
+        return Delivery::Dropped;
     }
     if complete {
         Delivery::Done
