@@ -125,11 +125,12 @@ pub fn add_used_all(
     let Some((&(last_head, last_len), rest)) = used.split_last() else {
         return Ok(());
     };
+    // Every head is checked before anything is written, so a bad one leaves the ring as it was.
+    if used.iter().any(|&(head, _)| head >= q.size()) {
+        return Err(virtio_queue::Error::InvalidDescriptorIndex);
+    }
     let start = q.next_used();
     for (i, &(head, len)) in rest.iter().enumerate() {
-        if head >= q.size() {
-            return Err(virtio_queue::Error::InvalidDescriptorIndex);
-        }
         let slot = start.wrapping_add(i as u16) % q.size();
         // struct virtq_used_elem { le32 id; le32 len; } after the 4-byte ring header.
         let at = vm_memory::GuestAddress(q.used_ring())
@@ -249,7 +250,9 @@ mod tests {
         assert_eq!(q.next_used(), 6);
         // A head outside the ring is refused before anything is published.
         assert!(add_used_all(&mut q, &m, &[(9, 1), (0, 1)]).is_err());
+        assert!(add_used_all(&mut q, &m, &[(0, 1), (9, 1)]).is_err());
         assert_eq!(mq.used().idx().load(), 6);
+        assert_eq!(q.next_used(), 6, "nothing half-done either");
         assert!(add_used_all(&mut q, &m, &[]).is_ok());
     }
 }
