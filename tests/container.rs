@@ -297,17 +297,18 @@ fn name_in_index(store: &Path, name: &str, mut desc: serde_json::Value) {
     fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
-/// A directory with `etc/greeting`, for building a small image on top of busybox.
-fn greeting_dir(text: &str) -> tempfile::TempDir {
+/// A directory with `etc/NAME` holding `contents`, for building a small image on top of
+/// busybox.
+fn etc_file_dir(name: &str, contents: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     fs::create_dir(dir.path().join("etc")).unwrap();
-    fs::write(dir.path().join("etc/greeting"), text).unwrap();
+    fs::write(dir.path().join("etc").join(name), contents).unwrap();
     dir
 }
 
-/// `minnow image build --from busybox` with /etc/greeting = `greeting`, tagged `tag`.
-fn build_greeting_image(s: &Store, tag: &str, greeting: &str) {
-    let add = greeting_dir(greeting);
+/// `minnow image build --from busybox` adding /etc/NAME = `contents`, tagged `tag`.
+fn build_etc_file_image(s: &Store, tag: &str, name: &str, contents: &str) {
+    let add = etc_file_dir(name, contents);
     let out = s.image(&[
         "build",
         "--from",
@@ -594,19 +595,7 @@ fn built_layer_is_visible_and_ls_rm_work() {
         return;
     }
     let s = Store::new();
-    let add = tempfile::tempdir().unwrap();
-    fs::create_dir(add.path().join("etc")).unwrap();
-    fs::write(add.path().join("etc/motd"), "from the new layer\n").unwrap();
-    let out = s.image(&[
-        "build",
-        "--from",
-        "busybox",
-        "--add",
-        add.path().to_str().unwrap(),
-        "--tag",
-        "withmotd",
-    ]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    build_etc_file_image(&s, "withmotd", "motd", "from the new layer\n");
     let out = s.container(&["run", "withmotd", "--", "cat", "/etc/motd"]);
     assert_eq!(text(&out).0, "from the new layer\n");
     let out = s.container(&["run", "busybox", "--", "cat", "/etc/motd"]);
@@ -759,10 +748,10 @@ fn umoci_and_skopeo_read_the_store() {
     let (umoci, skopeo) = (|| tool("umoci"), || tool("skopeo"));
     let s = Store::new();
     let store = s.path().to_str().unwrap();
-    let rootfs = greeting_dir("imported\n");
+    let rootfs = etc_file_dir("greeting", "imported\n");
     let out = s.image(&["import", rootfs.path().to_str().unwrap(), "--name", "plain"]);
     assert!(out.status.success(), "{:?}", text(&out));
-    build_greeting_image(&s, "built", "built\n");
+    build_etc_file_image(&s, "built", "greeting", "built\n");
 
     let names = ok(umoci().args(["ls", "--layout", store]));
     let mut names: Vec<&str> = names.lines().collect();
@@ -808,7 +797,7 @@ fn skopeo_and_umoci_write_the_store() {
     let (umoci, skopeo) = (|| tool("umoci"), || tool("skopeo"));
     let s = Store::new();
     let store = s.path().to_str().unwrap();
-    build_greeting_image(&s, "hello", "hello\n");
+    build_etc_file_image(&s, "hello", "greeting", "hello\n");
     let greet = |image: &str| {
         let out = s.container(&["run", image, "--", "cat", "/etc/greeting"]);
         let (o, e) = text(&out);
@@ -931,7 +920,7 @@ fn multi_platform_index_runs_and_survives_gc() {
     let skopeo = || tool("skopeo");
     let s = Store::new();
     let store = s.path().to_str().unwrap();
-    build_greeting_image(&s, "single", "multi\n");
+    build_etc_file_image(&s, "single", "greeting", "multi\n");
     let entry = index_entry(s.path(), "single");
     let manifest = |arch: &str| {
         serde_json::json!({
