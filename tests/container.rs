@@ -429,6 +429,37 @@ fn memory_limit_kills_a_big_allocation() {
     );
 }
 
+/// The workload runs in the container's own cgroup in every hierarchy that enforces a
+/// limit: v1 lines name their controllers, a v2-only controller uses the "0::" line.
+#[test]
+fn workload_is_in_its_cgroup_for_every_limit() {
+    if !usable() {
+        return;
+    }
+    let s = Store::new();
+    let flags = ["--mem-mib", "64", "--cpus", "0.5", "--pids", "32"];
+    let (code, out, err) = s.sh(&flags, "cat /proc/self/cgroup");
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<(Vec<&str>, &str)> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            Some((ctrls.split(',').collect(), path))
+        })
+        .collect();
+    for ctrl in ["memory", "cpu", "pids"] {
+        let path = lines
+            .iter()
+            .find(|(c, _)| c.contains(&ctrl))
+            .or_else(|| lines.iter().find(|(c, _)| c == &[""]))
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no cgroup line for {ctrl} in {out}"));
+        let leaf = path.rsplit('/').next().unwrap_or("");
+        assert!(leaf.starts_with("minnow-"), "{ctrl}: {path} ({out})");
+    }
+}
+
 #[test]
 fn pids_limit_refuses_forks() {
     if !usable() {

@@ -278,10 +278,20 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Moves process `pid` into every directory of this cgroup.
-    pub fn add(&self, pid: i32) -> Result<(), String> {
+    /// Moves the calling process, which must be single-threaded, into every directory of
+    /// this cgroup. In a v1 hierarchy it writes "0" to `tasks`: the kernel moves the
+    /// caller alone without taking the global threadgroup lock for writing, which costs an
+    /// RCU grace period (5-15 ms here) on `cgroup.procs` (docs/containers.md). A v2 domain
+    /// cgroup has no such file, so `cgroup.procs` it is.
+    pub fn join_self(&self) -> Result<(), String> {
         for dir in &self.dirs {
-            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+            let tasks = dir.join("tasks");
+            let file = if tasks.exists() {
+                tasks
+            } else {
+                dir.join("cgroup.procs")
+            };
+            write(&file, "0")?;
         }
         Ok(())
     }

@@ -2,9 +2,9 @@
 //! namespaces, on an overlayfs of the image's extracted layers, inside a cgroup with
 //! memory, cpu and pids limits. See docs/containers.md.
 //!
-//! `run` is the supervisor: it prepares the container directory and cgroup, unshares a PID
-//! namespace and forks the container's PID 1 (which finishes set-up in
-//! [`rootfs::setup_and_exec`]), waits for it, and cleans up on every path.
+//! `run` is the supervisor: it prepares the container directory and cgroup, and clones the
+//! container's PID 1 into a new PID namespace (which joins the cgroup, finishes set-up in
+//! [`rootfs::setup`] and execs), waits for it, and cleans up on every path.
 
 pub mod cgroup;
 pub mod cli;
@@ -416,7 +416,7 @@ fn start_and_wait(
     let mut child_fds = Some((go_r, err_w));
     let plan = &p.plan;
     let cb: nix::sched::CloneCb = Box::new(|| match child_fds.take() {
-        Some((go, err)) => child_main(plan, go, err),
+        Some((go, err)) => child_main(plan, cg, go, err),
         None => 1,
     });
     // SAFETY: without CLONE_VM the child gets a copy of this address space, as with
@@ -436,13 +436,14 @@ fn start_and_wait(
     // Forward termination signals; a second one kills the container.
     let forwarder = forward_signals(child);
     let mut go = fs::File::from(go_w);
-    let setup = cg.add(child.as_raw()).and_then(|()| {
-        if let Some(v) = &veth {
-            v.setup(child.as_raw())?;
-        }
-        go.write_all(b"g")
-            .map_err(|e| format!("cannot start the container: {e}"))
-    });
+    // The child joins its cgroup and sets up its root meanwhile; it execs after "g".
+    let setup = veth
+        .as_ref()
+        .map_or(Ok(()), |v| v.setup(child.as_raw()))
+        .and_then(|()| {
+            go.write_all(b"g")
+                .map_err(|e| format!("cannot start the container: {e}"))
+        });
     drop(go);
     if let Err(e) = setup {
         let _ = kill(child, Signal::SIGKILL);
@@ -517,14 +518,24 @@ fn forward_signals(child: Pid) -> Option<signal_hook::iterator::Handle> {
     Some(handle)
 }
 
-/// The forked child: waits for its cgroup, sets up, execs; reports failure on `err`.
-fn child_main(plan: &ChildPlan, go: OwnedFd, err: OwnedFd) -> ! {
+/// The cloned child: joins its cgroup first (so everything after is limited), sets up,
+/// waits for the supervisor's "g" (its veth is ready), execs; reports failure on `err`.
+/// Joining from the child is what keeps a v1 host fast: see `Cgroup::join_self`.
+fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let mut byte = [0u8; 1];
-    if !matches!(fs::File::from(go).read(&mut byte), Ok(1)) {
-        exit_now(1);
-    }
-    let (code, msg) = match rootfs::setup_and_exec(plan) {
+    let started = cg
+        .join_self()
+        .map_err(|e| (1, e))
+        .and_then(|()| rootfs::setup(plan))
+        .and_then(|()| {
+            let mut byte = [0u8; 1];
+            match fs::File::from(go).read(&mut byte) {
+                Ok(1) => rootfs::exec(plan),
+                // The supervisor failed before "g" and is killing us: nothing to report.
+                _ => exit_now(1),
+            }
+        });
+    let (code, msg) = match started {
         Ok(never) => match never {},
         Err(f) => f,
     };

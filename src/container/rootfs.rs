@@ -93,8 +93,8 @@ fn mnt(
     )))
 }
 
-/// Sets up the container and execs the workload; returns only on failure.
-pub fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
+/// Sets up the container's namespaces and root (in the cloned child, before `exec`).
+pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
     let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if plan.new_net && !plan.veth {
         flags |= CloneFlags::CLONE_NEWNET;
@@ -172,7 +172,7 @@ pub fn setup_and_exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
         "cannot chdir to working directory {}",
         plan.workdir
     )))?;
-    exec(plan)
+    Ok(())
 }
 
 fn setup_dev(dev: &Path) -> Result<(), Failure> {
@@ -267,7 +267,8 @@ pub fn find_program(cmd: &str, env: &[String], exists: impl Fn(&Path) -> bool) -
         .find(|p| exists(p))
 }
 
-fn exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
+/// Execs the workload (after `setup`); returns only on failure.
+pub fn exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
     let cmd = &plan.argv[0];
     let is_exec = |p: &Path| {
         fs::metadata(p)
