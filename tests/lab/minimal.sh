@@ -6,6 +6,7 @@
 #   - a read-only root refuses writes and the image stays byte-identical
 #   - the workload's exit status is minnow's exit code
 #   - SMP through the MP table (this kernel has no ACPI): nproc = --vcpus
+#   - the guest's timer is the TSC-deadline LAPIC timer minnow's CPUID offers
 # Prints "N passed, M failed"; exits non-zero if a check failed.
 set -uo pipefail
 
@@ -27,9 +28,10 @@ vm() { # name, kernel, disk, vcpus, guest command...
 has() { tr -d '\r' <"$T/$1.out" | grep -a -q -- "$2"; }
 rc() { cat "$T/$1.rc"; }
 
-vm write "$KDIR/bzImage" "$T/rootfs.ext4" 2 /bin/sh -c "\"echo from-the-guest >/written; sync; echo nproc=\$(nproc)\""
+vm write "$KDIR/bzImage" "$T/rootfs.ext4" 2 /bin/sh -c "\"echo from-the-guest >/written; sync; echo nproc=\$(nproc); echo timer=\$(cat /sys/devices/system/clockevents/clockevent0/current_device)\""
 check "bzImage boots from the ext4 root and its command exits 0" test "$(rc write)" = 0
 check "nproc = --vcpus 2 through the MP table" has write "nproc=2"
+check "the LAPIC timer runs in TSC-deadline mode (CPUID leaf 1)" has write "timer=lapic-deadline"
 check "the file the guest wrote is in the image" test "$(debugfs -R 'cat /written' "$T/rootfs.ext4" 2>/dev/null)" = "from-the-guest"
 check "boot time logged" grep -q "guest boot time" "$T/write.err"
 

@@ -5,6 +5,12 @@ use kvm_bindings::kvm_cpuid_entry2;
 
 /// Leaf 1 ECX: running under a hypervisor.
 const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX: the LAPIC timer has TSC-deadline mode. KVM's in-kernel LAPIC always
+/// emulates it (KVM_CAP_TSC_DEADLINE_TIMER, Linux 3.0+) but KVM_GET_SUPPORTED_CPUID
+/// leaves the bit for the VMM to set, as QEMU, Firecracker and Cloud Hypervisor do.
+/// Without it Linux calibrates the LAPIC timer against the PIT at boot and runs its
+/// IO-APIC timer check (docs/lab.md, "Pitfalls").
+const LEAF1_ECX_TSC_DEADLINE: u32 = 1 << 24;
 /// Leaf 1 EDX: more than one logical processor per package.
 const LEAF1_EDX_HTT: u32 = 1 << 28;
 /// Leaf 0xb ECX[15:8] level types.
@@ -31,7 +37,7 @@ pub fn normalize(entries: &mut [kvm_cpuid_entry2], index: u8, count: u8) {
         match e.function {
             0x1 => {
                 e.ebx = (apic_id << 24) | (n << 16) | (8 << 8) | (e.ebx & 0xff);
-                e.ecx |= LEAF1_ECX_HYPERVISOR;
+                e.ecx |= LEAF1_ECX_HYPERVISOR | LEAF1_ECX_TSC_DEADLINE;
                 if n > 1 {
                     e.edx |= LEAF1_EDX_HTT;
                 } else {
@@ -102,12 +108,13 @@ mod tests {
     }
 
     #[test]
-    fn leaf1_carries_apic_id_count_and_hypervisor_bit() {
+    fn leaf1_carries_apic_id_count_hypervisor_and_tsc_deadline_bits() {
         let mut e = [entry(1, 0)];
         normalize(&mut e, 3, 4);
         assert_eq!(e[0].ebx >> 24, 3);
         assert_eq!((e[0].ebx >> 16) & 0xff, 4);
         assert_ne!(e[0].ecx & LEAF1_ECX_HYPERVISOR, 0);
+        assert_ne!(e[0].ecx & LEAF1_ECX_TSC_DEADLINE, 0);
         assert_ne!(e[0].edx & LEAF1_EDX_HTT, 0);
         let mut single = [entry(1, 0)];
         normalize(&mut single, 0, 1);
