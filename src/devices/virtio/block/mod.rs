@@ -17,7 +17,8 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 use super::{
-    ActivateError, Interrupt, VirtioDevice, INT_CONFIG, INT_VRING, VIRTIO_RING_F_EVENT_IDX,
+    needs_interrupt, ActivateError, Interrupt, VirtioDevice, INT_CONFIG, INT_VRING,
+    VIRTIO_RING_F_EVENT_IDX,
 };
 use disk::{Disk, SECTOR_SIZE};
 
@@ -108,7 +109,7 @@ impl Block {
                 _ => break,
             }
         }
-        if served > 0 && q.needs_notification(mem).unwrap_or(true) {
+        if served > 0 && needs_interrupt(q, mem) {
             active.interrupt.raise(INT_VRING);
         }
     }

@@ -17,7 +17,7 @@ use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 
-use super::{add_used_all, ActivateError, Interrupt, VirtioDevice, INT_VRING};
+use super::{add_used_all, needs_interrupt, ActivateError, Interrupt, VirtioDevice, INT_VRING};
 use tap::{NetBackend, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, VNET_HDR_LEN};
 
 /// virtio device ID of a network device.
@@ -200,7 +200,7 @@ impl Net {
                 }
             }
         }
-        if delivered && a.rx.needs_notification(&a.mem).unwrap_or(true) {
+        if delivered && needs_interrupt(&mut a.rx, &a.mem) {
             a.interrupt.raise(INT_VRING);
         }
     }
@@ -245,7 +245,7 @@ impl Net {
             }
             sent = true;
         }
-        if sent && a.tx.needs_notification(&a.mem).unwrap_or(true) {
+        if sent && needs_interrupt(&mut a.tx, &a.mem) {
             a.interrupt.raise(INT_VRING);
         }
     }
