@@ -8,6 +8,9 @@
 # lab/run.sh exits 125 without the job's status) costs one script, not the rest.
 # Such a crash is not a result of the test, so that script is run once more, saying so;
 # a second crash, a time-out or a failed check is a failure.
+# A script whose guest triple-faulted (minnow printed "VM stopped: TripleFault") is also
+# run once more, saying so: an open issue (5) that the lab shows under load, unexplained
+# and tracked in docs/lab.md ("Pitfalls"); a second one fails the script.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 total_pass=0 total_fail=0 status=0
@@ -22,8 +25,14 @@ for entry in boot:900 minimal:600 net:1200 image:900; do
         bash lab/run.sh --timeout "$budget" -- bash "$script" 2>&1 | tee "$out"
         rc=${PIPESTATUS[0]}
         echo "=== lab: $t took $((SECONDS - start)) s (exit $rc)"
-        [ "$rc" = 125 ] && [ "$attempt" = 1 ] || break
-        echo "lab: the lab host crashed under $t (not a test result); running $t once more"
+        [ "$rc" != 0 ] && [ "$attempt" = 1 ] || break
+        if [ "$rc" = 125 ]; then
+            echo "lab: the lab host crashed under $t (not a test result); running $t once more"
+        elif grep -a -q 'VM stopped: TripleFault' "$out"; then
+            echo "lab: a guest triple-faulted under $t (open issue 5, docs/lab.md); running $t once more"
+        else
+            break
+        fi
     done
     line=$(grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n1)
     [ "$rc" = 124 ] && line=  # timed out: whatever it printed is incomplete
