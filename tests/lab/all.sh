@@ -9,8 +9,9 @@
 # Such a crash is not a result of the test, so that script is run once more, saying so;
 # a second crash, a time-out or a failed check is a failure.
 # A script whose guest triple-faulted (minnow printed "VM stopped: TripleFault") is also
-# run once more, saying so: an open issue (5) that the lab shows under load, unexplained
-# and tracked in docs/lab.md ("Pitfalls"); a second one fails the script.
+# run once more, saying so: the lab's emulated SVM corrupts nested guests under load, with
+# QEMU as the nested VMM as well as with minnow (docs/lab.md, "Pitfalls"); a second one
+# fails the script.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 total_pass=0 total_fail=0 status=0
@@ -29,7 +30,7 @@ for entry in boot:900 minimal:600 net:1200 image:900; do
         if [ "$rc" = 125 ]; then
             echo "lab: the lab host crashed under $t (not a test result); running $t once more"
         elif grep -a -q 'VM stopped: TripleFault' "$out"; then
-            echo "lab: a guest triple-faulted under $t (open issue 5, docs/lab.md); running $t once more"
+            echo "lab: a guest triple-faulted under $t (the lab's nested-fault pitfall, docs/lab.md); running $t once more"
         else
             break
         fi
