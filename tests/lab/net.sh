@@ -15,14 +15,16 @@ set -uo pipefail
 
 source "$(dirname "$0")/lib.sh"
 need net-test kernel
+usage() { echo "usage: $0 [--vmm minnow|qemu] [--files tmpfs|9p]" >&2; exit 2; }
 VMM=minnow FILES=tmpfs
 while [ $# -gt 0 ]; do
     case "$1" in
-        --vmm) VMM=${2:?}; shift 2 ;;
-        --files) FILES=${2:?}; shift 2 ;;
-        *) echo "usage: $0 [--vmm minnow|qemu] [--files tmpfs|9p]" >&2; exit 2 ;;
+        --vmm) VMM=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
+        --files) FILES=${2:-}; shift $(($# > 1 ? 2 : 1)) ;;
+        *) usage ;;
     esac
 done
+case "$VMM:$FILES" in minnow:tmpfs | minnow:9p | qemu:tmpfs | qemu:9p) ;; *) usage ;; esac
 
 # Files on the lab's tmpfs by default, not its 9p root: this tests virtio-net, not 9p.
 if [ "$FILES" = 9p ]; then T=$(mktemp -d -p /var/tmp); else T=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d); fi
