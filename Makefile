@@ -1,31 +1,36 @@
 # minnow: see README.md. `make demo` boots a kernel; `make test` runs every tier.
 CARGO ?= cargo
 
-.PHONY: all deps build demo test unit lint lab-setup lab-kernel lab-test bench clean
+.PHONY: all deps build demo test unit system lint lab-setup lab-kernel lab-test bench clean
 
 all: build
 
 build:
-	$(CARGO) build --release
+	$(CARGO) build --release --workspace
 
 ## demo: fetch a Debian cloud kernel + busybox initramfs, boot it, print the boot time.
 demo:
 	bash scripts/demo.sh
 
-## test: tier 1 (unit) + tier 2 (tiny guests on /dev/kvm) + tier 3 (the nested-KVM lab).
-test: unit lab-test
+## test: tier 1 (unit) + tier 2 (tiny guests on /dev/kvm, containers and engines as root)
+## + tier 3 (the nested-KVM lab).
+test: unit system lab-test
 
 deps:
 	bash scripts/install-deps.sh
 
-## unit: cargo's tests: unit tests, tiny guests on this machine's /dev/kvm, error cases,
-## containers on this host.
-unit: deps
-	$(CARGO) test
+## unit: the tests that need neither root nor /dev/kvm: every crate's unit tests.
+unit:
+	$(CARGO) test --workspace --lib --bins
+
+## system: the integration tests (tests/, crates/*/tests): tiny guests on this machine's
+## /dev/kvm, error cases, containers on this host; they need root and /dev/kvm.
+system: deps
+	$(CARGO) test --workspace --tests
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 lab-setup:
 	bash lab/setup.sh

@@ -6,7 +6,7 @@
 #   1. VMM start -> guest boot-timer write + CPU time, tiny guest, this host's /dev/kvm (N runs, default 30)
 #   2. VMM memory overhead (RSS - guest-memory RSS), halt.elf at 128 and 1024 MiB (M runs, default 5)
 #   3. nested-lab boot of the Debian cloud kernel: minnow vs qemu microvm vs qemu pc (K rounds, default 3)
-#   4. `minnow bench startup`: host process vs minnow container vs runc/crun/docker vs microVM
+#   4. `minnow-bench startup`: host process vs minnow container vs runc/crun/docker vs microVM
 #      (S runs, default 10; in the lab unless --skip-lab) -> DIR/startup/; with --density
 #      also how many instances of each fit in 2 GiB (adds ~30 minutes in the lab)
 #   5. minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput in the lab
@@ -50,11 +50,13 @@ WORK=$(mktemp -d /tmp/minnow-bench.XXXXXX) || die "mktemp failed"
 chmod 755 "$WORK"
 trap 'rm -rf "$WORK"' EXIT
 BIN=${MINNOW_BIN:-$REPO/target/release/minnow}
-if [ ! -x "$BIN" ]; then
-    echo "bench: $BIN missing; cargo build --release" >&2
-    (cd "$REPO" && timeout 1200 cargo build --release) >&2 || die "cargo build --release failed"
+BENCH_BIN=$(dirname "$BIN")/minnow-bench
+if [ ! -x "$BIN" ] || [ ! -x "$BENCH_BIN" ]; then
+    echo "bench: $BIN or $BENCH_BIN missing; cargo build --release --workspace" >&2
+    (cd "$REPO" && timeout 1200 cargo build --release --workspace) >&2 || die "cargo build --release --workspace failed"
 fi
 cp "$BIN" "$WORK/minnow" || die "cannot copy $BIN"
+cp "$BENCH_BIN" "$WORK/minnow-bench" || die "cannot copy $BENCH_BIN"
 timeout 120 bash "$REPO/tests/guests/build.sh" "$WORK/guests" >&2 || die "building test guests failed"
 
 # 1 + 2: this host. Bounded: each boot has a 20 s deadline, each memory run ~30 s.
@@ -93,9 +95,9 @@ if [ "$SKIP_STARTUP" = 0 ]; then
     ST_ARGS=(--runs "$STARTUP_RUNS" --out "$OUT/startup")
     if [ "$SKIP_LAB" = 1 ]; then ST_ARGS+=(--no-vm); else ST_ARGS+=(--in-lab); fi
     [ "$DENSITY" = 1 ] && ST_ARGS+=(--density)
-    echo "bench: 4. minnow bench startup ${ST_ARGS[*]} ..." >&2
-    (cd "$REPO" && timeout -k 10 7200 "$WORK/minnow" bench startup "${ST_ARGS[@]}") \
-        || die "minnow bench startup failed (status $?)"
+    echo "bench: 4. minnow-bench startup ${ST_ARGS[*]} ..." >&2
+    (cd "$REPO" && timeout -k 10 7200 "$WORK/minnow-bench" startup --minnow "$WORK/minnow" "${ST_ARGS[@]}") \
+        || die "minnow-bench startup failed (status $?)"
 fi
 
 # 5 (unless --skip-lab-io): minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput

@@ -1,16 +1,23 @@
-//! minnow's command line. All the work happens in the library.
+//! minnow's command line. All the work happens in the libraries (crates/); this turns
+//! flags into their inputs, and results into output and an exit code.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod cli;
+
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use std::io::IsTerminal;
-
 use clap::{Args, Parser, Subcommand};
 use vmm_sys_util::terminal::Terminal;
 
-use minnow::config::VmConfig;
-use minnow::vmm::Vmm;
+use minnow_vmm::config::VmConfig;
+use minnow_vmm::{Options, Vmm};
+
+/// Environment variables the tests use to stand in for host files.
+const KVM_DEVICE_ENV: &str = "MINNOW_KVM_DEVICE";
 
 #[derive(Parser)]
 #[command(name = "minnow", version, about = "A small KVM microVM monitor")]
@@ -29,11 +36,9 @@ enum Command {
     /// Host networking for microVMs: TAP devices.
     Net(NetArgs),
     /// Manage container images (OCI layout store).
-    Image(minnow::image::cli::ImageArgs),
+    Image(cli::image::ImageArgs),
     /// Run and manage containers.
-    Container(minnow::container::cli::ContainerArgs),
-    /// Benchmarks: `bench startup` compares start-up against runc, crun, docker, microVMs.
-    Bench(minnow::bench::BenchArgs),
+    Container(cli::container::ContainerArgs),
 }
 
 #[derive(Args)]
@@ -61,8 +66,8 @@ enum NetCommand {
 
 fn net(args: NetArgs) -> Result<i32, String> {
     match args.command {
-        NetCommand::Setup { name, host_ip } => minnow::hostnet::setup(&name, host_ip.as_deref()),
-        NetCommand::Teardown { name } => minnow::hostnet::teardown(&name),
+        NetCommand::Setup { name, host_ip } => cli::net::setup(&name, host_ip.as_deref()),
+        NetCommand::Teardown { name } => cli::net::teardown(&name),
     }
     .map(|()| 0)
 }
@@ -92,14 +97,14 @@ struct RunArgs {
     hugepages: bool,
     /// A raw disk image on virtio-blk: PATH[,ro]. Repeat for more disks (vda, vdb, ...).
     #[arg(long = "disk", value_name = "PATH[,ro]")]
-    disks: Vec<minnow::config::DiskConfig>,
+    disks: Vec<minnow_vmm::config::DiskConfig>,
     /// Root device for the kernel (root=) [default: /dev/vda when a disk is given].
     #[arg(long)]
     root: Option<String>,
     /// A network interface on a TAP: tap=NAME[,mac=MAC][,create][,guest-ip=A/P][,host-ip=A/P].
     /// Repeat for more (eth0, eth1, ...).
     #[arg(long = "net", value_name = "tap=NAME[,...]")]
-    nets: Vec<minnow::config::NetConfig>,
+    nets: Vec<minnow_vmm::config::NetConfig>,
     /// Boot minnow's kernel with this image (from the image store) as the root disk;
     /// the command after -- (else the image's) is the workload, and minnow exits with
     /// its status.
@@ -117,7 +122,9 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn into_config(self) -> Result<VmConfig, minnow::config::Error> {
+    /// The flags over the config file's values; validated later, once the workload is
+    /// resolved (an image run defaults the kernel).
+    fn into_config(self) -> Result<VmConfig, minnow_vmm::config::Error> {
         let mut cfg = match &self.config {
             Some(path) => VmConfig::from_file(path)?,
             None => VmConfig::new(PathBuf::new()),
@@ -147,7 +154,16 @@ impl RunArgs {
         if !self.nets.is_empty() {
             cfg.nets = self.nets;
         }
-        cfg.validate()?;
+        if !self.command.is_empty() {
+            cfg.command = self.command;
+        }
+        if self.image.is_some() {
+            cfg.image = self.image;
+        }
+        cfg.container |= self.container;
+        if self.store.is_some() {
+            cfg.store = self.store;
+        }
         Ok(cfg)
     }
 }
@@ -171,50 +187,16 @@ impl Drop for RawTerminal {
     }
 }
 
-fn run(mut args: RunArgs, start: Instant) -> Result<i32, String> {
-    use minnow::image::disk;
-    // Kept alive until the VM has stopped: the run's private copy of the image disk.
-    let mut _run_disk = None;
-    let mut extra = Vec::new();
-    if let Some(name) = args.image.take() {
-        if args.kernel.is_none() && args.config.is_none() {
-            let k = disk::default_kernel();
-            if !k.is_file() {
-                return Err(format!(
-                    "no minnow guest kernel at {}; build it with `bash resources/guest/kernel/build.sh` (or pass --kernel PATH)",
-                    k.display()
-                ));
-            }
-            args.kernel = Some(k);
-        }
-        let kind = if args.container {
-            disk::Kind::Container
-        } else {
-            disk::Kind::Plain
-        };
-        let store = minnow::image::store_path(args.store.take());
-        let prepared = disk::prepare_run(&store, &name, kind, &args.command)?;
-        args.disks.insert(
-            0,
-            minnow::config::DiskConfig {
-                path: prepared.disk.path.clone(),
-                read_only: false,
-            },
-        );
-        extra.push(prepared.cmdline.clone());
-        _run_disk = Some(prepared.disk);
-    } else if !args.command.is_empty() {
-        extra.push(disk::cmd_arg(&args.command)?);
-    }
-    if !extra.is_empty() {
-        if !std::io::stdout().is_terminal() {
-            extra.push("minnow.raw".into());
-        }
-        extra.extend(args.cmdline.take());
-        args.cmdline = Some(extra.join(" "));
-    }
+fn run(args: RunArgs, start: Instant) -> Result<i32, String> {
     let config = args.into_config().map_err(|e| e.to_string())?;
-    let vmm = Vmm::build(&config, start, Box::new(std::io::stdout())).map_err(|e| e.to_string())?;
+    // Holds the run's private copy of an image disk until the VM has stopped.
+    let mut prepared = minnow_vmdisk::prepare(&config)?;
+    prepared.workload.raw = !std::io::stdout().is_terminal();
+    let mut opts = Options::new(start);
+    if let Some(dev) = std::env::var_os(KVM_DEVICE_ENV) {
+        opts.kvm_device = PathBuf::from(dev);
+    }
+    let vmm = Vmm::build(&prepared.config, &prepared.workload, opts).map_err(|e| e.to_string())?;
     let summary = {
         let _raw = RawTerminal::enter();
         vmm.run().map_err(|e| e.to_string())?
@@ -250,9 +232,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(args, start),
         Command::Net(args) => net(args),
-        Command::Image(args) => minnow::image::cli::run(args),
-        Command::Container(args) => minnow::container::cli::run(args),
-        Command::Bench(args) => minnow::bench::run(args),
+        Command::Image(args) => cli::image::run(args),
+        Command::Container(args) => cli::container::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -1,0 +1,609 @@
+//! minnow's container runtime: a workload in new UTS, IPC, PID, mount and network
+//! namespaces, on an overlayfs of the image's extracted layers, inside a cgroup with
+//! memory, cpu and pids limits. See docs/containers.md.
+//!
+//! `run` is the supervisor: it prepares the container directory and cgroup, and clones the
+//! container's PID 1 into a new PID namespace (which joins the cgroup, finishes set-up in
+//! [`rootfs::setup`] and execs), waits for it, and cleans up on every path.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod cgroup;
+pub mod rootfs;
+pub mod veth;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+use cgroup::{Cgroup, Limits};
+use minnow_image::{check_name, now_rfc3339, Image, Store};
+use rootfs::ChildPlan;
+
+/// `STORE/containers/<id>/state.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct State {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_digest: String,
+    /// Layer digests, bottom first (kept alive by `image rm`'s garbage collection).
+    pub layers: Vec<String>,
+    pub command: Vec<String>,
+    /// "created", "running" or "exited".
+    pub status: String,
+    /// The container's PID 1, as the host sees it.
+    pub pid: Option<i32>,
+    pub supervisor_pid: i32,
+    pub exit_code: Option<i32>,
+    pub created: String,
+    pub finished: Option<String>,
+    pub cgroups: Vec<PathBuf>,
+    pub detached: bool,
+    pub keep: bool,
+}
+
+impl State {
+    pub fn load(dir: &Path) -> Result<State, String> {
+        let path = dir.join("state.json");
+        let text = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_slice(&text).map_err(|e| format!("corrupt {}: {e}", path.display()))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), String> {
+        let path = dir.join("state.json");
+        let tmp = dir.join(".state.json.tmp");
+        let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        fs::write(&tmp, text)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    }
+
+    /// The status `ls` shows: "dead" when it claims to run but its supervisor is gone.
+    pub fn live_status(&self) -> String {
+        if self.status != "exited" && !minnow_host::pid_alive(self.supervisor_pid) {
+            "dead".into()
+        } else if self.status == "exited" {
+            format!("exited ({})", self.exit_code.unwrap_or(-1))
+        } else {
+            self.status.clone()
+        }
+    }
+}
+
+/// Ends a forked process at once, without running the parent's atexit handlers or
+/// flushing buffers that belong to the parent.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// What `minnow container run` was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub name: Option<String>,
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub limits: Limits,
+    pub host_net: bool,
+    /// A veth pair to the host (implies a new network namespace).
+    pub veth: bool,
+    pub keep: bool,
+    pub detach: bool,
+    /// The mount table cgroups are found in ([`cgroup::MOUNTINFO`]; tests give another).
+    pub mountinfo: PathBuf,
+}
+
+/// Refuses to go on without root: namespaces, mounts and cgroups need it.
+pub fn require_root() -> Result<(), String> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err("containers need root (namespaces, mounts and cgroups); run minnow as root, e.g. with sudo".into())
+    }
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 6];
+    if fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        b.copy_from_slice(&(t.as_nanos() as u64 ^ std::process::id() as u64).to_le_bytes()[..6]);
+    }
+    hex::encode(b)
+}
+
+/// All containers in the store, sorted by creation time.
+pub fn list(store: &Store) -> Vec<State> {
+    let mut out: Vec<State> = fs::read_dir(store.containers_dir())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| State::load(&e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+    out
+}
+
+/// Finds a container by id, unique id prefix, or name.
+pub fn find(store: &Store, key: &str) -> Result<State, String> {
+    let all = list(store);
+    if let Some(s) = all.iter().find(|s| s.id == key || s.name == key) {
+        return Ok(s.clone());
+    }
+    let matches: Vec<&State> = all.iter().filter(|s| s.id.starts_with(key)).collect();
+    match matches.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(format!("no container {key:?}; see `minnow container ls`")),
+        _ => Err(format!(
+            "{key:?} matches several containers; give more of the id"
+        )),
+    }
+}
+
+/// Everything prepared before forking: resolved image, directories, state.
+struct Prepared {
+    dir: PathBuf,
+    state: State,
+    plan: ChildPlan,
+    limits: Limits,
+    mountinfo: PathBuf,
+}
+
+fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
+    if let Some(n) = &opts.name {
+        check_name("container", n)?;
+    }
+    let image: Image = store.resolve_or_default(&opts.image)?;
+    let lowers = store.layer_dirs(&image)?;
+    let cfg = &image.config.config;
+    let mut argv: Vec<String> = cfg.entrypoint.clone().unwrap_or_default();
+    if opts.command.is_empty() {
+        argv.extend(cfg.cmd.clone().unwrap_or_default());
+    } else {
+        argv.extend(opts.command.iter().cloned());
+    }
+    if argv.is_empty() {
+        return Err(format!(
+            "image {} has no command; give one after the image: minnow container run {} -- CMD",
+            opts.image, opts.image
+        ));
+    }
+    let _lock = store.lock()?;
+    let id = new_id();
+    let name = opts.name.clone().unwrap_or_else(|| id.clone());
+    if list(store).iter().any(|s| s.name == name) {
+        return Err(format!("a container named {name} already exists; remove it (minnow container rm {name}) or pick another --name"));
+    }
+    let dir = store.containers_dir().join(&id);
+    let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+    let overlay_options = rootfs::overlay_options(&lowers, &upper, &work)?;
+    for d in [&upper, &work, &rootfs] {
+        fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    let mut env: Vec<String> = cfg.env.clone().unwrap_or_default();
+    env.push(format!("HOSTNAME={name}"));
+    for e in &opts.env {
+        let key = e.split('=').next().unwrap_or("");
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    let state = State {
+        id: id.clone(),
+        name: name.clone(),
+        image: opts.image.clone(),
+        image_digest: image.manifest_digest.to_string(),
+        layers: image
+            .manifest
+            .layers
+            .iter()
+            .map(|l| l.digest.clone())
+            .collect(),
+        command: argv.clone(),
+        status: "created".into(),
+        pid: None,
+        supervisor_pid: std::process::id() as i32,
+        exit_code: None,
+        created: now_rfc3339(),
+        finished: None,
+        cgroups: Vec::new(),
+        detached: opts.detach,
+        keep: opts.keep,
+    };
+    if let Err(e) = state.save(&dir) {
+        let _ = fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    let plan = ChildPlan {
+        rootfs,
+        overlay_options,
+        hostname: name,
+        new_net: !opts.host_net,
+        veth: opts.veth,
+        argv,
+        env,
+        workdir: cfg
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into()),
+    };
+    Ok(Prepared {
+        dir,
+        state,
+        plan,
+        limits: opts.limits,
+        mountinfo: opts.mountinfo.clone(),
+    })
+}
+
+/// Removes a container's directory (its overlay is only mounted in its own, now dead,
+/// mount namespace, so there is nothing to unmount on the host).
+fn remove_dir(dir: &Path) {
+    for _ in 0..50 {
+        match fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    if let Err(e) = fs::remove_dir_all(dir) {
+        log::warn!("cannot remove {}: {e}", dir.display());
+    }
+}
+
+/// `minnow container run`. Returns the workload's exit code (128+N if killed by signal N).
+pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, String> {
+    require_root()?;
+    let p = prepare(store, opts)?;
+    if !opts.detach {
+        let dir = p.dir.clone();
+        let keep = opts.keep;
+        let result = supervise(p, |_| {});
+        if !keep {
+            remove_dir(&dir);
+        }
+        return result;
+    }
+    // Detached: fork a supervisor that outlives this command; wait until it reports the
+    // workload started (or failed to).
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: minnow is single-threaded here, so the child cannot inherit a lock held by
+    // another thread; it goes on running ordinary Rust code and ends with _exit.
+    match unsafe { fork() } {
+        Err(e) => {
+            remove_dir(&p.dir);
+            Err(format!("fork: {e}"))
+        }
+        Ok(ForkResult::Child) => {
+            drop(ready_r);
+            let code = daemon(p, ready_w);
+            exit_now(code)
+        }
+        Ok(ForkResult::Parent { .. }) => {
+            drop(ready_w);
+            let mut msg = String::new();
+            let _ = fs::File::from(ready_r).read_to_string(&mut msg);
+            match msg.strip_prefix("ok ") {
+                Some(id) => {
+                    println!("{}", id.trim());
+                    Ok(0)
+                }
+                None if msg.is_empty() => {
+                    Err("the container supervisor died during start-up".into())
+                }
+                None => Err(msg.trim().to_string()),
+            }
+        }
+    }
+}
+
+/// The detached supervisor: its own session, output to `<dir>/log`.
+fn daemon(mut p: Prepared, ready: OwnedFd) -> i32 {
+    let _ = nix::unistd::setsid();
+    p.state.supervisor_pid = std::process::id() as i32;
+    let _ = p.state.save(&p.dir);
+    let log = fs::File::create(p.dir.join("log"));
+    let null = fs::File::open("/dev/null");
+    if let (Ok(log), Ok(null)) = (log, null) {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&log);
+        let _ = nix::unistd::dup2_stderr(&log);
+    }
+    let mut ready = Some(fs::File::from(ready));
+    let id = p.state.id.clone();
+    let result = supervise(p, |started| {
+        if let Some(mut f) = ready.take() {
+            let _ = match started {
+                Ok(()) => write!(f, "ok {id}"),
+                Err(e) => write!(f, "{e}"),
+            };
+        }
+    });
+    if let Some(mut f) = ready.take() {
+        let _ = write!(
+            f,
+            "{}",
+            result
+                .as_ref()
+                .err()
+                .cloned()
+                .unwrap_or_else(|| "container exited during start-up".into())
+        );
+    }
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("minnow: error: {e}");
+            1
+        }
+    }
+}
+
+/// Creates the cgroup, forks the container, reports start-up through `started`, waits,
+/// and cleans up the cgroup. The container directory is left to the caller.
+fn supervise(mut p: Prepared, started: impl FnOnce(Result<(), &str>)) -> Result<i32, String> {
+    let layout = cgroup::detect(&p.mountinfo);
+    let cg = match Cgroup::create(&p.state.id, &p.limits, &layout) {
+        Ok(cg) => cg,
+        Err(e) => {
+            started(Err(&e));
+            return Err(e);
+        }
+    };
+    p.state.cgroups = cg.dirs.clone();
+    let result = start_and_wait(&mut p, &cg, started);
+    cg.remove();
+    p.state.status = "exited".into();
+    p.state.finished = Some(now_rfc3339());
+    p.state.exit_code = Some(*result.as_ref().unwrap_or(&1));
+    let _ = p.state.save(&p.dir);
+    result
+}
+
+fn start_and_wait(
+    p: &mut Prepared,
+    cg: &Cgroup,
+    started: impl FnOnce(Result<(), &str>),
+) -> Result<i32, String> {
+    let fail = |e: String| -> Result<i32, String> { Err(e) };
+    let pipes = pipe2(OFlag::O_CLOEXEC).and_then(|go| pipe2(OFlag::O_CLOEXEC).map(|err| (go, err)));
+    let ((go_r, go_w), (err_r, err_w)) = match pipes {
+        Ok(p) => p,
+        Err(e) => {
+            let msg = format!("pipe: {e}");
+            started(Err(&msg));
+            return fail(msg);
+        }
+    };
+    // The child becomes PID 1 of a new PID namespace; this process stays outside (unshare
+    // would move our own later children and forbid threads, so clone it is).
+    let veth = if p.plan.veth {
+        match veth::plan(&p.state.id) {
+            Ok(v) => {
+                p.plan.env.push(format!("MINNOW_HOST_IP={}", v.host_ip));
+                p.plan.env.push(format!("MINNOW_IP={}", v.ip));
+                Some(v)
+            }
+            Err(e) => {
+                started(Err(&e));
+                return fail(e);
+            }
+        }
+    } else {
+        None
+    };
+    let mut clone_flags = CloneFlags::CLONE_NEWPID;
+    if veth.is_some() {
+        clone_flags |= CloneFlags::CLONE_NEWNET;
+    }
+    let mut stack = vec![0u8; 256 << 10];
+    let mut child_fds = Some((go_r, err_w));
+    let plan = &p.plan;
+    let cb: nix::sched::CloneCb = Box::new(|| match child_fds.take() {
+        Some((go, err)) => child_main(plan, cg, go, err),
+        None => 1,
+    });
+    // SAFETY: without CLONE_VM the child gets a copy of this address space, as with
+    // fork; the supervisor is single-threaded until after this call (the signal thread
+    // starts below), so the child cannot inherit a lock held by another thread. The
+    // stack outlives the call and is only used by the child.
+    let cloned = unsafe { nix::sched::clone(cb, &mut stack, clone_flags, Some(libc::SIGCHLD)) };
+    drop(child_fds);
+    let child = match cloned {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("cannot create the container's PID namespace: {e}");
+            started(Err(&msg));
+            return fail(msg);
+        }
+    };
+    // Forward termination signals; a second one kills the container.
+    let forwarder = forward_signals(child);
+    let mut go = fs::File::from(go_w);
+    // The child joins its cgroup and sets up its root meanwhile; it execs after "g".
+    let setup = veth
+        .as_ref()
+        .map_or(Ok(()), |v| v.setup(child.as_raw()))
+        .and_then(|()| {
+            go.write_all(b"g")
+                .map_err(|e| format!("cannot start the container: {e}"))
+        });
+    drop(go);
+    if let Err(e) = setup {
+        let _ = kill(child, Signal::SIGKILL);
+        let _ = wait_for(child);
+        if let Some(v) = &veth {
+            v.remove();
+        }
+        started(Err(&e));
+        return fail(e);
+    }
+    p.state.pid = Some(child.as_raw());
+    p.state.status = "running".into();
+    let _ = p.state.save(&p.dir);
+    // The error pipe closes on exec (CLOEXEC) or carries "code message" on failure.
+    let mut msg = String::new();
+    let _ = fs::File::from(err_r).read_to_string(&mut msg);
+    if msg.is_empty() {
+        started(Ok(()));
+        let status = wait_for(child);
+        drop(forwarder);
+        if let Some(v) = &veth {
+            v.remove();
+        }
+        return status;
+    }
+    let _ = wait_for(child);
+    drop(forwarder);
+    if let Some(v) = &veth {
+        v.remove();
+    }
+    let (code, text) = msg.split_once(' ').unwrap_or(("1", &msg));
+    let code: i32 = code.parse().unwrap_or(1);
+    started(Err(text));
+    if code == 126 || code == 127 {
+        eprintln!("minnow: error: {text}");
+        return Ok(code);
+    }
+    Err(format!("container set-up failed: {text}"))
+}
+
+fn wait_for(child: Pid) -> Result<i32, String> {
+    loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(format!("waitpid: {e}")),
+        }
+    }
+}
+
+/// Forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to the container; the second one is a SIGKILL.
+/// (The container's PID 1 ignores signals it has no handler for, as any init does.)
+fn forward_signals(child: Pid) -> Option<signal_hook::iterator::Handle> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]).ok()?;
+    let handle = signals.handle();
+    std::thread::spawn(move || {
+        let mut count = 0;
+        for sig in signals.forever() {
+            count += 1;
+            let sig = if count > 1 {
+                Signal::SIGKILL
+            } else {
+                Signal::try_from(sig).unwrap_or(Signal::SIGTERM)
+            };
+            let _ = kill(child, sig);
+        }
+    });
+    Some(handle)
+}
+
+/// The cloned child: joins its cgroup first (so everything after is limited), sets up,
+/// waits for the supervisor's "g" (its veth is ready), execs; reports failure on `err`.
+/// Joining from the child is what keeps a v1 host fast: see `Cgroup::join_self`.
+fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let started = cg
+        .join_self()
+        .map_err(|e| (1, e))
+        .and_then(|()| rootfs::setup(plan))
+        .and_then(|()| {
+            let mut byte = [0u8; 1];
+            match fs::File::from(go).read(&mut byte) {
+                Ok(1) => rootfs::exec(plan),
+                // The supervisor failed before "g" and is killing us: nothing to report.
+                _ => exit_now(1),
+            }
+        });
+    let (code, msg) = match started {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    let _ = write!(fs::File::from(err), "{code} {msg}");
+    exit_now(code)
+}
+
+/// `minnow container stop`: SIGTERM, then SIGKILL after `grace`; waits for the supervisor
+/// to record the exit.
+pub fn stop(store: &Store, key: &str, grace: Duration) -> Result<String, String> {
+    require_root()?;
+    let s = find(store, key)?;
+    let dir = store.containers_dir().join(&s.id);
+    let running = |st: &State| st.status != "exited" && minnow_host::pid_alive(st.supervisor_pid);
+    if !running(&s) {
+        return Ok(format!("{} is not running", s.name));
+    }
+    let Some(pid) = s.pid.filter(|p| is_child_of(*p, s.supervisor_pid)) else {
+        return Err(format!("container {} has no running process", s.name));
+    };
+    let pid = Pid::from_raw(pid);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    let mut killed = false;
+    loop {
+        let st = State::load(&dir).unwrap_or(s.clone());
+        if !running(&st) {
+            return Ok(st.name);
+        }
+        if !killed && Instant::now() >= deadline {
+            let _ = kill(pid, Signal::SIGKILL);
+            killed = true;
+        }
+        if killed && Instant::now() >= deadline + Duration::from_secs(10) {
+            return Err(format!(
+                "container {} did not stop; check `minnow container ls`",
+                s.name
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_child_of(pid: i32, parent: i32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the ")" that ends the command name: state, ppid, ...
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|p| p.parse::<i32>().ok())
+        == Some(parent)
+}
+
+/// `minnow container rm`: removes a stopped container (or, with `force`, stops it first).
+pub fn remove(store: &Store, key: &str, force: bool) -> Result<String, String> {
+    require_root()?;
+    let s = find(store, key)?;
+    if s.status != "exited" && minnow_host::pid_alive(s.supervisor_pid) {
+        if !force {
+            return Err(format!("container {} is running; stop it first (minnow container stop {}) or use rm --force", s.name, s.name));
+        }
+        stop(store, &s.id, Duration::ZERO)?;
+    }
+    // A supervisor that was killed leaves its cgroup behind: clean it up too.
+    Cgroup {
+        dirs: s.cgroups.clone(),
+    }
+    .remove();
+    remove_dir(&store.containers_dir().join(&s.id));
+    Ok(s.name)
+}

@@ -1,0 +1,97 @@
+//! minnow's image store: OCI image layout on disk, content-addressed layer blobs, and a
+//! cache of extracted layers used as overlayfs lower directories. See docs/containers.md.
+//!
+//! ```text
+//! STORE/oci-layout                     {"imageLayoutVersion": "1.0.0"}
+//! STORE/index.json                     named manifests (org.opencontainers.image.ref.name)
+//! STORE/blobs/sha256/<hex>             manifests, configs, uncompressed tar layers
+//! STORE/layers/<hex>/rootfs            extracted layer (read-only overlay lower dir)
+//! STORE/containers/<id>/               one container: state.json, upper/, work/, rootfs/
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+//!
+//! Modules: [`store`] (the layout, blobs, names), [`import`] (images from directories,
+//! tars and the busybox default), [`gc`] (removal and garbage collection), [`layer`]
+//! (layer tars: packing and extraction), [`busybox`] (the default image's root).
+
+pub mod busybox;
+pub mod digest;
+pub mod gc;
+pub mod import;
+pub mod layer;
+pub mod oci;
+pub mod store;
+
+pub use busybox::is_static_elf;
+pub use store::Store;
+
+use digest::Digest;
+use oci::{ImageConfig, Manifest};
+use std::path::PathBuf;
+
+/// Where the store is when neither `--store` nor `MINNOW_STORE` says.
+pub const DEFAULT_STORE: &str = "/var/lib/minnow";
+
+/// The store directory: the `--store` flag, else `$MINNOW_STORE`, else [`DEFAULT_STORE`].
+pub fn store_path(flag: Option<PathBuf>) -> PathBuf {
+    flag.or_else(|| std::env::var_os("MINNOW_STORE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STORE))
+}
+
+/// The time now as RFC 3339 UTC with seconds, as OCI `created` fields use.
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Checks an image or container name: `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`.
+pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {kind} name {name:?}; use letters, digits and _ . : - (starting with a letter or digit)"
+        ))
+    }
+}
+
+/// A resolved image: its name, manifest and config, both read with verified digests.
+#[derive(Clone, Debug)]
+pub struct Image {
+    pub name: String,
+    pub manifest_digest: Digest,
+    pub manifest: Manifest,
+    pub config: ImageConfig,
+}
+
+/// One row of `minnow image ls`.
+#[derive(Clone, Debug)]
+pub struct ImageSummary {
+    pub name: String,
+    pub digest: Digest,
+    pub size: u64,
+    pub created: String,
+}
+
+/// The image built from the host's busybox-static when first asked for.
+pub const DEFAULT_IMAGE: &str = "busybox";
+
+/// The platform minnow runs images for (what it writes into image configs, and what it
+/// picks from multi-platform image indexes).
+pub const PLATFORM_OS: &str = "linux";
+pub const PLATFORM_ARCH: &str = "amd64";
+
+/// How deep image indexes may nest under `index.json`.
+const MAX_INDEX_DEPTH: usize = 4;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,126 @@
+//! `minnow image ...`: the image store's command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use minnow_image::{store_path, Store};
+
+#[derive(Args, Debug)]
+pub struct ImageArgs {
+    /// Image store directory [default: $MINNOW_STORE or /var/lib/minnow].
+    #[arg(long, global = true)]
+    pub store: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import a root filesystem (directory, .tar or .tar.gz) as a one-layer image.
+    Import {
+        /// Directory or tar archive holding the root filesystem.
+        #[arg(required_unless_present = "default", conflicts_with = "default")]
+        source: Option<PathBuf>,
+        /// Image name [default: the source's file name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Build the default `busybox` image from the host's busybox-static.
+        #[arg(long)]
+        default: bool,
+    },
+    /// List images: name, digest, size, created.
+    Ls,
+    /// Remove an image and garbage-collect blobs nothing refers to any more.
+    Rm { name: String },
+    /// Make a new image: BASE's layers plus one layer made from DIR's contents.
+    Build {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        add: PathBuf,
+        #[arg(long)]
+        tag: String,
+    },
+}
+
+fn default_name(src: &std::path::Path) -> Result<String, String> {
+    let file = src
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+        .ok_or_else(|| {
+            format!(
+                "cannot name an image after {}; pass --name NAME",
+                src.display()
+            )
+        })?;
+    let name = [".tar.gz", ".tgz", ".tar"]
+        .iter()
+        .find_map(|ext| file.strip_suffix(ext))
+        .unwrap_or(&file);
+    Ok(name.to_string())
+}
+
+/// Formats a byte count as `ls` shows it.
+pub fn human_size(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1}GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1}MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1}KiB", n as f64 / 1024.0),
+        n => format!("{n}B"),
+    }
+}
+
+/// Runs an `image` subcommand; returns the exit code.
+pub fn run(args: ImageArgs) -> Result<i32, String> {
+    let store = Store::open(&store_path(args.store))?;
+    match args.command {
+        ImageCommand::Import { default: true, .. } => {
+            let img = store.import_default()?;
+            println!("{} {}", img.name, img.manifest_digest);
+        }
+        ImageCommand::Import { source, name, .. } => {
+            let source = source.ok_or("missing SOURCE; pass a directory or tar, or --default")?;
+            let name = match name {
+                Some(n) => n,
+                None => default_name(&source)?,
+            };
+            let img = store.import(&source, &name)?;
+            println!("{} {}", img.name, img.manifest_digest);
+        }
+        ImageCommand::Ls => {
+            println!("{:<24} {:<14} {:>10}  CREATED", "NAME", "DIGEST", "SIZE");
+            for i in store.list()? {
+                println!(
+                    "{:<24} {:<14} {:>10}  {}",
+                    i.name,
+                    i.digest.short(),
+                    human_size(i.size),
+                    i.created
+                );
+            }
+        }
+        ImageCommand::Rm { name } => {
+            let freed = store.remove(&name)?;
+            println!("removed {name} ({freed} blobs freed)");
+        }
+        ImageCommand::Build { from, add, tag } => {
+            let img = store.build(&from, &add, &tag)?;
+            println!("{} {}", img.name, img.manifest_digest);
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(2048), "2.0KiB");
+        assert_eq!(human_size(3 << 20), "3.0MiB");
+    }
+}

@@ -1,0 +1,5 @@
+//! The subcommands other than `run`: each turns its flags into a library call.
+
+pub mod container;
+pub mod image;
+pub mod net;
