@@ -238,7 +238,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(msg) => {
-            eprintln!("minnow: error: {msg}");
+            // One line whatever the message holds (text from files is escaped).
+            eprintln!("minnow: error: {}", minnow_image::printable(&msg));
             ExitCode::from(1)
         }
     }

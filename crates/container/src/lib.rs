@@ -103,6 +103,10 @@ pub struct RunOptions {
     pub detach: bool,
     /// The mount table cgroups are found in ([`cgroup::MOUNTINFO`]; tests give another).
     pub mountinfo: PathBuf,
+    /// Bind the host's /sys (with the mounts under it) instead of mounting a new sysfs,
+    /// as happens where a new one cannot be mounted (tests use it to check that every
+    /// mount under /sys is read-only).
+    pub bind_sys: bool,
 }
 
 /// Refuses to go on without root: namespaces, mounts and cgroups need it.
@@ -236,6 +240,7 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
         hostname: name,
         new_net: !opts.host_net,
         veth: opts.veth,
+        bind_sys: opts.bind_sys,
         argv,
         env,
         workdir: cfg
