@@ -9,13 +9,14 @@ use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -129,27 +130,27 @@ fn outq(fd: i32) -> std::io::Result<i32> {
 
 fn serve(a: &TcpServerArgs, res: &mut TcpResult) -> std::io::Result<()> {
     let l = TcpListener::bind((a.bind.as_str(), a.port))?;
-    l.set_nonblocking(true)?;
     fs::write(&a.ready, b"")?;
     let timeout = Duration::from_secs(a.timeout);
+    // Wait for the peer with poll, then accept at once: the clock starts at accept.
+    let mut fds = [PollFd::new(l.as_fd(), PollFlags::POLLIN)];
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
     let deadline = Instant::now() + timeout;
-    let mut c = loop {
-        match l.accept() {
-            Ok((c, _)) => break c,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no connection",
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(2));
+    loop {
+        match poll(&mut fds, PollTimeout::from(ms.min(10_000))) {
+            Ok(n) if n > 0 => break,
+            Ok(_) | Err(nix::errno::Errno::EINTR) if Instant::now() < deadline => continue,
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no connection",
+                ))
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
-    };
+    }
+    let (mut c, _) = l.accept()?;
     let t0 = Instant::now();
-    c.set_nonblocking(false)?;
     c.set_read_timeout(Some(timeout))?;
     c.set_write_timeout(Some(timeout))?;
     let t1;
@@ -530,6 +531,7 @@ fn bench_disk(c: &Ctx) -> Result<Disk> {
                 continue;
             }
             let log = c.log(&format!("disk-{}.log", r + 1));
+            let failed_before = d.series[0].failures.len() + d.series[2].failures.len();
             let prep = copy(&master, &img).and_then(|_| copy(&c.rootfs, &root));
             let res = prep.map(|_| {
                 firstline::run(
@@ -575,7 +577,9 @@ fn bench_disk(c: &Ctx) -> Result<Disk> {
                 d.series[k * 2].push(got.map_err(|e| format!("guest round {}: {e}", r + 1)));
             }
             if let Ok(o) = &res {
-                if !o.ok() && d.series[0].failures.is_empty() && d.series[2].failures.is_empty() {
+                let before = failed_before;
+                let now = d.series[0].failures.len() + d.series[2].failures.len();
+                if !o.ok() && now == before {
                     d.series[0]
                         .failures
                         .push(o.reason(&format!("guest round {}: minnow", r + 1)));
