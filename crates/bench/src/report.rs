@@ -96,11 +96,15 @@ impl Facts {
         } else {
             self.kvm_modules.join(", ")
         };
+        let version = if self.minnow.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.minnow)
+        };
         format!(
-            "{} · minnow {} ({}) · kernel {} · {} ×{} · /dev/kvm: {kvm}{}{}",
+            "{} · minnow {}{version} · kernel {} · {} ×{} · /dev/kvm: {kvm}{}{}",
             self.date,
             self.git_commit,
-            self.minnow,
             self.kernel,
             self.cpu,
             self.nproc,
