@@ -24,7 +24,7 @@ const MARKER_RX: &str = "MINNOW-GUEST-UP";
 const QEMU_RX: &str =
     r"qemu-boot: mode=(\S+) smp=(\d+) marker after (\d+) ms, total (\d+) ms \(qemu status (\S+)\)";
 const VARIANTS: [&str; 3] = ["minnow", "qemu-microvm", "qemu-pc"];
-const TITLE: &str = "Lab: Debian cloud kernel boot, minnow vs QEMU (nested KVM)";
+pub const TITLE: &str = "Lab: Debian cloud kernel boot, minnow vs QEMU (nested KVM)";
 
 #[derive(Args, Debug, Clone)]
 pub struct LabBootArgs {

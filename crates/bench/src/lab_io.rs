@@ -30,7 +30,8 @@ use crate::util::{self, sh, WorkDir};
 
 const MIB64: u64 = 64 << 20;
 const UP_RX: &str = r"(^|\s)MINNOW-UP\s*$";
-const TITLE: &str = "Lab I/O: minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput";
+pub const TITLE: &str =
+    "Lab I/O: minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput";
 const HOST_IP: &str = "169.254.110.1";
 const GUEST_IP: &str = "169.254.110.2";
 const VETH_A: &str = "169.254.111.1";
@@ -968,6 +969,7 @@ fn inner(a: &LabIoArgs) -> Result<Report> {
             Row::new("5.boot", "boot to init", "ms").with_status(Status::Failed(e.to_string())),
         ),
     }
+    r.partial = Some("boot done; disk and TCP to come".into());
     r.write(&a.out)?;
 
     // 2. disk
@@ -1006,7 +1008,9 @@ fn inner(a: &LabIoArgs) -> Result<Report> {
             .rows
             .push(Row::new("5.disk", "disk", "MB/s").with_status(Status::Failed(e.to_string()))),
     }
+    r.partial = Some("boot and disk done; TCP to come".into());
     r.write(&a.out)?;
+    r.partial = None;
 
     // 3. TCP
     let prefix = format!("minnow-io-{}", std::process::id());
@@ -1028,7 +1032,7 @@ fn inner(a: &LabIoArgs) -> Result<Report> {
         r.rows.push(
             Row::new(
                 format!("5.tcp.{dir}.veth"),
-                format!("TCP 64 MiB {what}: netns ↔ netns over veth"),
+                format!("TCP 64 MiB, the {what} direction between two netns over veth"),
                 "MB/s",
             )
             .measured(veth.samples, veth.failures, true),

@@ -252,7 +252,7 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
         })
     });
     step(&out, "lab-boot", |dir| match &lab_ok {
-        Err(why) => Ok(lab::skipped("lab-boot", "Lab boot", "3", why.clone())),
+        Err(why) => Ok(lab::skipped("lab-boot", lab_boot::TITLE, "3", why.clone())),
         Ok(()) => lab_boot::run(&lab_boot::LabBootArgs {
             rounds: a.lab_rounds,
             minnow: Some(minnow.clone()),
@@ -265,7 +265,7 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
         if a.skip_startup {
             return Ok(lab::skipped(
                 "startup",
-                "Start-up",
+                startup::TITLE,
                 "startup",
                 Status::Skipped("--skip-startup given".into()),
             ));
@@ -306,7 +306,7 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
                 })
             }
         };
-        Ok(lab::skipped("lab-io", "Lab I/O", "5", why))
+        Ok(lab::skipped("lab-io", lab_io::TITLE, "5", why))
     });
 
     let mut params: BTreeMap<String, Value> = BTreeMap::new();

@@ -373,6 +373,7 @@ fn cell(s: &str) -> String {
 fn value_cell(v: &Value) -> String {
     match v {
         Value::Null => "—".into(),
+        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
         Value::Number(n) => n.as_f64().map_or(n.to_string(), num),
         Value::String(s) => cell(s),
         v => cell(&v.to_string()),
@@ -875,6 +876,9 @@ mod tests {
 
     #[test]
     fn numbers_keep_three_digits() {
+        assert_eq!(value_cell(&serde_json::json!(3)), "3");
+        assert_eq!(value_cell(&serde_json::json!(3.0)), "3.00");
+        assert_eq!(value_cell(&serde_json::json!(null)), "—");
         assert_eq!(num(9.449), "9.45");
         assert_eq!(num(356.44), "356.4");
         assert_eq!(num(17653.2), "17653");

@@ -15,7 +15,7 @@ use crate::mem;
 use crate::report::{Facts, Report, Table};
 use crate::rows;
 
-const TITLE: &str = "Start-up: host process vs containers vs microVMs";
+pub const TITLE: &str = "Start-up: host process vs containers vs microVMs";
 
 #[derive(Args, Debug, Clone)]
 pub struct StartupArgs {
@@ -141,7 +141,7 @@ pub fn report(
         };
         r.compare(
             &format!("{k}/runc"),
-            &format!("{k} / runc"),
+            "start-up p50 against runc's",
             &k,
             "runc",
             reading,
