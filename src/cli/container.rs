@@ -10,7 +10,7 @@ use minnow_container::RunOptions;
 use minnow_image::{store_path, Store};
 
 /// Replaces /proc/self/mountinfo for cgroup detection (the tests simulate hosts with it).
-const MOUNTINFO_ENV: &str = "MINNOW_MOUNTINFO";
+pub const MOUNTINFO_ENV: &str = "MINNOW_MOUNTINFO";
 
 #[derive(Args, Debug)]
 pub struct ContainerArgs {
