@@ -11,6 +11,7 @@
 #      also how many instances of each fit in 2 GiB (adds ~30 minutes in the lab)
 #   5. minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput in the lab
 #      (K rounds; skipped with --skip-lab-io or --skip-lab) -> DIR/lab-io.md
+#   6. `minnow-bench jail`: VMM start-up with and without `run --jail` (N runs, this host) -> DIR/jail/
 # Writes DIR/latest.md and DIR/latest.json (DIR defaults to bench/results) and prints the table.
 # Never fails on speed: exits 1 only if a measurement that was attempted did not run cleanly.
 # Env: MINNOW_BIN (default target/release/minnow, built if missing), MINNOW_CACHE.
@@ -20,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE=1
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
 RUNS=30 MEM_RUNS=5 LAB_ROUNDS=3 SKIP_LAB=0 OUT=$BENCH/results STARTUP_RUNS=10 SKIP_STARTUP=0 LAB_IO=1 DENSITY=0
-usage() { sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
+usage() { sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=${2:?}; shift 2 ;;
@@ -99,6 +100,11 @@ if [ "$SKIP_STARTUP" = 0 ]; then
     (cd "$REPO" && timeout -k 10 7200 "$WORK/minnow-bench" startup --minnow "$WORK/minnow" "${ST_ARGS[@]}") \
         || die "minnow-bench startup failed (status $?)"
 fi
+
+# 6: VMM start-up with and without the jail, on this host (bench/README.md).
+echo "bench: 6. minnow-bench jail --runs $RUNS ..." >&2
+timeout -k 10 $(( 60 + RUNS * 3 * 5 )) "$WORK/minnow-bench" jail --runs "$RUNS" --minnow "$WORK/minnow" \
+    --guests "$WORK/guests" --out "$OUT/jail" || rc=1
 
 # 5 (unless --skip-lab-io): minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput
 # in the lab (15-40 minutes).

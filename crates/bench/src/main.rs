@@ -5,6 +5,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod jail;
 mod mem;
 mod plot;
 mod rows;
@@ -32,6 +33,8 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Start-up latency and memory: host process vs containers vs microVMs.
     Startup(StartupArgs),
+    /// VMM start-up with and without the jail (`minnow run --jail`), on this host.
+    Jail(jail::JailArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
     let args = BenchArgs::parse();
     let result = match args.command {
         BenchCommand::Startup(a) => startup(a),
+        BenchCommand::Jail(a) => jail::run(a),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),
