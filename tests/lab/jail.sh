@@ -14,7 +14,7 @@ need jail-test kernel
 T=$(mktemp -d)
 JAILER=
 cleanup() {
-    [ -n "$JAILER" ] && kill -KILL "$JAILER" 2>/dev/null
+    [ -n "$JAILER" ] && kill -TERM "$JAILER" 2>/dev/null && sleep 2 && kill -KILL "$JAILER" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -25,9 +25,9 @@ CG=/sys/fs/cgroup/minnow-jail-$ID
 rootfs jail-test --size 32 "$T/rootfs.ext4"
 chown "$U:$G" "$T/rootfs.ext4"
 
-jailed() { # name, guest command...
+jailed() { # name, guest command... (exec: call it in a subshell, so $! is minnow)
     local name=$1; shift
-    "$MINNOW" run --kernel "$KDIR/bzImage" --disk "$T/rootfs.ext4" --mem-mib 256 \
+    exec "$MINNOW" run --kernel "$KDIR/bzImage" --disk "$T/rootfs.ext4" --mem-mib 256 \
         --jail "$T/root" --uid "$U" --gid "$G" --jail-id "$ID" --jail-mem-mib 512 \
         --cmdline "quiet -- $*" </dev/null >"$T/$name.out" 2>"$T/$name.err"
 }
@@ -37,7 +37,7 @@ show() {
     sed 's/^/    /' "$T/$1.err"
 }
 
-jailed status /bin/sh -c "\"echo jailed-linux; exit 5\""
+(jailed status /bin/sh -c "\"echo jailed-linux; exit 5\"")
 echo $? >"$T/status.rc"
 show status
 check "the jailed VMM boots Linux and exits with the workload's status 5" test "$(cat "$T/status.rc")" = 5
