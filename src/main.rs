@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Boot a kernel; the guest's serial console is this terminal (Ctrl-A x quits).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Host networking for microVMs: TAP devices.
     Net(NetArgs),
     /// Manage container images (OCI layout store).
@@ -119,6 +119,8 @@ struct RunArgs {
     /// The workload and its arguments, run by minnow's guest init (after --).
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+    #[command(flatten)]
+    jail: cli::jail::JailArgs,
 }
 
 impl RunArgs {
@@ -187,15 +189,25 @@ impl Drop for RawTerminal {
     }
 }
 
-fn run(args: RunArgs, start: Instant) -> Result<i32, String> {
+fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String> {
+    let jail = std::mem::take(&mut args.jail);
+    let jail_dir = jail.dir()?.map(PathBuf::from);
     let config = args.into_config().map_err(|e| e.to_string())?;
+    let kvm_device = std::env::var_os(KVM_DEVICE_ENV).map_or_else(
+        || PathBuf::from(minnow_vmm::kvm::DEFAULT_DEVICE),
+        PathBuf::from,
+    );
+    if let Some(dir) = jail_dir {
+        let mountinfo = std::env::var_os(cli::container::MOUNTINFO_ENV)
+            .map_or_else(|| PathBuf::from(minnow_cgroup::MOUNTINFO), PathBuf::from);
+        let spec = cli::jail::build(&jail, &dir, &config, &kvm_device, log_level, mountinfo)?;
+        return minnow_jail::run(&spec).map_err(|e| e.to_string());
+    }
     // Holds the run's private copy of an image disk until the VM has stopped.
     let mut prepared = minnow_vmdisk::prepare(&config)?;
     prepared.workload.raw = !std::io::stdout().is_terminal();
     let mut opts = Options::new(start);
-    if let Some(dev) = std::env::var_os(KVM_DEVICE_ENV) {
-        opts.kvm_device = PathBuf::from(dev);
-    }
+    opts.kvm_device = kvm_device;
     let vmm = Vmm::build(&prepared.config, &prepared.workload, opts).map_err(|e| e.to_string())?;
     let summary = {
         let _raw = RawTerminal::enter();
@@ -230,7 +242,7 @@ fn main() -> ExitCode {
         })
         .init();
     let result = match cli.command {
-        Command::Run(args) => run(args, start),
+        Command::Run(args) => run(*args, start, &cli.log_level),
         Command::Net(args) => net(args),
         Command::Image(args) => cli::image::run(args),
         Command::Container(args) => cli::container::run(args),

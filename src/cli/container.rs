@@ -10,7 +10,7 @@ use minnow_container::RunOptions;
 use minnow_image::{store_path, Store};
 
 /// Replaces /proc/self/mountinfo for cgroup detection (the tests simulate hosts with it).
-const MOUNTINFO_ENV: &str = "MINNOW_MOUNTINFO";
+pub const MOUNTINFO_ENV: &str = "MINNOW_MOUNTINFO";
 
 /// `bind`: the container's /sys is the host's bound (with its mounts), as where a new
 /// sysfs cannot be mounted (the tests check that all of it is read-only).

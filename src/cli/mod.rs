@@ -2,4 +2,5 @@
 
 pub mod container;
 pub mod image;
+pub mod jail;
 pub mod net;

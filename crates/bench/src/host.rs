@@ -33,11 +33,36 @@ pub struct Variant {
 /// The host start-up variants. Add a row by adding a line, e.g.
 /// `Variant { key: "seccomp-off", name: "seccomp off", flags: &["--seccomp", "off"] }`.
 /// A variant whose first flag this minnow's `run --help` lacks is reported as unavailable.
-pub const VARIANTS: &[Variant] = &[Variant {
-    key: "default",
-    name: "default flags",
-    flags: &[],
-}];
+pub const VARIANTS: &[Variant] = &[
+    Variant {
+        key: "default",
+        name: "default flags",
+        flags: &[],
+    },
+    Variant {
+        key: "jail",
+        name: "jailed (run --jail)",
+        flags: &["--jail", JAIL_DIR, "--uid", JAIL_ID, "--gid", JAIL_ID],
+    },
+    Variant {
+        key: "jail-netns",
+        name: "jailed, new network namespace",
+        flags: &[
+            "--jail",
+            JAIL_DIR,
+            "--uid",
+            JAIL_ID,
+            "--gid",
+            JAIL_ID,
+            "--jail-new-netns",
+        ],
+    },
+];
+
+/// Where the jailed variants' jail goes (created and removed by each run).
+const JAIL_DIR: &str = "/tmp/minnow-bench-jail";
+/// The jailed VMM's uid and gid.
+const JAIL_ID: &str = "64301";
 
 pub const BOOT_RX: &str = r"guest boot time: ([0-9.]+) ms";
 const CPU_RX: &str = r"VMM CPU so far ([0-9.]+) ms";
@@ -139,6 +164,22 @@ fn boot_once(argv: &[String], boot: &Regex, cpu: &Regex, run: usize, into: &mut 
 }
 
 /// One memory run: the halted guest's VMM's smaps, then SIGTERM, which must give exit 0.
+/// The process holding the guest memory: `pid` itself, else the first of its children
+/// that has one anonymous rw mapping of `kib` (a jailer's VMM).
+fn vmm_pid(pid: i32, kib: u64) -> i32 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let has_guest = |p: i32| mem::smaps(p, kib).is_some_and(|s| s.guest.len() == 1);
+    if has_guest(pid) {
+        return pid;
+    }
+    children
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .find(|&c| has_guest(c))
+        .unwrap_or(pid)
+}
+
 fn mem_once(argv: &[String], mib: u64) -> std::result::Result<mem::Smaps, String> {
     let (mut child, rx) = spawn(argv).map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
     let pid = child.id() as i32;
@@ -150,8 +191,10 @@ fn mem_once(argv: &[String], mib: u64) -> std::result::Result<mem::Smaps, String
         }
         if out.contains(HALTING) {
             std::thread::sleep(Duration::from_millis(200)); // let the vCPU settle in hlt
-            break match mem::smaps(pid, mib << 10) {
-                None => Err(format!("cannot read /proc/{pid}/smaps")),
+                                                            // The VMM is the spawned process, or (jailed) the jailer's child.
+            let vmm = vmm_pid(pid, mib << 10);
+            break match mem::smaps(vmm, mib << 10) {
+                None => Err(format!("cannot read /proc/{vmm}/smaps")),
                 Some(s) if s.guest.len() != 1 => Err(format!(
                     "found {} anonymous rw mappings of {mib} MiB (want 1)",
                     s.guest.len()

@@ -8,9 +8,11 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod cgroup;
 pub mod rootfs;
 pub mod veth;
+
+/// Cgroups live in their own crate (the jail uses them too); re-exported under the old path.
+pub use minnow_cgroup as cgroup;
 
 use std::fs;
 use std::io::{Read, Write};

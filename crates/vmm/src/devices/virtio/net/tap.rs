@@ -3,7 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::Path;
 
@@ -54,12 +54,16 @@ pub struct Tap {
     name: String,
 }
 
-/// This process's user for `ip tuntap ... user`: the effective uid (the owner of
-/// /proc/self), or a placeholder if /proc is missing.
+/// This process's user for `ip tuntap ... user`: the effective uid.
 fn user_hint() -> String {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid().to_string())
-        .unwrap_or_else(|_| "USER".to_string())
+    nix::unistd::geteuid().to_string()
+}
+
+/// Whether interface `name` exists, or cannot be known because there is no sysfs (in
+/// minnow's jail, whose jailer checked the TAP in the VMM's network namespace).
+fn exists_or_unknown(name: &str) -> bool {
+    let net = Path::new("/sys/class/net");
+    !net.is_dir() || net.join(name).exists()
 }
 
 fn is_permission(e: &io::Error) -> bool {
@@ -70,7 +74,7 @@ impl Tap {
     /// Attaches to TAP `name`; creates it (non-persistent) only when `create` is set.
     pub fn open(name: &str, create: bool) -> Result<Tap, Error> {
         crate::config::check_tap_name(name)?;
-        if !create && !Path::new("/sys/class/net").join(name).exists() {
+        if !create && !exists_or_unknown(name) {
             return Err(Error::Missing(name.to_string()));
         }
         let file = OpenOptions::new()
@@ -101,7 +105,7 @@ impl Tap {
             // one always needs CAP_NET_ADMIN.
             return Err(if !is_permission(&e) {
                 Error::Attach { name, source: e }
-            } else if Path::new("/sys/class/net").join(&name).exists() {
+            } else if exists_or_unknown(&name) {
                 Error::Permission { name, user }
             } else {
                 Error::CreatePermission { name, user }
