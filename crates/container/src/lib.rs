@@ -8,8 +8,10 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod caps;
 pub mod cgroup;
 pub mod rootfs;
+pub mod seccomp;
 pub mod veth;
 
 use std::fs;
