@@ -10,6 +10,7 @@
 
 pub mod caps;
 pub mod cgroup;
+pub mod defaults;
 pub mod rootfs;
 pub mod seccomp;
 pub mod veth;
