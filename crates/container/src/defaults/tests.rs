@@ -469,3 +469,15 @@ fn apply_flags_in_dockers_order() {
     .to_string();
     assert!(e.contains("apparmor=x"), "{e}");
 }
+
+#[test]
+fn errors_and_filters_cross_threads() {
+    // The engine boxes these as `dyn Error + Send + Sync` and compiles the filter in the
+    // runtime before it forks the init.
+    fn send_sync<T: std::error::Error + Send + Sync + 'static>() {}
+    send_sync::<Error>();
+    send_sync::<caps::Error>();
+    send_sync::<seccomp::Error>();
+    fn send<T: Send + 'static>() {}
+    send::<seccomp::Filter>();
+}
