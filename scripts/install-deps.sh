@@ -2,10 +2,12 @@
 # Installs the Debian packages minnow's build and tests need, if missing: gcc/binutils
 # for the test guests, busybox-static for images and guests, iproute2 for network tests,
 # e2fsprogs for disk images, cpio for initramfs images, umoci and skopeo for the tests that
-# check other OCI tools read and write minnow's image store. Idempotent; needs root to install.
+# check other OCI tools read and write minnow's image store, libseccomp-dev and pkg-config to
+# build the libseccomp crate (container seccomp filters), runc as the control for the
+# container security tests. Idempotent; needs root to install.
 set -euo pipefail
 need=()
-for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio umoci skopeo; do
+for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio umoci skopeo libseccomp-dev pkg-config runc; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

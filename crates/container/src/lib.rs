@@ -8,7 +8,10 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod caps;
+pub mod defaults;
 pub mod rootfs;
+pub mod seccomp;
 pub mod veth;
 
 /// Cgroups live in their own crate (the jail uses them too); re-exported under the old path.
