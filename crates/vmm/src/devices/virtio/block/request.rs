@@ -143,7 +143,7 @@ pub fn process(
 /// Carries out `req` on `disk`, writes the status byte, and returns what to report.
 pub fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, abort: &AtomicBool) -> Outcome {
     let (status, written) = match run(mem, disk, req, abort) {
-        Ok(written) => (VIRTIO_BLK_S_OK as u8, written),
+        Ok(written) => (OK, written),
         Err(status) => (status, 0),
     };
     if mem.write_obj(status, req.status).is_err() {
@@ -158,8 +158,17 @@ pub fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, abort: &Atomic
     }
 }
 
-const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
-const UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
+const OK: u8 = status_byte(VIRTIO_BLK_S_OK);
+const IOERR: u8 = status_byte(VIRTIO_BLK_S_IOERR);
+const UNSUPP: u8 = status_byte(VIRTIO_BLK_S_UNSUPP);
+
+/// A virtio-blk status (0, 1, 2 in the bindings' u32) as the byte the device writes;
+/// used in constants, so a value that does not fit fails the build.
+#[allow(clippy::cast_possible_truncation)]
+const fn status_byte(status: u32) -> u8 {
+    assert!(status <= u8::MAX as u32);
+    status as u8
+}
 
 /// Data buffers must all be of one direction for a request type.
 fn buffers(req: &Request, writable: bool) -> Result<u64, u8> {
@@ -345,7 +354,9 @@ mod tests {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.img");
-        let content: Vec<u8> = (0..8192u32).map(|i| (i / 512) as u8 + 1).collect();
+        let content: Vec<u8> = (0..8192u32)
+            .map(|i| u8::try_from(i / 512).unwrap() + 1)
+            .collect();
         std::fs::write(&path, content).unwrap();
         let disk = Disk::open(&path, read_only).unwrap();
         Fx {
@@ -577,7 +588,7 @@ mod random_chains {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let kinds = [0u32, 1, 4, 8, 11, 13, 2, 0xffff_ffff];
         for round in 0..3000 {
-            let n = 1 + rng.below(6) as u16;
+            let n = 1 + u16::try_from(rng.below(6)).unwrap();
             let mut descs = Vec::new();
             for i in 0..n {
                 // Mostly plausible addresses, sometimes outside memory or at the edge.
@@ -587,17 +598,17 @@ mod random_chains {
                     _ => 0x4_0000 + rng.below(0x8_0000),
                 };
                 let len = match rng.below(4) {
-                    0 => rng.below(0x1_0000) as u32,
+                    0 => u32::try_from(rng.below(0x1_0000)).unwrap(),
                     1 => 16,
                     2 => 1,
-                    _ => 512 * (1 + rng.below(4) as u32),
+                    _ => 512 * (1 + u32::try_from(rng.below(4)).unwrap()),
                 };
-                let mut flags = (rng.below(4) as u16) & 0x3; // NEXT and WRITE bits
+                let mut flags = u16::try_from(rng.below(4)).unwrap() & 0x3; // NEXT and WRITE bits
                 if i + 1 < n {
                     flags |= 1;
                 }
                 let next = if rng.below(10) == 0 {
-                    rng.below(16) as u16
+                    u16::try_from(rng.below(16)).unwrap()
                 } else {
                     i + 1
                 };
@@ -605,7 +616,10 @@ mod random_chains {
             }
             // Plant a header at a plausible place.
             let hdr = GuestAddress((0x4_0000 + rng.below(0x8_0000)) & !0xf);
-            let _ = mem.write_obj(kinds[rng.below(kinds.len() as u64) as usize], hdr);
+            let _ = mem.write_obj(
+                kinds[usize::try_from(rng.below(kinds.len() as u64)).unwrap()],
+                hdr,
+            );
             let _ = mem.write_obj(rng.below(80), hdr.unchecked_add(8));
             let mq = MockSplitQueue::new(&mem, 16);
             if mq.build_desc_chain(&descs).is_err() {
