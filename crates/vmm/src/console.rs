@@ -39,6 +39,9 @@ struct Pending {
     dropped: u64,
 }
 
+/// The line logged when output starts being dropped (once a run).
+pub const DROPPING: &str = "guest console output is being dropped: stdout is not being read";
+
 /// Guest console output on its way out: the UART (a vCPU thread) appends, the event loop
 /// drains into `out`, which is non-blocking wherever a write could block.
 pub struct Output {
@@ -80,8 +83,12 @@ impl Output {
         let room = OUTPUT_CAPACITY.saturating_sub(p.bytes.len());
         let n = data.len().min(room);
         p.bytes.extend(&data[..n]);
+        let first_drop = p.dropped == 0 && n < data.len();
         p.dropped += (data.len() - n) as u64;
         drop(p);
+        if first_drop {
+            log::warn!("{DROPPING} (the UART reports its transmitter busy meanwhile)");
+        }
         if was_empty && n > 0 {
             if let Err(e) = self.ready.write(1) {
                 log::debug!("console: cannot signal output: {e}");
