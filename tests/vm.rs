@@ -545,3 +545,24 @@ fn a_flooding_guest_with_stdout_unread_cannot_stall_the_vmm() {
         "a refused request changed the disk"
     );
 }
+
+#[test]
+fn a_terminal_console_works_under_seccomp() {
+    // With a terminal (script(1) gives minnow one) the logger asks isatty of stderr on
+    // every line, from every thread, and the CLI restores the terminal at the end.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk_image(dir.path());
+    let inner = format!(
+        "{} run --mem-mib 32 --log-level debug --kernel {} --disk {}",
+        env!("CARGO_BIN_EXE_minnow"),
+        guest("virtioblk.elf").display(),
+        disk.display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"]);
+    let out = common::run_with_timeout(cmd, 30);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("virtio-blk: done"), "{stdout}");
+    assert!(!stdout.contains("seccomp"), "{stdout}");
+}

@@ -315,17 +315,23 @@ fn base() -> Rules {
     r.allow_if(libc::SYS_tkill, any_of(1, &[sigabrt]));
     // Debug builds check a descriptor with F_GETFD before closing it.
     r.allow_if(libc::SYS_fcntl, any_of(1, &[libc::F_GETFD as u64]));
-    // The SIGSYS handler (and the CLI, at the end) put a terminal stdin back in
-    // canonical mode: TCGETS/TCSETS on fd 0 only.
-    let tty = [ioctl::TCGETS, ioctl::TCSETS]
-        .iter()
-        .filter_map(|&req| {
-            rule(vec![
-                cond(0, Len::Dword, Op::Eq, 0),
-                cond(1, Len::Dword, Op::Eq, req),
-            ])
-        })
-        .collect();
+    // isatty (TCGETS) on the standard descriptors: the logger asks it of stderr on
+    // each line (seen with a terminal: `script`, `make demo`). The SIGSYS handler and the
+    // CLI, at the end, put a terminal stdin back in canonical mode (TCSETS on fd 0).
+    let tty = [
+        (0, ioctl::TCGETS),
+        (1, ioctl::TCGETS),
+        (2, ioctl::TCGETS),
+        (0, ioctl::TCSETS),
+    ]
+    .iter()
+    .filter_map(|&(fd, req)| {
+        rule(vec![
+            cond(0, Len::Dword, Op::Eq, fd),
+            cond(1, Len::Dword, Op::Eq, req),
+        ])
+    })
+    .collect();
     r.allow_if(libc::SYS_ioctl, tty);
     r
 }
