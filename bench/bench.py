@@ -93,11 +93,11 @@ def host_facts(minnow):
 
 
 # ---------------------------------------------------------------- 1. boot
-def bench_boot(minnow, guests, runs, guest="hello64.elf"):
+def bench_boot(minnow, guests, runs, guest="hello64.elf", extra=()):
     kernel = os.path.join(guests, guest)
     samples, fails = [], []
     for i in range(runs):
-        r = firstline.run([minnow, "run", "--kernel", kernel, "--mem-mib", "32"],
+        r = firstline.run([minnow, "run", "--kernel", kernel, "--mem-mib", "32", *extra],
                           {"boot": BOOT_RX, "cpu": CPU_RX}, timeout=20)
         if r["status"] == 0 and "boot" in r["match"] and "cpu" in r["match"]:
             samples.append({"boot_ms": float(r["match"]["boot"]["groups"][0]),
@@ -107,9 +107,59 @@ def bench_boot(minnow, guests, runs, guest="hello64.elf"):
         else:
             fails.append(reason_of(r, f"run {i + 1}") if r["status"] != 0 else
                          f"run {i + 1}: exit 0 but no boot-time line with the VMM's CPU time")
-    out = {"guest": guest, "mem_mib": 32, "runs": runs, "samples": samples, "failures": fails}
+    out = {"guest": guest, "mem_mib": 32, "runs": runs, "args": list(extra), "samples": samples,
+           "failures": fails}
     for k in ("boot_ms", "boot_cpu_ms", "cpu_ms", "wall_ms"):
         out[k] = summary([s[k] for s in samples])
+    out["status"] = "ok" if samples and not fails else "failed"
+    if fails:
+        out["reason"] = f"{len(fails)}/{runs} runs failed; first: {fails[0]}"
+    return out
+
+
+def bench_stall(minnow, guests, runs, goal_ms=1000):
+    """flood.elf floods virtio-blk with requests past every advertised limit and the UART
+    with output while nobody reads minnow's stdout; once minnow says it drops output, send
+    SIGTERM and time spawn-free SIGTERM -> exit. Goal: under a second."""
+    import tempfile
+    import threading
+    kernel = os.path.join(guests, "flood.elf")
+    samples, fails = [], []
+    for i in range(runs):
+        with tempfile.TemporaryDirectory(prefix="minnow-bench-stall.") as d:
+            disk = os.path.join(d, "flood.img")
+            with open(disk, "wb") as fh:
+                fh.truncate(1 << 20)
+            p = subprocess.Popen([minnow, "run", "--kernel", kernel, "--mem-mib", "32", "--disk", disk],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            seen = threading.Event()
+
+            def watch(stream=p.stderr):
+                for line in stream:
+                    if b"guest console output is being dropped" in line:
+                        seen.set()
+            threading.Thread(target=watch, daemon=True).start()
+            if not seen.wait(120):
+                p.kill()
+                p.wait()
+                fails.append(f"run {i + 1}: minnow never said it drops the unread output")
+                continue
+            t = time.monotonic()
+            p.send_signal(signal.SIGTERM)
+            try:
+                code = p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                fails.append(f"run {i + 1}: still running 10 s after SIGTERM (a stall)")
+                continue
+            ms = (time.monotonic() - t) * 1000
+            if code != 0:
+                fails.append(f"run {i + 1}: exit {code} after SIGTERM")
+                continue
+            samples.append({"stop_ms": ms})
+    out = {"guest": "flood.elf", "runs": runs, "samples": samples, "failures": fails,
+           "stop_ms": summary([s["stop_ms"] for s in samples]), "goal_ms": goal_ms}
     out["status"] = "ok" if samples and not fails else "failed"
     if fails:
         out["reason"] = f"{len(fails)}/{runs} runs failed; first: {fails[0]}"
@@ -307,6 +357,23 @@ def md_report(R):
                  f"instruction (ms) | **{dist(b, 'boot_cpu_ms')}** | {fc} | {st(b)} |")
         L.append(f"| 1c. CPU time of the whole first.elf run, exec → exit incl. VM teardown (ms) | "
                  f"{dist(b, 'cpu_ms')} | — | {st(b)} |")
+    if "first_off" in R:
+        b, on = R["first_off"], R.get("first", {})
+        L.append(f"| 1g. 1a with `--seccomp off` (no filters), first.elf (ms) | {dist(b, 'boot_ms', True)} "
+                 f"| — | {st(b)} |")
+        L.append(f"| 1h. 1b with `--seccomp off` (CPU ms exec → first instruction) | {dist(b, 'boot_cpu_ms')} "
+                 f"| — | {st(b)} |")
+        if on.get("boot_cpu_ms") and b.get("boot_cpu_ms"):
+            dcpu = on["boot_cpu_ms"]["p50"] - b["boot_cpu_ms"]["p50"]
+            dwall = on["boot_ms"]["p50"] - b["boot_ms"]["p50"]
+            L.append(f"| 1i. what the seccomp filters cost at start-up: 1b − 1h, 1a − 1g (p50) | "
+                     f"{dcpu:+.2f} CPU ms, {dwall:+.2f} ms | — | {st(b)} |")
+    if "stall" in R:
+        b = R["stall"]
+        s50 = (b.get("stop_ms") or {}).get("p50")
+        met = ("**met**" if s50 is not None and (b["stop_ms"]["max"] < b["goal_ms"]) else "**not met**")
+        L.append(f"| 1j. SIGTERM → exit while flood.elf floods virtio-blk and the UART, stdout unread "
+                 f"(ms) | {dist(b, 'stop_ms')} | goal < {b['goal_ms']} ms (every run): {met} | {st(b)} |")
     b = R["boot"]
     L.append(f"| 1d. VMM start → guest boot-timer write, hello64.elf (a UART line first), 32 MiB "
              f"(ms) | {dist(b, 'boot_ms', True)} | — | {st(b)} |")
@@ -382,7 +449,11 @@ def cmd_host(a):
          "params": {"runs": a.runs, "mem_runs": a.mem_runs, "lab_rounds": a.lab_rounds}}
     print(f"bench: 1. boot, {a.runs} runs each of first.elf and hello64.elf ...", file=sys.stderr, flush=True)
     R["first"] = bench_boot(a.minnow, a.guests, a.runs, "first.elf")
+    print(f"bench: 1g. {a.runs} runs of first.elf with --seccomp off ...", file=sys.stderr, flush=True)
+    R["first_off"] = bench_boot(a.minnow, a.guests, a.runs, "first.elf", ("--seccomp", "off"))
     R["boot"] = bench_boot(a.minnow, a.guests, a.runs)
+    print("bench: 1j. SIGTERM under flood.elf, 3 runs ...", file=sys.stderr, flush=True)
+    R["stall"] = bench_stall(a.minnow, a.guests, 3)
     for mib in (128, 1024):
         print(f"bench: 2. memory, {a.mem_runs} runs of halt.elf with {mib} MiB ...", file=sys.stderr, flush=True)
         R[f"mem{mib}"] = bench_mem(a.minnow, a.guests, mib, a.mem_runs)
@@ -407,7 +478,8 @@ def cmd_report(a):
     with open(os.path.join(a.out, "latest.md"), "w") as fh:
         fh.write(md)
     print(md)
-    bad = [k for k in ("first", "boot", "mem128", "mem1024", "lab") if R.get(k, {}).get("status") == "failed"]
+    bad = [k for k in ("first", "first_off", "stall", "boot", "mem128", "mem1024", "lab")
+           if R.get(k, {}).get("status") == "failed"]
     if bad:
         print(f"bench: did not run cleanly: {', '.join(bad)}", file=sys.stderr)
         return 1
