@@ -376,7 +376,10 @@ impl VirtioDevice for Net {
             interrupt,
             mergeable: has(VIRTIO_NET_F_MRG_RXBUF),
         });
-        self.receive();
+        // No receive here: this runs on a vCPU thread, whose seccomp filter has no
+        // `read`. Frames waiting on the TAP keep it readable (epoll is level-triggered),
+        // and the driver notifies RX once it has posted buffers; both reach `receive` on
+        // the event loop.
         Ok(())
     }
 
