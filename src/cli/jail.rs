@@ -107,6 +107,7 @@ pub fn build(
     config: &VmConfig,
     kvm_device: &Path,
     log_level: &str,
+    seccomp: minnow_vmm::seccomp::Mode,
     mountinfo: PathBuf,
 ) -> Result<Jail, String> {
     if config.image.is_some() {
@@ -221,6 +222,8 @@ pub fn build(
             "--log-level",
             log_level,
             "run",
+            "--seccomp",
+            seccomp.as_str(),
             "--config",
             CONFIG_IN_JAIL,
         ]
@@ -256,6 +259,7 @@ mod tests {
             &cfg,
             Path::new("/dev/kvm"),
             "debug",
+            minnow_vmm::seccomp::Mode::Log,
             "/proc/self/mountinfo".into(),
         )
         .unwrap();
@@ -281,6 +285,7 @@ mod tests {
         assert_eq!(inner.command, cfg.command);
         assert_eq!((j.uid, j.gid), (10000, 10001));
         assert_eq!(j.argv[1..3], ["--log-level", "debug"]);
+        assert_eq!(j.argv[4..6], ["--seccomp", "log"]);
         assert!(j.devices.iter().all(|d| d.name != "/dev/net/tun"));
         // The dynamic loader and libraries of this (dynamically linked) test binary.
         assert!(j.files.iter().any(|f| f.exec && f.name.contains("libc.so")));
@@ -296,6 +301,7 @@ mod tests {
                 &cfg,
                 Path::new("/dev/kvm"),
                 "info",
+                minnow_vmm::seccomp::Mode::On,
                 PathBuf::new(),
             )
         };
@@ -325,6 +331,7 @@ mod tests {
             &img,
             Path::new("/dev/kvm"),
             "info",
+            minnow_vmm::seccomp::Mode::On,
             PathBuf::new(),
         )
         .unwrap_err();

@@ -6,6 +6,7 @@
 //! table; its rows get `@KEY` after their ids, and its goals are checked like the
 //! default's.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,11 @@ pub const VARIANTS: &[Variant] = &[
         key: "default",
         name: "default flags",
         flags: &[],
+    },
+    Variant {
+        key: "seccomp-off",
+        name: "seccomp off",
+        flags: &["--seccomp", "off"],
     },
     Variant {
         key: "jail",
@@ -180,6 +186,77 @@ fn vmm_pid(pid: i32, kib: u64) -> i32 {
         .unwrap_or(pid)
 }
 
+/// What minnow logs once it starts dropping guest output nobody reads.
+const DROPPING: &str = "guest console output is being dropped";
+/// Runs of the stall row.
+const STALL_RUNS: usize = 3;
+
+/// One run of row 1j: `flood.elf` floods virtio-blk with requests past every advertised
+/// limit and the UART with output while nobody reads minnow's stdout; once minnow says it
+/// drops output, SIGTERM; returns the ms from SIGTERM to exit. Alive 10 s after SIGTERM
+/// is a stall (an error, not a slow sample).
+fn stall_once(minnow: &Path, guests: &Path, dir: &Path) -> std::result::Result<f64, String> {
+    let disk = dir.join("flood.img");
+    std::fs::File::create(&disk)
+        .and_then(|f| f.set_len(1 << 20))
+        .map_err(|e| format!("cannot make {}: {e}", disk.display()))?;
+    let argv: Vec<String> = [
+        minnow.display().to_string(),
+        "run".into(),
+        "--kernel".into(),
+        guests.join("flood.elf").display().to_string(),
+        "--mem-mib".into(),
+        "32".into(),
+        "--disk".into(),
+        disk.display().to_string(),
+    ]
+    .to_vec();
+    // Only stderr is read: stdout stays an unread pipe, which is what the row is about.
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let stderr = child.stderr.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        if let Some(e) = stderr {
+            for line in std::io::BufReader::new(e).lines().map_while(|l| l.ok()) {
+                if line.contains(DROPPING) {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    });
+    let stop = |child: &mut std::process::Child| {
+        let _ = killpg(pid, Signal::SIGKILL);
+        let _ = child.wait();
+    };
+    if rx.recv_timeout(Duration::from_secs(120)).is_err() {
+        stop(&mut child);
+        return Err("minnow never said it drops the unread output".into());
+    }
+    let t = Instant::now();
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = t + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) if st.success() => return Ok(t.elapsed().as_secs_f64() * 1000.0),
+            Ok(Some(st)) => return Err(format!("{st} after SIGTERM")),
+            _ if Instant::now() > deadline => {
+                stop(&mut child);
+                return Err("still running 10 s after SIGTERM (a stall)".into());
+            }
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
 fn mem_once(argv: &[String], mib: u64) -> std::result::Result<mem::Smaps, String> {
     let (mut child, rx) = spawn(argv).map_err(|e| format!("cannot start {}: {e}", argv[0]))?;
     let pid = child.id() as i32;
@@ -256,7 +333,7 @@ pub fn run(a: &HostArgs) -> Result<Report> {
             g
         }
     };
-    for g in ["first.elf", "hello64.elf", "halt.elf"] {
+    for g in ["first.elf", "hello64.elf", "halt.elf", "flood.elf"] {
         if !guests.join(g).is_file() {
             return Err(Error::missing(
                 format!("no test guest {}", guests.join(g).display()),
@@ -339,6 +416,16 @@ pub fn run(a: &HostArgs) -> Result<Report> {
                     Err(e) => m.failures.push(format!("run {round}: {e}")),
                 }
             }
+        }
+    }
+
+    // 1j: a guest cannot stall the VMM (issue 10, part 5).
+    eprintln!("bench: 1j. SIGTERM under flood.elf, {STALL_RUNS} runs ...");
+    let (mut stall, mut stall_failures) = (Vec::new(), Vec::new());
+    for i in 1..=STALL_RUNS {
+        match stall_once(&minnow, &guests, &work.path) {
+            Ok(ms) => stall.push(ms),
+            Err(e) => stall_failures.push(format!("run {i}: {e}")),
         }
     }
 
@@ -484,6 +571,27 @@ pub fn run(a: &HostArgs) -> Result<Report> {
             );
         }
     }
+    r.rows.push(
+        Row::new(
+            "1j",
+            "SIGTERM → exit while flood.elf floods virtio-blk past its limits and the UART, stdout unread",
+            "ms",
+        )
+        .measured(stall, stall_failures, true)
+        .with_command("minnow run --kernel flood.elf --mem-mib 32 --disk flood.img (1 MiB), stdout a pipe nobody reads"),
+    );
+    let stall_max = r
+        .row("1j")
+        .and_then(|row| row.stats.as_ref().map(|s| s.max));
+    r.goal(
+        "1j",
+        "1j every SIGTERM → exit under the flood, max",
+        "issue 10: a guest cannot stall the VMM",
+        stall_max,
+        "ms",
+        "<",
+        1000.0,
+    );
     r.notes = vec![
         "1a and 1d are minnow's own `guest boot time` log line (its clock starts at the top of \
          `main`, so exec and dynamic loading are excluded). first.elf is a PVH guest whose first \

@@ -9,6 +9,9 @@ use std::path::Path;
 
 /// Length of the header on every frame (`struct virtio_net_hdr_v1`).
 pub const VNET_HDR_LEN: usize = 12;
+/// The same, as TUNSETVNETHDRSZ takes it.
+const VNET_HDR_LEN_INT: libc::c_int = 12;
+const _: () = assert!(VNET_HDR_LEN_INT as usize == VNET_HDR_LEN);
 
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
@@ -115,7 +118,7 @@ impl Tap {
             file,
             name: name.to_string(),
         };
-        tap.ioctl_int(TUNSETVNETHDRSZ, VNET_HDR_LEN as libc::c_int)
+        tap.ioctl_int(TUNSETVNETHDRSZ, VNET_HDR_LEN_INT)
             .map_err(|source| Error::Attach {
                 name: name.to_string(),
                 source,
