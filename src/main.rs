@@ -39,6 +39,10 @@ enum Command {
     Image(cli::image::ImageArgs),
     /// Run and manage containers.
     Container(cli::container::ContainerArgs),
+    /// Log in to a registry (credentials go to Docker's config.json).
+    Login(cli::registry::LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(cli::registry::LogoutArgs),
 }
 
 #[derive(Args)]
@@ -189,6 +193,12 @@ impl Drop for RawTerminal {
 
 fn run(args: RunArgs, start: Instant) -> Result<i32, String> {
     let config = args.into_config().map_err(|e| e.to_string())?;
+    if let Some(name) = config.image.as_deref() {
+        if minnow_registry::names_a_registry(name) {
+            let store = minnow_image::Store::open(&minnow_image::store_path(config.store.clone()))?;
+            cli::registry::ensure_image(&store, name)?;
+        }
+    }
     // Holds the run's private copy of an image disk until the VM has stopped.
     let mut prepared = minnow_vmdisk::prepare(&config)?;
     prepared.workload.raw = !std::io::stdout().is_terminal();
@@ -234,6 +244,8 @@ fn main() -> ExitCode {
         Command::Net(args) => net(args),
         Command::Image(args) => cli::image::run(args),
         Command::Container(args) => cli::container::run(args),
+        Command::Login(args) => cli::registry::login(args),
+        Command::Logout(args) => cli::registry::logout(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

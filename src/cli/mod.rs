@@ -3,3 +3,4 @@
 pub mod container;
 pub mod image;
 pub mod net;
+pub mod registry;

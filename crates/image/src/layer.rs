@@ -8,8 +8,9 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
+use crate::compress::Compression;
 use crate::digest::{self, Digest, HashingReader};
-use crate::oci::{self, Descriptor};
+use crate::oci::Descriptor;
 use crate::store::io_err;
 use crate::{Image, Store};
 
@@ -31,15 +32,9 @@ impl Store {
         if rootfs.is_dir() {
             return Ok(rootfs);
         }
-        if desc.media_type != oci::MEDIA_LAYER
-            && desc.media_type != oci::MEDIA_LAYER_GZIP
-            && !desc.media_type.contains("docker.image.rootfs.diff.tar")
-        {
-            return Err(format!(
-                "layer {d} has unsupported media type {}; minnow reads uncompressed and gzip layers: copy the image again with them (skopeo copy --dest-compress-format gzip ...)",
-                desc.media_type
-            ));
-        }
+        let compression = Compression::of(&desc.media_type).map_err(|e| {
+            format!("layer {d}: {e}; copy the image again with gzip layers (skopeo copy --dest-compress-format gzip ...)")
+        })?;
         let blob = self.blob_path(&d);
         let file = File::open(&blob).map_err(|e| format!("layer blob {d} is missing from the store ({e}); remove the image and import it again"))?;
         let tmp = self
@@ -49,11 +44,9 @@ impl Store {
         let tmp_root = tmp.join("rootfs");
         fs::create_dir_all(&tmp_root).map_err(|e| io_err("cannot create", &tmp_root, e))?;
         let mut reader = HashingReader::new(BufReader::new(file));
-        let unpacked = if desc.media_type.ends_with("gzip") {
-            unpack_layer(flate2::read::GzDecoder::new(&mut reader), &tmp_root)
-        } else {
-            unpack_layer(&mut reader, &tmp_root)
-        };
+        let unpacked = compression
+            .decoder(BufReader::new(&mut reader))
+            .and_then(|r| unpack_layer(r, &tmp_root));
         let hashed = reader.finish();
         let fail = |msg: String| {
             let _ = fs::remove_dir_all(&tmp);
