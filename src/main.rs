@@ -220,11 +220,34 @@ fn run(args: RunArgs, start: Instant) -> Result<i32, String> {
     Ok(code)
 }
 
+/// The registry stack (rustls, its certificate verifier, hyper, reqwest, oci-client)
+/// reports what matters through minnow's errors; its own log lines (a TLS failure logged
+/// before the error that says it) are shown only at debug and trace.
+const REGISTRY_STACK: &[&str] = &[
+    "rustls",
+    "rustls_platform_verifier",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "oci_client",
+    "h2",
+];
+
+fn log_filter(level: &str) -> String {
+    let mut f = format!("warn,minnow={level}");
+    if !matches!(level, "debug" | "trace") {
+        for c in REGISTRY_STACK {
+            f += &format!(",{c}=off");
+        }
+    }
+    f
+}
+
 fn main() -> ExitCode {
     let start = Instant::now();
     let cli = Cli::parse();
     env_logger::Builder::new()
-        .parse_filters(&format!("warn,minnow={}", cli.log_level))
+        .parse_filters(&log_filter(&cli.log_level))
         .format(|buf, record| {
             use std::io::Write;
             match record.level() {

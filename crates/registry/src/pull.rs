@@ -338,6 +338,41 @@ impl Ctx<'_> {
     }
 }
 
+/// Refuses an image whose config names another platform than the one asked for.
+fn check_platform(ctx: &Ctx<'_>, config: &Digest, want: &Platform) -> Result<(), Error> {
+    #[derive(serde::Deserialize)]
+    struct Cfg {
+        #[serde(default)]
+        os: String,
+        #[serde(default)]
+        architecture: String,
+        #[serde(default)]
+        variant: Option<String>,
+    }
+    let Some(path) = ctx.store.find_blob(config) else {
+        return Ok(());
+    };
+    let data = fs::read(&path).map_err(|source| Error::Io {
+        what: "read",
+        path: path.clone(),
+        source,
+    })?;
+    let cfg: Cfg = serde_json::from_slice(&data).map_err(|e| ctx.malformed("image config", e))?;
+    let have = oci::Platform {
+        os: cfg.os,
+        architecture: cfg.architecture,
+        variant: cfg.variant,
+    };
+    if have.os.is_empty() || have.architecture.is_empty() || want.matches(&have) {
+        return Ok(());
+    }
+    Err(Error::NoPlatform {
+        reference: ctx.r.to_string(),
+        want: want.label(),
+        have: have.label(),
+    })
+}
+
 /// `minnow image pull REFERENCE`: see the module documentation.
 pub fn pull(
     store: &Store,
@@ -457,6 +492,17 @@ async fn pull_async(
     }
     annotations.insert(oci::CREATED.to_string(), minnow_image::now_rfc3339());
     let (mut fetched, mut fetched_bytes) = (0, 0);
+    // The config first: it says the image's platform, checked before any layer comes.
+    let config_digest =
+        Digest::parse(&manifest.config.digest).map_err(|e| ctx.malformed("manifest", e))?;
+    if !ctx.store.has_blob(&config_digest) {
+        fetched_bytes += ctx.blob(&manifest.config, "config").await?;
+        fetched += 1;
+    }
+    // (An index entry's platform is taken as it says; a lone manifest's config is asked.)
+    if index_digest.is_none() {
+        check_platform(ctx, &config_digest, platform)?;
+    }
     // A blob the store had may be collected by an `image rm` running meanwhile: then
     // naming fails with the missing ones, which are fetched again.
     for _attempt in 0..3 {
