@@ -7,6 +7,7 @@
 
 mod mem;
 mod plot;
+mod registry;
 mod rows;
 mod stats;
 
@@ -32,6 +33,8 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Start-up latency and memory: host process vs containers vs microVMs.
     Startup(StartupArgs),
+    /// Registry pull and push: minnow against skopeo, cold and warm (registry.rs).
+    Registry(registry::RegistryArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
     let args = BenchArgs::parse();
     let result = match args.command {
         BenchCommand::Startup(a) => startup(a),
+        BenchCommand::Registry(a) => registry::run_bench(a),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),
