@@ -219,7 +219,8 @@ pub fn forget(key: &str) -> Result<bool, CredentialError> {
 async fn verify(t: &Transport, r: &ImageRef, user: &str, password: &str) -> Result<(), Error> {
     let url = t.base_url(r);
     let reach = |e| transport::from_reqwest(e, &t.registry);
-    let resp = t.http.get(&url).send().await.map_err(reach)?;
+    let http = t.http()?;
+    let resp = http.get(&url).send().await.map_err(reach)?;
     let refused = || {
         Error::from(CredentialError::Refused {
             registry: t.registry.clone(),
@@ -260,9 +261,9 @@ async fn verify(t: &Transport, r: &ImageRef, user: &str, password: &str) -> Resu
             if let Some(s) = param("service") {
                 query.push(("service".into(), s));
             }
-            t.http.get(realm).query(&query)
+            http.get(realm).query(&query)
         }
-        None => t.http.get(&url),
+        None => http.get(&url),
     };
     let resp = check
         .basic_auth(user, Some(password))

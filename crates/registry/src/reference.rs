@@ -106,7 +106,7 @@ mod tests {
         assert!(!hub.is_loopback());
         let d = format!("localhost:5000/x@sha256:{}", "a".repeat(64));
         assert!(ImageRef::parse(&d).unwrap().reference.digest().is_some());
-        assert!(ImageRef::parse("UPPER/case").is_err());
+        assert!(ImageRef::parse("repo@sha256:abc").is_err());
         assert!(ImageRef::parse("a b").is_err());
     }
 

@@ -18,16 +18,23 @@ const USER_AGENT: &str = concat!("minnow/", env!("CARGO_PKG_VERSION"));
 /// A registry, reached: the scheme that works and clients for it.
 pub struct Transport {
     pub client: Client,
-    /// For what `oci-client` does not do (checking credentials at `login`).
-    pub http: reqwest::Client,
     pub scheme: &'static str,
     pub registry: String,
+    opts: Options,
+    certs: Vec<Vec<u8>>,
 }
 
 impl Transport {
     /// `SCHEME://HOST/v2/`.
     pub fn base_url(&self, r: &ImageRef) -> String {
         format!("{}://{}/v2/", self.scheme, r.host())
+    }
+
+    /// A plain HTTP client with the same TLS settings, for what `oci-client` does not do
+    /// (checking credentials at `login`). Made on demand: loading the system's roots
+    /// costs milliseconds a pull does not need to spend twice.
+    pub fn http(&self) -> Result<reqwest::Client, Error> {
+        http_client(self.opts.insecure, &self.certs).map_err(|e| from_reqwest(e, &self.registry))
     }
 }
 
@@ -50,7 +57,7 @@ fn ca_certs(opts: &Options) -> Result<Vec<Vec<u8>>, Error> {
             let start = chunk.find("-----BEGIN CERTIFICATE-----")?;
             chunk
                 .ends_with(end)
-                .then(|| chunk[start..].as_bytes().to_vec())
+                .then(|| chunk.as_bytes()[start..].to_vec())
         })
         .collect();
     if certs.is_empty() {
@@ -218,12 +225,12 @@ pub(crate) fn classify(e: OciDistributionError, r: &ImageRef, had_credentials: b
     }
 }
 
-fn http_client(opts: &Options, certs: &[Vec<u8>]) -> Result<reqwest::Client, reqwest::Error> {
+fn http_client(insecure: bool, certs: &[Vec<u8>]) -> Result<reqwest::Client, reqwest::Error> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .user_agent(USER_AGENT)
-        .danger_accept_invalid_certs(opts.insecure);
+        .danger_accept_invalid_certs(insecure);
     let mut extra = Vec::new();
     for c in certs {
         extra.push(reqwest::Certificate::from_pem(c)?);
@@ -245,9 +252,12 @@ pub async fn connect(r: &ImageRef, opts: &Options) -> Result<Transport, Error> {
     install_crypto();
     let registry = r.registry().to_string();
     let certs = ca_certs(opts)?;
-    let http = http_client(opts, &certs).map_err(|e| from_reqwest(e, &registry))?;
+    // The probe only asks whether the registry speaks TLS, so it does not verify (and
+    // does not load the system's roots); the client below verifies, and a bad
+    // certificate fails its first request with the same TLS error.
+    let probe = http_client(true, &[]).map_err(|e| from_reqwest(e, &registry))?;
     let http_allowed = opts.insecure || r.is_loopback();
-    let https = http.get(format!("https://{}/v2/", r.host())).send().await;
+    let https = probe.get(format!("https://{}/v2/", r.host())).send().await;
     let scheme = match https {
         Ok(_) => "https",
         Err(e) => {
@@ -256,7 +266,8 @@ pub async fn connect(r: &ImageRef, opts: &Options) -> Result<Transport, Error> {
                 return Err(from_reqwest(e, &registry));
             }
             let plain = if http_allowed {
-                http.get(format!("http://{}/v2/", r.host()))
+                probe
+                    .get(format!("http://{}/v2/", r.host()))
                     .send()
                     .await
                     .ok()
@@ -284,9 +295,11 @@ pub async fn connect(r: &ImageRef, opts: &Options) -> Result<Transport, Error> {
         } else {
             ClientProtocol::Https
         },
-        accept_invalid_certificates: opts.insecure,
+        // Over plain HTTP no certificate is ever checked: skip loading the roots.
+        accept_invalid_certificates: opts.insecure || scheme == "http",
         extra_root_certificates: certs
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|data| Certificate {
                 encoding: CertificateEncoding::Pem,
                 data,
@@ -303,9 +316,10 @@ pub async fn connect(r: &ImageRef, opts: &Options) -> Result<Transport, Error> {
     let client = Client::try_from(config).map_err(|e| classify(e, r, false))?;
     Ok(Transport {
         client,
-        http,
         scheme,
         registry,
+        opts: opts.clone(),
+        certs,
     })
 }
 
