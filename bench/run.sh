@@ -9,6 +9,8 @@
 #   4. `minnow-bench startup`: host process vs minnow container vs runc/crun/docker vs microVM
 #      (S runs, default 10; in the lab unless --skip-lab) -> DIR/startup/; with --density
 #      also how many instances of each fit in 2 GiB (adds ~30 minutes in the lab)
+#  4b. `minnow-bench registry`: pull and push through a loopback registry, minnow vs skopeo,
+#      cold and warm -> DIR/registry/
 #   5. minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput in the lab
 #      (K rounds; skipped with --skip-lab-io or --skip-lab) -> DIR/lab-io.md
 # Writes DIR/latest.md and DIR/latest.json (DIR defaults to bench/results) and prints the table.
@@ -99,6 +101,11 @@ if [ "$SKIP_STARTUP" = 0 ]; then
     (cd "$REPO" && timeout -k 10 7200 "$WORK/minnow-bench" startup --minnow "$WORK/minnow" "${ST_ARGS[@]}") \
         || die "minnow-bench startup failed (status $?)"
 fi
+
+# 4b: registry pull and push, minnow vs skopeo, on this host (a loopback docker-registry; a minute).
+echo "bench: 4b. minnow-bench registry ..." >&2
+(cd "$REPO" && timeout -k 10 1800 "$WORK/minnow-bench" registry --minnow "$WORK/minnow" --out "$OUT/registry") \
+    || rc=1
 
 # 5 (unless --skip-lab-io): minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput
 # in the lab (15-40 minutes).

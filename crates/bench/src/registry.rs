@@ -242,6 +242,7 @@ pub fn run_bench(a: RegistryArgs) -> Result<i32, String> {
             .arg(format!("docker://{}", src(&reg.host()))))
     };
     seed(&reg)?;
+    let mut seeded = true;
     // The store minnow pushes from: the layout copied in by skopeo (no registry source
     // annotation, so a push uploads instead of mounting).
     let push_store = work.join("push-store");
@@ -318,6 +319,10 @@ pub fn run_bench(a: RegistryArgs) -> Result<i32, String> {
             let cold_oci = work.join("cold-oci");
             let _ = fs::remove_dir_all(&cold_store);
             let _ = fs::remove_dir_all(&cold_oci);
+            if r.op == "pull" && !seeded {
+                seed(&reg)?;
+                seeded = true;
+            }
             let mut cmd = match (r.op, r.temp, r.tool) {
                 ("pull", t, "minnow") => {
                     let store = if t == "cold" {
@@ -339,11 +344,11 @@ pub fn run_bench(a: RegistryArgs) -> Result<i32, String> {
                 }
                 ("push", t, tool) => {
                     if t == "cold" {
-                        // An empty registry (and a port skopeo's blob cache has not seen
-                        // images on), so every blob is uploaded.
+                        // An empty registry on a new port, not seeded: skopeo's blob-info
+                        // cache knows of no copy there to mount, so both upload every blob.
                         reg.stop();
                         reg = Reg::start(&work.join("registry"))?;
-                        seed(&reg)?;
+                        seeded = false;
                     }
                     let host = reg.host();
                     let dest = format!("{host}/bench/{tool}:1");
