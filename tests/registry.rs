@@ -597,6 +597,19 @@ fn plain_http_both_ways_with_skopeo_and_podman() {
     ]));
     assert_eq!(said, "podman runs the push of minnow\n");
     let _ = podman(&["rmi", "-a", "-f"]).output();
+
+    // The tag moves (skopeo pushes the multi-layer image over it): a pull that has every
+    // blob asks the registry first, so it names the new manifest, not the old one.
+    skopeo_push(
+        &reg,
+        &format!("oci:{}:multi", layout.display()),
+        "team/bb:1",
+        &[],
+    );
+    let out = env.must(&["image", "pull", &bb]);
+    assert!(out.contains("fetched 0 blobs"), "{out}");
+    assert_eq!(env.inspect(&bb)["digest"], skopeo_digest(&reg, "team/bb:1"));
+    assert_ne!(env.inspect(&bb)["digest"], digest.as_str());
 }
 
 /// Basic auth (htpasswd): anonymous pulls get 401 and are told to log in; a wrong

@@ -339,7 +339,12 @@ impl Ctx<'_> {
 }
 
 /// Refuses an image whose config names another platform than the one asked for.
-fn check_platform(ctx: &Ctx<'_>, config: &Digest, want: &Platform) -> Result<(), Error> {
+fn check_platform(
+    store: &Store,
+    reference: &ImageRef,
+    config: &Digest,
+    want: &Platform,
+) -> Result<(), Error> {
     #[derive(serde::Deserialize)]
     struct Cfg {
         #[serde(default)]
@@ -349,7 +354,7 @@ fn check_platform(ctx: &Ctx<'_>, config: &Digest, want: &Platform) -> Result<(),
         #[serde(default)]
         variant: Option<String>,
     }
-    let Some(path) = ctx.store.find_blob(config) else {
+    let Some(path) = store.find_blob(config) else {
         return Ok(());
     };
     let data = fs::read(&path).map_err(|source| Error::Io {
@@ -357,7 +362,11 @@ fn check_platform(ctx: &Ctx<'_>, config: &Digest, want: &Platform) -> Result<(),
         path: path.clone(),
         source,
     })?;
-    let cfg: Cfg = serde_json::from_slice(&data).map_err(|e| ctx.malformed("image config", e))?;
+    let cfg: Cfg = serde_json::from_slice(&data).map_err(|e| Error::Malformed {
+        reference: reference.to_string(),
+        what: "image config",
+        detail: e.to_string(),
+    })?;
     let have = oci::Platform {
         os: cfg.os,
         architecture: cfg.architecture,
@@ -367,10 +376,122 @@ fn check_platform(ctx: &Ctx<'_>, config: &Digest, want: &Platform) -> Result<(),
         return Ok(());
     }
     Err(Error::NoPlatform {
-        reference: ctx.r.to_string(),
+        reference: reference.to_string(),
         want: want.label(),
         have: have.label(),
     })
+}
+
+/// The annotations a pulled image's `index.json` entry gets.
+fn annotations(r: &ImageRef, index_digest: Option<&String>) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    a.insert(
+        oci::SOURCE.to_string(),
+        format!("{}/{}", r.registry(), r.repository()),
+    );
+    if let Some(i) = index_digest {
+        a.insert(oci::INDEX_DIGEST.to_string(), i.clone());
+    }
+    a.insert(oci::CREATED.to_string(), minnow_image::now_rfc3339());
+    a
+}
+
+/// A blob of the store whose content hashes to its digest.
+fn local_verified(store: &Store, d: &Digest) -> Option<Vec<u8>> {
+    let data = fs::read(store.find_blob(d)?).ok()?;
+    (Digest::of(&data) == *d).then_some(data)
+}
+
+/// A warm pull: one HEAD asks the registry which manifest the reference names now (as
+/// Docker asks first); if the store has that manifest and every blob it needs, the
+/// image is named without building the full client or fetching anything. `None`: go
+/// the full way (which also reports any error).
+async fn warm(
+    p: &transport::Probe,
+    r: &ImageRef,
+    store: &Store,
+    name: &str,
+    platform: &Platform,
+    auth: &oci_client::secrets::RegistryAuth,
+) -> Option<Result<Pulled, Error>> {
+    let http = p.http().ok()?;
+    let at = r
+        .reference
+        .digest()
+        .or(r.reference.tag())
+        .unwrap_or("latest");
+    let url = format!(
+        "{}://{}/v2/{}/manifests/{at}",
+        p.scheme,
+        r.host(),
+        r.repository()
+    );
+    let mut req = http
+        .head(url)
+        .header(reqwest::header::ACCEPT, ACCEPT.join(", "));
+    if let oci_client::secrets::RegistryAuth::Basic(u, pw) = auth {
+        req = req.basic_auth(u, Some(pw));
+    }
+    let resp = req.send().await.ok()?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    let top = resp
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Digest::parse(v).ok())?;
+    if r.reference.digest().is_some_and(|d| d != top.to_string()) {
+        return None;
+    }
+    let top_bytes = local_verified(store, &top)?;
+    let doc: serde_json::Value = serde_json::from_slice(&top_bytes).ok()?;
+    let (digest, bytes, media_type, index_digest) = if oci::is_index(&media_type_of(&doc)) {
+        let index: PlatformIndex = serde_json::from_value(doc).ok()?;
+        let found = index
+            .manifests
+            .iter()
+            .find(|m| m.platform.as_ref().is_some_and(|pl| platform.matches(pl)))?;
+        let d = Digest::parse(&found.desc.digest).ok()?;
+        let b = local_verified(store, &d)?;
+        (d, b, found.desc.media_type.clone(), Some(top.to_string()))
+    } else {
+        let mt = media_type_of(&doc);
+        (top, top_bytes, mt, None)
+    };
+    let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
+    let mut all = vec![digest.clone(), Digest::parse(&manifest.config.digest).ok()?];
+    for l in &manifest.layers {
+        all.push(Digest::parse(&l.digest).ok()?);
+    }
+    if !all.iter().all(|d| store.has_blob(d)) {
+        return None;
+    }
+    if index_digest.is_none() {
+        if let Err(e) = check_platform(store, r, &all[1], platform) {
+            return Some(Err(e));
+        }
+    }
+    let desc = Descriptor {
+        media_type,
+        digest: digest.to_string(),
+        size: bytes.len() as u64,
+        annotations: BTreeMap::new(),
+    };
+    match store.name_manifest(name, &desc, &all, annotations(r, index_digest.as_ref())) {
+        Ok(()) => Some(Ok(Pulled {
+            name: name.to_string(),
+            manifest_digest: digest,
+            index_digest,
+            layers: manifest.layers.len(),
+            fetched: 0,
+            fetched_bytes: 0,
+            total_bytes: manifest.config.size + manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+            elapsed: Duration::ZERO,
+        })),
+        Err(IngestError::Missing(_)) => None,
+        Err(e) => Some(Err(e.into())),
+    }
 }
 
 /// `minnow image pull REFERENCE`: see the module documentation.
@@ -388,7 +509,13 @@ pub fn pull(
     clean_stale(store);
     let (auth, had_credentials) = auth::lookup(&r.auth_key())?;
     crate::runtime()?.block_on(async {
-        let t = transport::connect(&r, opts).await?;
+        let probe = transport::probe(&r, opts).await?;
+        if let Some(done) = warm(&probe, &r, store, &name, &platform, &auth).await {
+            let mut pulled = done?;
+            pulled.elapsed = start.elapsed();
+            return Ok(pulled);
+        }
+        let t = probe.connect(&r)?;
         t.client
             .auth(&r.reference, &auth, RegistryOperation::Pull)
             .await
@@ -482,15 +609,7 @@ async fn pull_async(
         size: bytes.len() as u64,
         annotations: BTreeMap::new(),
     };
-    let mut annotations = BTreeMap::new();
-    annotations.insert(
-        oci::SOURCE.to_string(),
-        format!("{}/{}", r.registry(), r.repository()),
-    );
-    if let Some(i) = &index_digest {
-        annotations.insert(oci::INDEX_DIGEST.to_string(), i.clone());
-    }
-    annotations.insert(oci::CREATED.to_string(), minnow_image::now_rfc3339());
+    let annotations = annotations(r, index_digest.as_ref());
     let (mut fetched, mut fetched_bytes) = (0, 0);
     // The config first: it says the image's platform, checked before any layer comes.
     let config_digest =
@@ -501,7 +620,7 @@ async fn pull_async(
     }
     // (An index entry's platform is taken as it says; a lone manifest's config is asked.)
     if index_digest.is_none() {
-        check_platform(ctx, &config_digest, platform)?;
+        check_platform(ctx.store, ctx.r, &config_digest, platform)?;
     }
     // A blob the store had may be collected by an `image rm` running meanwhile: then
     // naming fails with the missing ones, which are fetched again.

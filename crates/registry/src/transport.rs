@@ -249,6 +249,33 @@ fn is_registry_answer(status: reqwest::StatusCode) -> bool {
 
 /// Finds how to talk to `r`'s registry and builds the clients.
 pub async fn connect(r: &ImageRef, opts: &Options) -> Result<Transport, Error> {
+    probe(r, opts).await?.connect(r)
+}
+
+/// What the probe found: the scheme, and what the clients need.
+pub struct Probe {
+    pub scheme: &'static str,
+    pub registry: String,
+    opts: Options,
+    certs: Vec<Vec<u8>>,
+    plain: reqwest::Client,
+}
+
+impl Probe {
+    /// A client for single requests minnow makes itself (the HEAD of a warm pull):
+    /// over plain HTTP the probe's (nothing to verify), over TLS one that verifies.
+    pub fn http(&self) -> Result<reqwest::Client, Error> {
+        if self.scheme == "http" {
+            Ok(self.plain.clone())
+        } else {
+            http_client(self.opts.insecure, &self.certs)
+                .map_err(|e| from_reqwest(e, &self.registry))
+        }
+    }
+}
+
+/// Finds whether `r`'s registry speaks TLS, or plain HTTP where that is allowed.
+pub async fn probe(r: &ImageRef, opts: &Options) -> Result<Probe, Error> {
     install_crypto();
     let registry = r.registry().to_string();
     let certs = ca_certs(opts)?;
@@ -289,38 +316,58 @@ pub async fn connect(r: &ImageRef, opts: &Options) -> Result<Transport, Error> {
         }
     };
     log::debug!("registry {registry}: {scheme}");
-    let config = ClientConfig {
-        protocol: if scheme == "http" {
-            ClientProtocol::Http
-        } else {
-            ClientProtocol::Https
-        },
-        // Over plain HTTP no certificate is ever checked: skip loading the roots.
-        accept_invalid_certificates: opts.insecure || scheme == "http",
-        extra_root_certificates: certs
-            .iter()
-            .cloned()
-            .map(|data| Certificate {
-                encoding: CertificateEncoding::Pem,
-                data,
-            })
-            .collect(),
-        // Indexes are resolved here (pull.rs), so that a missing platform can be named.
-        platform_resolver: None,
-        use_monolithic_push: true,
-        connect_timeout: Some(CONNECT_TIMEOUT),
-        read_timeout: Some(READ_TIMEOUT),
-        user_agent: USER_AGENT,
-        ..Default::default()
-    };
-    let client = Client::try_from(config).map_err(|e| classify(e, r, false))?;
-    Ok(Transport {
-        client,
+    Ok(Probe {
         scheme,
         registry,
         opts: opts.clone(),
         certs,
+        plain: probe,
     })
+}
+
+impl Probe {
+    /// Builds the `oci-client` client for the scheme found.
+    pub fn connect(self, r: &ImageRef) -> Result<Transport, Error> {
+        let Probe {
+            scheme,
+            registry,
+            opts,
+            certs,
+            ..
+        } = self;
+        let config = ClientConfig {
+            protocol: if scheme == "http" {
+                ClientProtocol::Http
+            } else {
+                ClientProtocol::Https
+            },
+            // Over plain HTTP no certificate is ever checked: skip loading the roots.
+            accept_invalid_certificates: opts.insecure || scheme == "http",
+            extra_root_certificates: certs
+                .iter()
+                .cloned()
+                .map(|data| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data,
+                })
+                .collect(),
+            // Indexes are resolved here (pull.rs), so that a missing platform can be named.
+            platform_resolver: None,
+            use_monolithic_push: true,
+            connect_timeout: Some(CONNECT_TIMEOUT),
+            read_timeout: Some(READ_TIMEOUT),
+            user_agent: USER_AGENT,
+            ..Default::default()
+        };
+        let client = Client::try_from(config).map_err(|e| classify(e, r, false))?;
+        Ok(Transport {
+            client,
+            scheme,
+            registry,
+            opts,
+            certs,
+        })
+    }
 }
 
 #[cfg(test)]
