@@ -6,11 +6,11 @@ use std::path::PathBuf;
 /// A registry operation's failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid image reference {reference:?} ({source}); use REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST")]
+    #[error("invalid image reference {reference:?}: {source}; use REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST")]
     BadReference {
         reference: String,
         #[source]
-        source: oci_client::ParseError,
+        source: crate::reference::ReferenceError,
     },
     #[error("cannot resolve registry host {registry}; check the name (DNS, /etc/hosts) and the reference")]
     UnknownHost {
