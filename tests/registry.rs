@@ -1044,3 +1044,201 @@ fn errors_are_one_line_and_run_pulls() {
         "no second pull"
     );
 }
+
+/// A registry with Docker Hub's auth shape, written for this test: `/v2/` answers 401
+/// with a bearer challenge whose realm is a token endpoint on the same port; the token
+/// endpoint wants HTTP basic credentials and returns a token; manifests and blobs (served
+/// from a minnow store, one image) want that token. Every connection is closed after one
+/// answer. Records the token requests' query strings.
+struct TokenRegistry {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    token_queries: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+const TOKEN: &str = "test-token-7f3a";
+
+impl TokenRegistry {
+    fn start(store: PathBuf, manifest_digest: String) -> TokenRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let queries = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, q) = (stop.clone(), queries.clone());
+        std::thread::spawn(move || {
+            use base64::Engine as _;
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+            );
+            while !s.load(Ordering::Relaxed) {
+                let Ok((mut c, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).to_string();
+                let mut lines = text.lines();
+                let first: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
+                let (method, target) = (
+                    first.first().copied().unwrap_or(""),
+                    first.get(1).copied().unwrap_or(""),
+                );
+                let auth = lines
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: ")
+                            .or_else(|| l.strip_prefix("Authorization: "))
+                    })
+                    .unwrap_or("")
+                    .to_string();
+                let challenge = format!(
+                    "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test-registry\",scope=\"repository:team/bb:pull\"\r\n"
+                );
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                let reply = |status: &str, headers: &str, body: &[u8]| -> Vec<u8> {
+                    let mut r = format!(
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    if method != "HEAD" {
+                        r.extend_from_slice(body);
+                    }
+                    r
+                };
+                let answer = if path == "/token" {
+                    q.lock().unwrap().push(query.to_string());
+                    if auth == basic {
+                        reply(
+                            "200 OK",
+                            "Content-Type: application/json\r\n",
+                            format!("{{\"token\":\"{TOKEN}\"}}").as_bytes(),
+                        )
+                    } else {
+                        reply("401 Unauthorized", "", b"{}")
+                    }
+                } else if auth != format!("Bearer {TOKEN}") {
+                    reply(
+                        "401 Unauthorized",
+                        &challenge,
+                        br#"{"errors":[{"code":"UNAUTHORIZED","message":"token needed"}]}"#,
+                    )
+                } else if path == "/v2/" {
+                    reply("200 OK", "", b"{}")
+                } else if let Some(reference) = path.strip_prefix("/v2/team/bb/manifests/") {
+                    let d = if reference == "1" {
+                        manifest_digest.as_str()
+                    } else {
+                        reference
+                    };
+                    match fs::read(store.join("blobs/sha256").join(d.trim_start_matches("sha256:"))) {
+                        Ok(body) if d == manifest_digest => reply(
+                            "200 OK",
+                            &format!("Content-Type: application/vnd.oci.image.manifest.v1+json\r\nDocker-Content-Digest: {d}\r\n"),
+                            &body,
+                        ),
+                        _ => reply("404 Not Found", "", br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}"#),
+                    }
+                } else if let Some(d) = path.strip_prefix("/v2/team/bb/blobs/") {
+                    match fs::read(
+                        store
+                            .join("blobs/sha256")
+                            .join(d.trim_start_matches("sha256:")),
+                    ) {
+                        Ok(body) => {
+                            reply("200 OK", &format!("Docker-Content-Digest: {d}\r\n"), &body)
+                        }
+                        Err(_) => reply(
+                            "404 Not Found",
+                            "",
+                            br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}"#,
+                        ),
+                    }
+                } else {
+                    reply("404 Not Found", "", b"{}")
+                };
+                let _ = c.write_all(&answer);
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        });
+        TokenRegistry {
+            port,
+            stop,
+            token_queries: queries,
+        }
+    }
+}
+
+impl Drop for TokenRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The bearer-token flow (Docker Hub's shape) against the test's token registry: an
+/// anonymous pull is told to log in; `login` checks the credentials at the challenge's
+/// token endpoint; the pull then gets a token scoped to the repository and runs the image.
+#[test]
+fn bearer_token_flow() {
+    let env = Env::new();
+    env.must(&["image", "import", "--default"]);
+    let digest = env.inspect("busybox")["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reg = TokenRegistry::start(env.store(), digest.clone());
+    let host = format!("127.0.0.1:{}", reg.port);
+    let bb = format!("{host}/team/bb:1");
+    let fresh = Env::new();
+    let e = fresh.fails(&["image", "pull", &bb]);
+    assert!(
+        e.contains("401") && e.contains(&format!("minnow login {host}")),
+        "{e}"
+    );
+
+    let login = |password: &str| {
+        let mut c = fresh.minnow(&["login", &host, "-u", USER, "--password-stdin"]);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(password.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let bad = login("wrong");
+    assert_eq!(bad.status.code(), Some(1), "{:?}", text(&bad));
+    assert!(
+        text(&bad).1.contains("refused the credentials"),
+        "{:?}",
+        text(&bad)
+    );
+    let good = login(PASSWORD);
+    assert!(good.status.success(), "{:?}", text(&good));
+
+    let out = fresh.must(&["image", "pull", &bb]);
+    assert!(out.starts_with(&format!("pulled {bb} {digest}")), "{out}");
+    assert_eq!(run_in(&fresh, &bb, "echo via token"), "via token\n");
+    let queries = reg.token_queries.lock().unwrap().clone();
+    assert!(
+        queries
+            .iter()
+            .any(|q| q.contains("scope=repository%3Ateam%2Fbb%3Apull")
+                && q.contains("service=test-registry")),
+        "a token scoped to the repository was asked for: {queries:?}"
+    );
+}
