@@ -41,7 +41,7 @@ lab-kernel:
 
 ## lab-test: real Linux guests under minnow inside the nested-KVM lab: the Debian cloud
 ## kernel (ACPI, SMP, virtio-blk), the minimal kernel (ext4 root, PVH, exit status),
-## virtio-net (TAP, bridge, 64 MiB streams), images as microVMs; one lab boot per script.
+## virtio-net (TAP, bridge, 64 MiB streams), images as microVMs, the jail; one lab boot per script.
 lab-test: lab-setup lab-kernel build
 	bash tests/lab/all.sh
 

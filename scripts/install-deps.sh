@@ -2,14 +2,15 @@
 # Installs the Debian packages minnow's build and tests need, if missing: gcc/binutils
 # for the test guests, busybox-static for images and guests, iproute2 for network tests,
 # e2fsprogs for disk images, cpio for initramfs images, umoci and skopeo for the tests that
-# check other OCI tools read and write minnow's image store; docker-registry (the CNCF
-# distribution registry), apache2-utils (htpasswd), openssl, podman and runc for the
-# registry tests (tests/registry.rs; each starts its own registry on 127.0.0.1, never the
-# package's own service). Idempotent; needs root to install.
+# check other OCI tools read and write minnow's image store, libseccomp-dev and pkg-config to
+# build the libseccomp crate (container seccomp filters), runc as the control for the
+# container security tests; docker-registry (the CNCF distribution registry), apache2-utils
+# (htpasswd), openssl and podman for the registry tests (tests/registry.rs; each starts its
+# own registry on 127.0.0.1, never the package's own service). Idempotent; needs root to install.
 set -euo pipefail
 need=()
-for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio umoci skopeo \
-    docker-registry apache2-utils openssl podman runc; do
+for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio umoci skopeo libseccomp-dev pkg-config runc \
+    docker-registry apache2-utils openssl podman; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1037,3 +1037,118 @@ fn veth_network_reaches_the_host_end() {
         "veth host end left behind: {links}"
     );
 }
+
+/// Mount points under /sys in a mountinfo text, with their per-mount options.
+fn sys_mounts(mountinfo: &str) -> Vec<(String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (point, opts) = (*f.get(4)?, *f.get(5)?);
+            (point == "/sys" || point.starts_with("/sys/")).then(|| (point.into(), opts.into()))
+        })
+        .collect()
+}
+
+/// The container's /sys is read-only all the way down (issue 10, part 2): with the
+/// host's /sys bound (MINNOW_SYSFS=bind, as where a new sysfs cannot be mounted) every
+/// mount under it is read-only, and making a cgroup in a hierarchy mounted under
+/// /sys/fs/cgroup fails with EROFS; the new sysfs (the default) is read-only too.
+#[test]
+fn sys_is_read_only_all_the_way_down() {
+    if !usable() {
+        return;
+    }
+    let s = Store::new();
+    let host = sys_mounts(&fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let nested: Vec<&String> = host
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.starts_with("/sys/fs/cgroup/"))
+        .collect();
+    assert!(
+        !nested.is_empty(),
+        "this host has no cgroup mount under /sys/fs/cgroup to check: {host:?}"
+    );
+    let probe = format!("minnow-sysprobe-{}", std::process::id());
+    let mut script = String::from("cat /proc/self/mountinfo; echo ---;");
+    for p in &nested {
+        script.push_str(&format!(
+            "mkdir {p}/{probe} 2>/dev/null && echo MADE {p} || echo REFUSED {p} $?;"
+        ));
+    }
+    script.push_str("echo 1 > /sys/fs/cgroup/pids/cgroup.clone_children && echo WROTE; true");
+    for bind in [true, false] {
+        let mut c = s.cmd("container", &["run", "busybox", "--", "sh", "-c", &script]);
+        if bind {
+            c.env("MINNOW_SYSFS", "bind");
+        }
+        let out = c.output().unwrap();
+        let (stdout, stderr) = text(&out);
+        for p in &nested {
+            let _ = fs::remove_dir(format!("{p}/{probe}"));
+        }
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let (mounts, results) = stdout.split_once("---\n").unwrap();
+        let inside = sys_mounts(mounts);
+        if bind {
+            assert_eq!(inside.len(), host.len(), "the bind has the host's mounts");
+        }
+        for (point, opts) in &inside {
+            assert!(
+                opts.split(',').any(|o| o == "ro"),
+                "{point} is writable in the container ({opts}); bind={bind}"
+            );
+        }
+        assert!(
+            !results.contains("MADE") && !results.contains("WROTE"),
+            "bind={bind}: {results}"
+        );
+        assert!(
+            stderr.is_empty() || !bind || !stderr.contains("MADE"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Item 7 of issue 10: a missing source says it is missing (it said it could not name
+/// the image); junk says it is not a tar, in printable text (it printed the file's
+/// bytes); nothing is left in the store either way.
+#[test]
+fn import_errors_say_what_is_wrong_in_printable_text() {
+    if !usable() {
+        return;
+    }
+    let s = Store::new();
+    let out = s.image(&["import", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e = one_error(&text(&out).1);
+    assert!(
+        e.contains("/nonexistent") && e.contains("No such file") && e.contains("; pass"),
+        "{e}"
+    );
+    assert!(!e.contains("cannot name"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.tar");
+    let mut bytes = b"\x1b[31mjunk\x07\r\n\x00".to_vec();
+    bytes.extend((0..4000u32).map(|i| (i * 7919 % 251) as u8));
+    fs::write(&junk, &bytes).unwrap();
+    let out = s.image(&["import", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = std::str::from_utf8(&out.stderr).expect("the error line is UTF-8");
+    let e = one_error(stderr);
+    assert!(e.contains("is not a tar archive"), "{e}");
+    assert!(
+        !stderr
+            .trim_end_matches('\n')
+            .chars()
+            .any(|c| c.is_control())
+            && !stderr.contains('\u{fffd}'),
+        "{stderr:?}"
+    );
+    assert_eq!(
+        fs::read_dir(s.path().join("blobs/sha256")).unwrap().count(),
+        0,
+        "the junk blob stayed"
+    );
+}

@@ -333,3 +333,236 @@ fn guest_is_offered_kvmclock() {
         "{stdout}{stderr}"
     );
 }
+
+/// The `Seccomp:` and `Name:` lines of every thread of process `pid`.
+fn thread_seccomp(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or("?")
+                .trim()
+                .to_string()
+        };
+        out.push((field("Name:"), field("Seccomp:")));
+    }
+    out
+}
+
+/// Starts halt.elf with a disk (so there is a disk worker too) and `extra` flags, and
+/// waits until the guest has halted.
+fn start_halted_guest_with_disk(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = minnow()
+        .args(["run", "--mem-mib", "32", "--kernel"])
+        .arg(guest("halt.elf"))
+        .arg("--disk")
+        .arg(disk_image(dir))
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("halting"), "{line}");
+    (child, reader)
+}
+
+fn sigterm(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn every_vmm_thread_runs_under_a_seccomp_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _out) = start_halted_guest_with_disk(dir.path(), &[]);
+    let threads = thread_seccomp(child.id());
+    sigterm(child.id());
+    let status = wait_with_deadline(&mut child, 10).expect("minnow did not stop on SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    let names: Vec<&str> = threads.iter().map(|(n, _)| n.as_str()).collect();
+    for want in ["minnow", "vcpu0", "disk0"] {
+        assert!(names.contains(&want), "no {want} thread in {threads:?}");
+    }
+    for (name, mode) in &threads {
+        assert_eq!(mode, "2", "thread {name} is not filtered (Seccomp: {mode})");
+    }
+
+    // The control: with --seccomp off no thread is filtered.
+    let (mut child, _out) = start_halted_guest_with_disk(dir.path(), &["--seccomp", "off"]);
+    let threads = thread_seccomp(child.id());
+    sigterm(child.id());
+    wait_with_deadline(&mut child, 10).expect("minnow did not stop on SIGTERM");
+    assert!(threads.iter().all(|(_, m)| m == "0"), "{threads:?}");
+}
+
+#[test]
+fn a_call_outside_a_threads_filter_stops_minnow_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk_image(dir.path());
+    let disk = disk.to_str().unwrap();
+    for (kind, thread) in [
+        ("main", "the main (event loop) thread"),
+        ("vcpu", "the vcpu0 thread"),
+        ("disk", "the disk0 worker thread"),
+    ] {
+        let mut cmd = minnow();
+        cmd.args(["run", "--mem-mib", "32", "--disk", disk, "--kernel"])
+            .arg(guest("virtioblk.elf"))
+            .env("MINNOW_TEST_SECCOMP_TRIP", kind);
+        let out = common::run_with_timeout(cmd, 30);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {stderr}");
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(errors.len(), 1, "{kind}: one error line: {stderr}");
+        let line = errors[0];
+        assert!(
+            line.starts_with("minnow: error: seccomp: ")
+                && line.contains(thread)
+                && line.contains("system call 110 (getppid)"),
+            "{kind}: {line}"
+        );
+        assert!(
+            !stdout.contains("virtio-blk: done"),
+            "{kind}: the VM went on: {stdout}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+
+    // With --seccomp log the same call is logged by the kernel and the VM runs on.
+    let mut cmd = minnow();
+    cmd.args(["run", "--mem-mib", "32", "--seccomp", "log", "--disk", disk])
+        .arg("--kernel")
+        .arg(guest("virtioblk.elf"))
+        .env("MINNOW_TEST_SECCOMP_TRIP", "vcpu");
+    let out = common::run_with_timeout(cmd, 30);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("virtio-blk: done"), "{stdout}");
+    assert!(!stderr.contains("seccomp"), "{stderr}");
+}
+
+/// Bytes waiting in a pipe (FIONREAD).
+fn pipe_bytes(fd: &impl std::os::fd::AsRawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which points at `n`.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD");
+    usize::try_from(n).unwrap()
+}
+
+#[test]
+fn a_flooding_guest_with_stdout_unread_cannot_stall_the_vmm() {
+    // The disk starts with a pattern the refused discards would have punched out.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flood.img");
+    let mut data = b"KEEP".repeat(256);
+    data.resize(1 << 20, 0x5a);
+    std::fs::write(&path, &data).unwrap();
+    let mut child = minnow()
+        .args(["run", "--mem-mib", "32", "--kernel"])
+        .arg(guest("flood.elf"))
+        .arg("--disk")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (log_tx, log_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let _ = log_tx.send(line.unwrap());
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut report = String::new();
+    while !report.contains("flooding") {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            panic!("minnow ended before the flood: {report}");
+        }
+        report.push_str(&line);
+    }
+    for name in ["discard2", "zeroes2", "segs300", "huge"] {
+        assert!(
+            report.contains(&format!("flood: {name} status 1\n")),
+            "{name} not refused with IOERR: {report}"
+        );
+    }
+    // From here on nobody reads stdout: the pipe fills, then minnow's own buffer, and
+    // minnow says once that it drops output.
+    let fd = stdout.get_ref();
+    let flooding = Instant::now();
+    let mut logs = String::new();
+    while !logs.contains("guest console output is being dropped") {
+        let line = log_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("minnow never said it drops the unread output");
+        logs.push_str(&line);
+        logs.push('\n');
+    }
+    let filled = flooding.elapsed();
+    assert!(
+        pipe_bytes(fd) >= 60 * 1024,
+        "dropping although the pipe has room"
+    );
+    let t = Instant::now();
+    sigterm(pid);
+    // A liveness check: 10 s is a hang, not a slow stop (the 1 s goal is in make bench).
+    let status = wait_with_deadline(&mut child, 10);
+    let took = t.elapsed();
+    println!("output dropped after {filled:?}; minnow stopped {took:?} after SIGTERM");
+    let status = status.expect("minnow did not stop on SIGTERM under the flood");
+    assert_eq!(status.code(), Some(0));
+    while let Ok(line) = log_rx.recv_timeout(Duration::from_secs(5)) {
+        logs.push_str(&line);
+        logs.push('\n');
+    }
+    assert!(logs.contains("stopping the VM on a signal"), "{logs}");
+    assert!(
+        logs.contains("bytes of guest console output were dropped"),
+        "{logs}"
+    );
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(
+        after[..1024],
+        data[..1024],
+        "a refused request changed the disk"
+    );
+}
+
+#[test]
+fn a_terminal_console_works_under_seccomp() {
+    // With a terminal (script(1) gives minnow one) the logger asks isatty of stderr on
+    // every line, from every thread, and the CLI restores the terminal at the end.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk_image(dir.path());
+    let inner = format!(
+        "{} run --mem-mib 32 --log-level debug --kernel {} --disk {}",
+        env!("CARGO_BIN_EXE_minnow"),
+        guest("virtioblk.elf").display(),
+        disk.display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &inner, "/dev/null"]);
+    let out = common::run_with_timeout(cmd, 30);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("virtio-blk: done"), "{stdout}");
+    assert!(!stdout.contains("seccomp"), "{stdout}");
+}

@@ -10,7 +10,11 @@ use minnow_container::RunOptions;
 use minnow_image::{store_path, Store};
 
 /// Replaces /proc/self/mountinfo for cgroup detection (the tests simulate hosts with it).
-const MOUNTINFO_ENV: &str = "MINNOW_MOUNTINFO";
+pub const MOUNTINFO_ENV: &str = "MINNOW_MOUNTINFO";
+
+/// `bind`: the container's /sys is the host's bound (with its mounts), as where a new
+/// sysfs cannot be mounted (the tests check that all of it is read-only).
+const SYSFS_ENV: &str = "MINNOW_SYSFS";
 
 #[derive(Args, Debug)]
 pub struct ContainerArgs {
@@ -146,6 +150,7 @@ pub fn run(args: ContainerArgs) -> Result<i32, String> {
                 mountinfo: std::env::var_os(MOUNTINFO_ENV)
                     .map(PathBuf::from)
                     .unwrap_or_else(|| PathBuf::from(minnow_container::cgroup::MOUNTINFO)),
+                bind_sys: std::env::var_os(SYSFS_ENV).is_some_and(|v| v == "bind"),
             };
             minnow_container::run(&store, &opts)
         }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use minnow_image::oci;
-use minnow_image::{store_path, Store};
+use minnow_image::{printable, store_path, Store};
 
 use super::registry::RegistryFlags;
 
@@ -78,7 +78,7 @@ fn default_name(src: &std::path::Path) -> Result<String, String> {
         .ok_or_else(|| {
             format!(
                 "cannot name an image after {}; pass --name NAME",
-                src.display()
+                printable(&src.display().to_string())
             )
         })?;
     let name = [".tar.gz", ".tgz", ".tar"]
@@ -108,6 +108,13 @@ pub fn run(args: ImageArgs) -> Result<i32, String> {
         }
         ImageCommand::Import { source, name, .. } => {
             let source = source.ok_or("missing SOURCE; pass a directory or tar, or --default")?;
+            // Before naming: a missing source is the problem, not its name.
+            if let Err(e) = std::fs::metadata(&source) {
+                return Err(format!(
+                    "cannot import {}: {e}; pass an existing directory, .tar or .tar.gz",
+                    printable(&source.display().to_string())
+                ));
+            }
             let name = match name {
                 Some(n) => n,
                 None => default_name(&source)?,

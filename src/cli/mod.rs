@@ -2,5 +2,6 @@
 
 pub mod container;
 pub mod image;
+pub mod jail;
 pub mod net;
 pub mod registry;

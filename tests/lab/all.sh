@@ -17,7 +17,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 ATTEMPTS=3
 total_pass=0 total_fail=0 status=0
-for entry in boot:900 minimal:600 net:1200 image:900; do
+for entry in boot:900 minimal:600 net:1200 image:900 jail:600; do
     t=${entry%%:*} budget=${entry#*:}
     script=tests/lab/$t.sh
     [ -f "$script" ] || continue

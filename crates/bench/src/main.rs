@@ -1,464 +1,343 @@
-//! `minnow-bench startup`: the same command started N times each way (host process,
-//! minnow container, runc, crun, docker, minnow microVM), interleaved round-robin, with
-//! latency statistics, memory per instance, optional density, and a report in Markdown,
-//! JSON, CSV and SVG. See bench/README.md.
+//! `minnow-bench`: every minnow benchmark, one report format (bench/README.md).
+//!
+//! - `host`: VMM start-up (rows 1a-1f) and memory overhead (rows 2), tiny guests here;
+//! - `lab-boot`: the Debian cloud kernel booted by minnow and QEMU in the lab (row 3);
+//! - `startup`: host process vs minnow container vs runc, crun, Docker vs microVMs;
+//! - `lab-io`: minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput (lab);
+//! - `all`: all of them, then `summary` (DIR/latest.md, DIR/latest.json);
+//! - `firstline`: the spawn-and-timestamp helper every wall time comes from.
+//!
+//! Each benchmark writes a [`report::Report`] to its --out (BENCH.md, .json, .csv, .svg),
+//! prints its Markdown and exits 1 only when a measurement it tried did not run cleanly;
+//! goals are printed as met or not met and never fail it.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod error;
+mod firstline;
+mod host;
+mod lab;
+mod lab_boot;
+mod lab_io;
 mod mem;
 mod plot;
 mod registry;
+mod report;
 mod rows;
+mod startup;
 mod stats;
+mod util;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use serde_json::{json, Value};
+use regex::Regex;
+use serde_json::Value;
 
-pub use stats::Stats;
+use error::{Error, Result};
+use report::{Facts, Report, Row, Status, Summary};
 
 /// minnow's benchmarks (bench/README.md); a binary of its own, so the product does not
 /// link the plotting and engine-driving code.
 #[derive(Parser, Debug)]
 #[command(name = "minnow-bench", version)]
-pub struct BenchArgs {
+struct BenchArgs {
     #[command(subcommand)]
-    pub command: BenchCommand,
+    command: BenchCommand,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum BenchCommand {
+enum BenchCommand {
+    /// VMM start-up CPU/time (rows 1a-1f) and memory overhead (rows 2) on this host.
+    Host(host::HostArgs),
+    /// Debian cloud kernel boot in the lab: minnow vs QEMU microvm and pc (row 3).
+    LabBoot(lab_boot::LabBootArgs),
     /// Start-up latency and memory: host process vs containers vs microVMs.
-    Startup(StartupArgs),
-    /// Registry pull and push: minnow against skopeo, cold and warm (registry.rs).
+    Startup(startup::StartupArgs),
+    /// Minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput in the lab.
+    LabIo(lab_io::LabIoArgs),
+    /// Registry pull and push through a loopback registry: minnow vs skopeo, cold and warm.
     Registry(registry::RegistryArgs),
+    /// Every benchmark, then the summary (what `make bench` runs).
+    All(AllArgs),
+    /// Collect DIR/*/BENCH.json into DIR/latest.md and DIR/latest.json.
+    Summary(SummaryArgs),
+    /// Spawn CMD and timestamp the first output line matching each pattern (JSON).
+    Firstline(FirstlineArgs),
+    /// Internal: one timed TCP connection (lab-io).
+    #[command(hide = true)]
+    TcpServer(lab_io::TcpServerArgs),
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct StartupArgs {
-    /// Timed runs per row (after one untimed warm-up run each).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
-    pub runs: u64,
-    /// Image to run (from --store; `busybox` is built on first use).
-    #[arg(long, default_value = "busybox")]
-    pub image: String,
-    /// Image store holding IMAGE [default: $MINNOW_STORE or /var/lib/minnow].
+struct AllArgs {
+    /// Runs of each host start-up row (1a-1f).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// Runs of each host memory row (2).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    mem_runs: u64,
+    /// Rounds of the lab benches (lab-boot, lab-io).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    lab_rounds: u64,
+    /// Runs per row of `startup`.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    startup_runs: u64,
+    /// Nothing in the lab: host rows only (startup without microVMs).
     #[arg(long)]
-    pub store: Option<PathBuf>,
+    skip_lab: bool,
+    /// Skip `startup`.
+    #[arg(long)]
+    skip_startup: bool,
+    /// Skip `lab-io`.
+    #[arg(long)]
+    skip_lab_io: bool,
+    /// `startup --density` (adds ~30 minutes in the lab).
+    #[arg(long)]
+    density: bool,
+    /// Results directory: DIR/BENCH/ per benchmark, DIR/latest.md, DIR/latest.json.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
     /// The minnow binary under test [default: `minnow` beside this program].
     #[arg(long)]
-    pub minnow: Option<PathBuf>,
-    /// Output directory: startup.md, startup.json, startup.csv, startup.svg.
-    #[arg(long, default_value = "bench/results/startup")]
-    pub out: PathBuf,
-    /// Memory limit (MiB) for every container row, so cgroups are part of the start.
-    #[arg(long, default_value_t = 64)]
-    pub mem_mib: u64,
-    /// Guest memory (MiB) for the microVM rows.
-    #[arg(long, default_value_t = 128)]
-    pub vm_mem_mib: u64,
-    /// Kernel for the microVM rows [default: $MINNOW_CACHE/kernel/current/bzImage].
-    #[arg(long)]
-    pub kernel: Option<PathBuf>,
-    /// Skip the microVM rows (they stay in the report as skipped).
-    #[arg(long)]
-    pub no_vm: bool,
-    /// Run every row inside one nested-KVM lab run (`lab/run.sh`, from the repo in the
-    /// current directory): needed for the microVM rows on a PVM host.
-    #[arg(long)]
-    pub in_lab: bool,
-    /// Never apt-get install missing runtimes (runc, crun, docker.io).
-    #[arg(long)]
-    pub no_install: bool,
-    /// Skip the memory-per-instance measurement.
-    #[arg(long)]
-    pub no_mem: bool,
-    /// Also measure density: start instances until 2 GiB are used or --density-max.
-    #[arg(long)]
-    pub density: bool,
-    /// Most instances per row started by --density.
-    #[arg(long, default_value_t = 64)]
-    pub density_max: usize,
-    /// Time limit (s) for one run.
-    #[arg(long, default_value_t = 60)]
-    pub timeout: u64,
-    /// Lab time limit (s) with --in-lab [default: from the run count].
-    #[arg(long)]
-    pub lab_timeout: Option<u64>,
-    /// Internal: the prepared work directory, when running inside the lab.
-    #[arg(long, hide = true)]
-    pub lab_inner: Option<PathBuf>,
-    /// Command to run [default: /bin/true].
-    #[arg(last = true)]
-    pub command: Vec<String>,
+    minnow: Option<PathBuf>,
 }
 
-fn main() -> std::process::ExitCode {
+#[derive(Args, Debug, Clone)]
+struct SummaryArgs {
+    /// Results directory.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+struct FirstlineArgs {
+    /// Kill the command's session after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Also write every output line to FILE.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// NAME=REGEX (repeatable): the first line matching REGEX is reported under NAME.
+    #[arg(long = "pattern")]
+    patterns: Vec<String>,
+    /// The command.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
     let args = BenchArgs::parse();
-    let result = match args.command {
-        BenchCommand::Startup(a) => startup(a),
-        BenchCommand::Registry(a) => registry::run_bench(a),
-    };
-    match result {
-        Ok(code) => std::process::ExitCode::from(code as u8),
-        Err(msg) => {
-            eprintln!("minnow-bench: error: {msg}");
-            std::process::ExitCode::from(1)
+    match dispatch(args.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("minnow-bench: error: {e}");
+            ExitCode::from(1)
         }
     }
 }
 
-/// Facts about where the bench ran.
-fn host_facts() -> Value {
-    let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
-    let cpu = read("/proc/cpuinfo")
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_default();
-    let kvm: Vec<&str> = ["kvm_pvm", "kvm_intel", "kvm_amd"]
-        .into_iter()
-        .filter(|m| Path::new(&format!("/sys/module/{m}")).exists())
-        .collect();
-    let git = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    json!({
-        "date": jiff::Zoned::now().strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-        "kernel": read("/proc/sys/kernel/osrelease").trim(),
-        "cpu": cpu,
-        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "kvm_modules": kvm,
-        "kvm_is_pvm": kvm.contains(&"kvm_pvm"),
-        "in_lab": std::env::var_os("MINNOW_LAB").is_some(),
-        "git_commit": git,
-        "minnow": env!("CARGO_PKG_VERSION"),
-    })
+/// Writes the report to `out`, prints it; exit 1 when it did not run cleanly.
+fn publish(r: &Report, out: &Path) -> Result<ExitCode> {
+    r.write(out)?;
+    print!("{}", r.markdown());
+    if let Status::Failed(why) = &r.status {
+        eprintln!("minnow-bench: {}: did not run cleanly: {why}", r.bench);
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
-fn startup(mut a: StartupArgs) -> Result<i32, String> {
-    if a.command.is_empty() {
-        a.command = vec!["/bin/true".into()];
-    }
-    fs::create_dir_all(&a.out)
-        .map_err(|e| format!("cannot create {}: {e}; choose --out DIR", a.out.display()))?;
-    a.out = fs::canonicalize(&a.out).map_err(|e| format!("{}: {e}", a.out.display()))?;
-    let t0 = Instant::now();
-    if let Some(work) = a.lab_inner.clone() {
-        // Inside the lab: the work directory was prepared on the host.
-        let ctx = rows::Ctx::load(&a, &work)?;
-        return finish(&a, ctx, t0);
-    }
-    let ctx = rows::Ctx::prepare(&a)?;
-    if a.in_lab {
-        return run_in_lab(&a, ctx, t0);
-    }
-    finish(&a, ctx, t0)
-}
-
-fn finish(a: &StartupArgs, mut ctx: rows::Ctx, t0: Instant) -> Result<i32, String> {
-    let mut rows = rows::build_rows(a, &mut ctx);
-    let facts = host_facts();
-    // After every round the report so far is written, so a run cut short (e.g. the
-    // lab's time limit) still leaves its samples in --out.
-    rows::measure(a, &ctx, &mut rows, &mut |rows: &[rows::Row], round| {
-        let partial = Report {
-            args: a.clone(),
-            facts: facts.clone(),
-            rows,
-            memory: Vec::new(),
-            density: Vec::new(),
-            elapsed_s: t0.elapsed().as_secs_f64(),
-            partial: Some(round),
-        };
-        let _ = partial.write(&a.out);
-    });
-    let memory = if a.no_mem {
-        Vec::new()
-    } else {
-        mem::per_instance(a, &ctx, &rows)
-    };
-    let density = if a.density {
-        mem::density(a, &ctx, &rows)
-    } else {
-        Vec::new()
-    };
-    rows::teardown(&mut ctx);
-    let report = Report {
-        args: a.clone(),
-        facts,
-        rows: &rows,
-        memory,
-        density,
-        elapsed_s: t0.elapsed().as_secs_f64(),
-        partial: None,
-    };
-    report.write(&a.out)?;
-    print!("{}", report.markdown());
-    ctx.cleanup();
-    Ok(0)
-}
-
-fn run_in_lab(a: &StartupArgs, ctx: rows::Ctx, t0: Instant) -> Result<i32, String> {
-    let lab = Path::new("lab/run.sh");
-    if !lab.exists() {
-        return Err(
-            "--in-lab needs lab/run.sh: run from the minnow repository's top directory".into(),
-        );
-    }
-    // Under TCG nesting a round of all rows takes ~1-2 min on a busy 2-CPU host.
-    let limit = a
-        .lab_timeout
-        .unwrap_or(600 + (a.runs + 1) * 150 + if a.density { 1800 } else { 0 });
-    let mut cmd = std::process::Command::new("bash");
-    cmd.arg(lab)
-        .args(["--timeout", &limit.to_string(), "--mem", "4096", "--"])
-        .arg(ctx.work.join("minnow-bench"))
-        .args(["startup", "--lab-inner"])
-        .arg(&ctx.work)
-        .args(["--runs", &a.runs.to_string(), "--image", &a.image, "--out"])
-        .arg(&a.out)
-        .args(["--mem-mib", &a.mem_mib.to_string()])
-        .args(["--vm-mem-mib", &a.vm_mem_mib.to_string()])
-        .args(["--timeout", &a.timeout.to_string()])
-        .args(["--density-max", &a.density_max.to_string()]);
-    for (flag, on) in [
-        ("--no-vm", a.no_vm),
-        ("--no-install", a.no_install),
-        ("--no-mem", a.no_mem),
-        ("--density", a.density),
-    ] {
-        if on {
-            cmd.arg(flag);
+fn dispatch(c: BenchCommand) -> Result<ExitCode> {
+    match c {
+        BenchCommand::Host(a) => publish(&host::run(&a)?, &a.out),
+        BenchCommand::LabBoot(a) => publish(&lab_boot::run(&a)?, &a.out),
+        BenchCommand::LabIo(a) => publish(&lab_io::run(&a)?, &a.out),
+        BenchCommand::Registry(a) => publish(&registry::run(&a)?, &a.out),
+        BenchCommand::Startup(a) => {
+            let out = a.out.clone();
+            let r = startup::run(a)?;
+            publish(&r, &out)
         }
+        BenchCommand::All(a) => all(&a),
+        BenchCommand::Summary(a) => {
+            let s = Summary::collect(&a.out, Facts::here(None), BTreeMap::new());
+            s.write(&a.out)?;
+            print!("{}", s.markdown());
+            Ok(if s.status.is_failed() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        BenchCommand::Firstline(a) => firstline_cmd(&a),
+        BenchCommand::TcpServer(a) => lab_io::tcp_server(&a).map(|_| ExitCode::SUCCESS),
     }
-    cmd.arg("--").args(&a.command);
-    eprintln!("bench: running every row inside the nested-KVM lab (limit {limit} s) ...");
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run lab/run.sh: {e}"))?;
-    ctx.cleanup();
-    if !status.success() {
-        return Err(format!(
-            "the lab run failed ({status}); see its output above; rerun without --in-lab for the host-only rows"
-        ));
-    }
-    eprintln!("bench: lab run done in {:.0} s", t0.elapsed().as_secs_f64());
-    Ok(0)
 }
 
-/// Everything one run produced.
-pub struct Report<'a> {
-    pub args: StartupArgs,
-    pub facts: Value,
-    pub rows: &'a [rows::Row],
-    /// Some(rounds done) while the runs are still going.
-    pub partial: Option<usize>,
-    pub memory: Vec<mem::MemRow>,
-    pub density: Vec<mem::DensityRow>,
-    pub elapsed_s: f64,
-}
-
-const ANCHORS: &str = "Anchors: Firecracker reaches guest userspace in 125 ms and keeps VMM \
-overhead <= 5 MiB; goal: minnow container start <= 1/2 of runc's (ratio <= 0.50).";
-
-impl Report<'_> {
-    fn runc_p50(&self) -> Option<f64> {
-        self.rows
-            .iter()
-            .find(|r| r.key == "runc")
-            .and_then(|r| r.stats())
-            .map(|s| s.p50)
-    }
-
-    fn where_ran(&self) -> String {
-        let in_lab = self.facts["in_lab"].as_bool().unwrap_or(false);
-        if in_lab {
-            "inside the nested-KVM lab (QEMU TCG -> kvm_amd; absolute times are inflated by TCG, read the ratios)".into()
-        } else if self.facts["kvm_is_pvm"].as_bool().unwrap_or(false) {
-            "on the host; /dev/kvm is PVM (kvm_pvm), so the microVM rows need --in-lab".into()
-        } else {
-            "on the host".into()
-        }
-    }
-
-    pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let f = &self.facts;
-        s += "# minnow bench startup\n\n";
-        if let Some(done) = self.partial {
-            s += &format!(
-                "**Partial: {done} of {} rounds done, memory not measured yet.**\n\n",
-                self.args.runs
-            );
-        }
-        s += &format!(
-            "Command `{}`, image `{}`, {} runs per row, interleaved round-robin; ran {}.\n",
-            self.args.command.join(" "),
-            self.args.image,
-            self.args.runs,
-            self.where_ran()
-        );
-        s += &format!(
-            "{} · kernel {} · {} ({} CPUs) · minnow {} ({}) · {:.0} s\n\n",
-            f["date"].as_str().unwrap_or(""),
-            f["kernel"].as_str().unwrap_or(""),
-            f["cpu"].as_str().unwrap_or(""),
-            f["nproc"],
-            f["minnow"].as_str().unwrap_or(""),
-            f["git_commit"].as_str().unwrap_or(""),
-            self.elapsed_s
-        );
-        s += "| row | n | p50 ms | p90 ms | p99 ms | min ms | max ms | p50 / runc |\n";
-        s += "| --- | --: | --: | --: | --: | --: | --: | --: |\n";
-        let runc = self.runc_p50();
-        for r in self.rows {
-            match r.stats() {
-                Some(st) => {
-                    let ratio = runc.map_or("—".to_string(), |b| format!("{:.2}", st.p50 / b));
-                    s += &format!(
-                        "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
-                        r.name, st.n, st.p50, st.p90, st.p99, st.min, st.max, ratio
-                    );
-                }
-                None => {
-                    s += &format!(
-                        "| {} | 0 | — | — | — | — | — | {} |\n",
-                        r.name,
-                        r.status_text().replace('|', "/")
-                    )
-                }
-            }
-        }
-        let notes: Vec<String> = self
-            .rows
-            .iter()
-            .filter(|r| !r.failures.is_empty())
-            .map(|r| {
+fn firstline_cmd(a: &FirstlineArgs) -> Result<ExitCode> {
+    let mut pats: Vec<(String, Regex)> = Vec::new();
+    for p in &a.patterns {
+        let (name, rx) = p.split_once('=').ok_or_else(|| {
+            Error::missing(format!("bad --pattern {p}"), "write it as NAME=REGEX")
+        })?;
+        let rx = Regex::new(rx).map_err(|e| {
+            Error::missing(
                 format!(
-                    "- {}: {} failed run(s); first: {}\n",
-                    r.name,
-                    r.failures.len(),
-                    r.failures[0]
-                )
-            })
-            .collect();
-        if !notes.is_empty() {
-            s += "\n";
-            s += &notes.concat();
-        }
-        s += "\nRows:\n";
-        for r in self.rows.iter().filter(|r| !r.describe.is_empty()) {
-            s += &format!("- {}: `{}`\n", r.name, r.describe);
-        }
-        if !self.memory.is_empty() {
-            s += "\nMemory per instance (one instance running `sleep`; MiB):\n\n";
-            s += "| row | process | RSS | PSS | guest touched | VMM overhead (RSS - guest) | cgroup memory |\n";
-            s += "| --- | --- | --: | --: | --: | --: | --: |\n";
-            for m in &self.memory {
-                s += &m.markdown_row();
-            }
-        }
-        if !self.density.is_empty() {
-            s += "\nDensity: instances started until 2 GiB were used (MemAvailable drop) or the cap:\n\n";
-            s += "| row | started | MemAvailable drop MiB | MiB / instance | fit in 2 GiB | stopped because |\n";
-            s += "| --- | --: | --: | --: | --: | --- |\n";
-            for d in &self.density {
-                s += &d.markdown_row();
-            }
-        }
-        s += &format!("\n{ANCHORS}\n");
-        if let Some(goal) = self.goal_line() {
-            s += &goal;
-        }
-        s
+                    "bad regex in --pattern {p}: {}",
+                    e.to_string().replace('\n', " ")
+                ),
+                "fix the pattern",
+            )
+        })?;
+        pats.push((name.to_string(), rx));
     }
+    let refs: Vec<(&str, &Regex)> = pats.iter().map(|(n, r)| (n.as_str(), r)).collect();
+    let timeout = Duration::from_secs_f64(a.timeout.max(0.0));
+    let r = firstline::run(&a.command, &refs, timeout, a.log.as_deref());
+    println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
 
-    fn goal_line(&self) -> Option<String> {
-        let runc = self.runc_p50()?;
-        let c = self.rows.iter().find(|r| r.key == "minnow-container")?;
-        let st = c.stats()?;
-        let ratio = st.p50 / runc;
-        Some(format!(
-            "Goal check: minnow container p50 / runc p50 = {ratio:.2} ({}).\n",
-            if ratio <= 0.5 { "met" } else { "not met" }
-        ))
+/// A report standing for a bench that stopped with an error before measuring.
+fn broken(bench: &str, e: &Error) -> Report {
+    let mut r = Report::new(bench, bench, Facts::here(None));
+    r.rows
+        .push(Row::new(bench, "set-up", "").with_status(Status::Failed(e.to_string())));
+    r.settle();
+    r
+}
+
+/// Runs one step of `all`: writes its report (or one saying why it broke) under DIR.
+fn step(results: &Path, bench: &str, f: impl FnOnce(&Path) -> Result<Report>) {
+    let dir = report::bench_dir(results, bench);
+    let r = match f(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("minnow-bench: {bench}: {e}");
+            broken(bench, &e)
+        }
+    };
+    if let Err(e) = r.write(&dir) {
+        eprintln!("minnow-bench: {bench}: {e}");
     }
+    eprintln!("bench: {bench}: {}", r.status);
+}
 
-    fn json(&self) -> Value {
-        let runc = self.runc_p50();
-        let rows: Vec<Value> = self
-            .rows
-            .iter()
-            .map(|r| {
-                let st = r.stats();
-                json!({
-                    "key": r.key,
-                    "name": r.name,
-                    "command": r.describe,
-                    "status": r.status_text(),
-                    "available": r.unavailable.is_none(),
-                    "stats_ms": st.as_ref().map(Stats::json),
-                    "ratio_p50_vs_runc": st.and_then(|s| runc.map(|b| s.p50 / b)),
-                    "samples_ms": r.samples,
-                    "failures": r.failures,
-                })
-            })
-            .collect();
-        json!({
-            "bench": "startup",
-            "command": self.args.command,
-            "image": self.args.image,
-            "runs": self.args.runs,
-            "container_mem_mib": self.args.mem_mib,
-            "vm_mem_mib": self.args.vm_mem_mib,
-            "where": self.where_ran(),
-            "facts": self.facts,
-            "rows": rows,
-            "memory": self.memory.iter().map(mem::MemRow::json).collect::<Vec<_>>(),
-            "density": self.density.iter().map(mem::DensityRow::json).collect::<Vec<_>>(),
-            "anchors": {
-                "firecracker_boot_to_userspace_ms": 125,
-                "firecracker_vmm_overhead_mib": 5,
-                "goal_minnow_container_vs_runc": 0.5
-            },
-            "elapsed_s": self.elapsed_s,
-            "partial_rounds_done": self.partial,
+fn all(a: &AllArgs) -> Result<ExitCode> {
+    util::require_repo("lab/run.sh")?;
+    fs::create_dir_all(&a.out).map_err(Error::create_dir(&a.out))?;
+    let out = fs::canonicalize(&a.out).map_err(Error::create_dir(&a.out))?;
+    // Private copies, so a rebuild during the run changes nothing (/tmp: the lab sees it).
+    let work = util::WorkDir::new(Path::new("/tmp"), "minnow-bench")?;
+    let src = util::minnow_path(a.minnow.as_deref())?;
+    let (minnow, _) = util::private_binaries(&work.path, &src)?;
+    let guests = work.path.join("guests");
+    let guests_built = util::build_guests(&guests);
+    let lab_ok = if a.skip_lab {
+        Err(Status::Skipped("--skip-lab given".into()))
+    } else {
+        lab::available().map_err(|why| Status::Skipped(format!("lab not available: {why}")))
+    };
+
+    step(&out, "host", |dir| {
+        guests_built?;
+        host::run(&host::HostArgs {
+            runs: a.runs,
+            mem_runs: a.mem_runs,
+            minnow: Some(minnow.clone()),
+            guests: Some(guests.clone()),
+            variants: Vec::new(),
+            out: dir.to_path_buf(),
         })
-    }
-
-    fn csv(&self) -> String {
-        let mut s = String::from("row,name,iteration,ms,status\n");
-        let q = |t: &str| format!("\"{}\"", t.replace('"', "\"\""));
-        for r in self.rows {
-            if r.samples.is_empty() {
-                s += &format!("{},{},,,{}\n", r.key, q(&r.name), q(&r.status_text()));
-            }
-            for (i, ms) in r.samples.iter().enumerate() {
-                s += &format!("{},{},{},{:.3},ok\n", r.key, q(&r.name), i + 1, ms);
-            }
+    });
+    step(&out, "lab-boot", |dir| match &lab_ok {
+        Err(why) => Ok(lab::skipped("lab-boot", lab_boot::TITLE, "3", why.clone())),
+        Ok(()) => lab_boot::run(&lab_boot::LabBootArgs {
+            rounds: a.lab_rounds,
+            minnow: Some(minnow.clone()),
+            out: dir.to_path_buf(),
+            boot_timeout: 90,
+            inner: false,
+        }),
+    });
+    step(&out, "startup", |dir| {
+        if a.skip_startup {
+            return Ok(lab::skipped(
+                "startup",
+                startup::TITLE,
+                "startup",
+                Status::Skipped("--skip-startup given".into()),
+            ));
         }
-        s
-    }
-
-    pub fn write(&self, out: &Path) -> Result<(), String> {
-        let w = |name: &str, data: String| {
-            let p = out.join(name);
-            fs::write(&p, data).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        startup::run(startup::StartupArgs {
+            runs: a.startup_runs,
+            image: minnow_image::DEFAULT_IMAGE.into(),
+            store: None,
+            minnow: Some(minnow.clone()),
+            out: dir.to_path_buf(),
+            mem_mib: 64,
+            vm_mem_mib: 128,
+            kernel: None,
+            no_vm: lab_ok.is_err(),
+            in_lab: lab_ok.is_ok(),
+            no_install: false,
+            no_mem: false,
+            density: a.density,
+            density_max: 64,
+            timeout: 60,
+            lab_timeout: None,
+            lab_inner: None,
+            command: Vec::new(),
+        })
+    });
+    step(&out, "registry", |dir| {
+        registry::run(&registry::RegistryArgs {
+            runs: 5,
+            layers: 3,
+            layer_mib: 16,
+            minnow: Some(minnow.clone()),
+            out: dir.to_path_buf(),
+        })
+    });
+    step(&out, "lab-io", |dir| {
+        let why = match &lab_ok {
+            Err(why) => why.clone(),
+            Ok(()) if a.skip_lab_io => Status::Skipped("--skip-lab-io given".into()),
+            Ok(()) => {
+                return lab_io::run(&lab_io::LabIoArgs {
+                    rounds: a.lab_rounds,
+                    minnow: Some(minnow.clone()),
+                    out: dir.to_path_buf(),
+                    boot_timeout: 180,
+                    lab_timeout: None,
+                    inner: false,
+                })
+            }
         };
-        w("startup.md", self.markdown())?;
-        w(
-            "startup.json",
-            serde_json::to_string_pretty(&self.json()).unwrap_or_default() + "\n",
-        )?;
-        w("startup.csv", self.csv())?;
-        plot::svg(&out.join("startup.svg"), self.rows, &self.where_ran())
+        Ok(lab::skipped("lab-io", lab_io::TITLE, "5", why))
+    });
+
+    let mut params: BTreeMap<String, Value> = BTreeMap::new();
+    for (k, v) in [
+        ("runs", a.runs),
+        ("mem_runs", a.mem_runs),
+        ("lab_rounds", a.lab_rounds),
+        ("startup_runs", a.startup_runs),
+    ] {
+        params.insert(k.into(), v.into());
     }
+    params.insert("density".into(), a.density.into());
+    let s = Summary::collect(&out, Facts::here(Some(&minnow)), params);
+    s.write(&out)?;
+    print!("{}", s.markdown());
+    if let Status::Failed(why) = &s.status {
+        eprintln!("minnow-bench: {why}");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
 }

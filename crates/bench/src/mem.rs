@@ -9,8 +9,10 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 
-use super::rows::{boot_ms, spawn, tail, Ctx, Row};
-use super::StartupArgs;
+use crate::error::{Error, Result};
+use crate::rows::{boot_ms, spawn, Ctx, Row};
+use crate::startup::StartupArgs;
+use crate::util::tail;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -29,33 +31,28 @@ fn f(x: Option<f64>) -> String {
 }
 
 impl MemRow {
-    pub fn markdown_row(&self) -> String {
-        let overhead = match (self.rss_mib, self.guest_mib) {
-            (Some(r), Some(g)) => Some(r - g),
-            _ => None,
-        };
-        let cg = if self.cgroup_mib.is_some() {
-            f(self.cgroup_mib)
-        } else {
-            self.note.clone()
-        };
-        format!(
-            "| {} | {} | {} | {} | {} | {} | {} |\n",
-            self.name,
-            self.process,
-            f(self.rss_mib),
-            f(self.pss_mib),
-            f(self.guest_mib),
-            f(overhead),
-            cg.replace('|', "/")
-        )
-    }
+    pub const COLUMNS: [&'static str; 8] = [
+        "row",
+        "process",
+        "RSS MiB",
+        "PSS MiB",
+        "guest touched MiB",
+        "VMM overhead (RSS - guest) MiB",
+        "cgroup memory MiB",
+        "note",
+    ];
 
-    pub fn json(&self) -> Value {
-        json!({"row": self.name, "process": self.process, "rss_mib": self.rss_mib,
-               "pss_mib": self.pss_mib, "guest_touched_mib": self.guest_mib,
-               "vmm_overhead_mib": self.rss_mib.zip(self.guest_mib).map(|(r, g)| r - g),
-               "cgroup_mib": self.cgroup_mib, "note": self.note})
+    pub fn cells(&self) -> Vec<Value> {
+        vec![
+            json!(self.name),
+            json!(self.process),
+            json!(self.rss_mib),
+            json!(self.pss_mib),
+            json!(self.guest_mib),
+            json!(self.rss_mib.zip(self.guest_mib).map(|(r, g)| r - g)),
+            json!(self.cgroup_mib),
+            json!(self.note),
+        ]
     }
 }
 
@@ -75,21 +72,24 @@ impl DensityRow {
         self.per().map(|p| (2048.0 / p).floor() as u64)
     }
 
-    pub fn markdown_row(&self) -> String {
-        format!(
-            "| {} | {} | {:.0} | {} | {} | {} |\n",
-            self.name,
-            self.started,
-            self.drop_mib,
-            f(self.per()),
-            self.fit().map_or("—".into(), |n| n.to_string()),
-            self.stopped.replace('|', "/")
-        )
-    }
+    pub const COLUMNS: [&'static str; 6] = [
+        "row",
+        "started",
+        "MemAvailable drop MiB",
+        "MiB / instance",
+        "fit in 2 GiB",
+        "stopped because",
+    ];
 
-    pub fn json(&self) -> Value {
-        json!({"row": self.name, "started": self.started, "mem_available_drop_mib": self.drop_mib,
-               "mib_per_instance": self.per(), "fit_in_2gib": self.fit(), "stopped": self.stopped})
+    pub fn cells(&self) -> Vec<Value> {
+        vec![
+            json!(self.name),
+            json!(self.started),
+            json!(self.drop_mib),
+            json!(self.per()),
+            json!(self.fit()),
+            json!(self.stopped),
+        ]
     }
 }
 
@@ -106,26 +106,73 @@ fn rollup(pid: i32) -> Option<(f64, f64)> {
     Some((get("Rss:")?, get("Pss:")?))
 }
 
-/// RSS (MiB) of the anonymous rw mapping of exactly the guest's size.
-fn guest_rss(pid: i32, guest_mib: u64) -> Option<f64> {
-    let t = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
-    let mut in_guest = false;
-    for line in t.lines() {
+/// /proc/PID/smaps summed up, and the guest-memory mapping(s): anonymous, rw, of
+/// exactly the guest's size.
+#[derive(Debug, Default, PartialEq)]
+pub struct Smaps {
+    pub total_rss_kib: u64,
+    pub total_pss_kib: u64,
+    /// (Rss, Pss) in KiB of each mapping that looks like guest memory.
+    pub guest: Vec<(u64, u64)>,
+}
+
+pub fn parse_smaps(text: &str, guest_kib: u64) -> Smaps {
+    let mut out = Smaps::default();
+    // Index into out.guest of the mapping being read, if it is a guest one.
+    let mut cur: Option<usize> = None;
+    for line in text.lines() {
         let mut parts = line.split_whitespace();
         let first = parts.next().unwrap_or("");
         if let Some((a, b)) = first.split_once('-') {
             if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
                 let perms = parts.next().unwrap_or("");
                 let path = line.split_whitespace().nth(5);
-                in_guest = b - a == guest_mib << 20 && perms.starts_with("rw") && path.is_none();
+                cur = if (b - a) / 1024 == guest_kib && perms.starts_with("rw") && path.is_none() {
+                    out.guest.push((0, 0));
+                    Some(out.guest.len() - 1)
+                } else {
+                    None
+                };
                 continue;
             }
         }
-        if in_guest && first == "Rss:" {
-            return parts.next()?.parse::<f64>().ok().map(|k| k / 1024.0);
+        let kib = || {
+            parts
+                .clone()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        match first {
+            "Rss:" => {
+                let k = kib();
+                out.total_rss_kib += k;
+                if let Some(i) = cur {
+                    out.guest[i].0 += k;
+                }
+            }
+            "Pss:" => {
+                let k = kib();
+                out.total_pss_kib += k;
+                if let Some(i) = cur {
+                    out.guest[i].1 += k;
+                }
+            }
+            _ => {}
         }
     }
-    None
+    out
+}
+
+pub fn smaps(pid: i32, guest_kib: u64) -> Option<Smaps> {
+    let t = fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    Some(parse_smaps(&t, guest_kib))
+}
+
+/// RSS (MiB) of the anonymous rw mapping of exactly the guest's size.
+fn guest_rss(pid: i32, guest_mib: u64) -> Option<f64> {
+    let s = smaps(pid, guest_mib << 10)?;
+    s.guest.first().map(|(rss, _)| *rss as f64 / 1024.0)
 }
 
 /// The process whose argv is exactly `sleep TAG` (the workload of a container row).
@@ -185,10 +232,12 @@ struct Instance {
     vm: bool,
 }
 
-fn start(row: &Row, idx: usize, tag: &str, timeout: Duration) -> Result<Instance, String> {
+fn start(row: &Row, idx: usize, tag: &str, timeout: Duration) -> Result<Instance> {
     let cmd = ["sleep".to_string(), tag.to_string()];
-    let argv = row.argv_for(100_000 + idx, &cmd).ok_or("no command")?;
-    let (mut child, rx) = spawn(&argv).map_err(|e| format!("cannot start: {e}"))?;
+    let argv = row
+        .argv_for(100_000 + idx, &cmd)
+        .ok_or_else(|| Error::missing("the row has no command", "it cannot be started"))?;
+    let (mut child, rx) = spawn(&argv).map_err(Error::spawn(&argv[0]))?;
     let deadline = Instant::now() + timeout;
     let mut out = String::new();
     loop {
@@ -214,16 +263,20 @@ fn start(row: &Row, idx: usize, tag: &str, timeout: Duration) -> Result<Instance
             });
         }
         if let Ok(Some(st)) = child.try_wait() {
-            return Err(format!("exited early ({st}): {}", tail(&out, 2)));
+            return Err(Error::Command {
+                what: "the instance".into(),
+                status: format!("exited early, {st}"),
+                output: tail(&out, 2),
+            });
         }
         if Instant::now() > deadline {
             let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
             let _ = child.wait();
-            return Err(format!(
-                "not up after {} s: {}",
-                timeout.as_secs(),
-                tail(&out, 2)
-            ));
+            return Err(Error::Command {
+                what: "the instance".into(),
+                status: format!("not up after {} s", timeout.as_secs()),
+                output: tail(&out, 2),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -367,4 +420,31 @@ pub fn density(a: &StartupArgs, _ctx: &Ctx, rows: &[Row]) -> Vec<DensityRow> {
         out.push(d);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smaps_totals_and_the_guest_mapping() {
+        let text = "\
+55d0-55e0 r-xp 00000000 08:01 12 /usr/bin/minnow
+Size:                 64 kB
+Rss:                  40 kB
+Pss:                  20 kB
+7f0000000000-7f0002000000 rw-p 00000000 00:00 0
+Size:              32768 kB
+Rss:                 100 kB
+Pss:                 100 kB
+7f1000000000-7f1002000000 rw-p 00000000 00:00 0 [heap]
+Rss:                   8 kB
+Pss:                   8 kB
+";
+        let s = parse_smaps(text, 32768);
+        assert_eq!(s.total_rss_kib, 148);
+        assert_eq!(s.total_pss_kib, 128);
+        assert_eq!(s.guest, vec![(100, 100)]);
+        assert!(parse_smaps(text, 1024).guest.is_empty());
+    }
 }

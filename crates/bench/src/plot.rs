@@ -1,17 +1,22 @@
-//! The latency distributions as an SVG strip plot (log time axis, one strip per row,
-//! every sample a dot, p50 a bar).
+//! A report's timed rows as an SVG strip plot (log time axis, one strip per row, every
+//! sample a dot, p50 a bar).
 
 use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::rows::Row;
+use crate::error::{Error, Result};
+use crate::report::Row;
 
-pub fn svg(path: &Path, rows: &[Row], subtitle: &str) -> Result<(), String> {
-    let err = |e: &dyn std::fmt::Display| format!("plot {}: {e}", path.display());
+pub fn svg(path: &Path, rows: &[&Row], title: &str) -> Result<()> {
+    let err = |e: &dyn std::fmt::Display| Error::Plot {
+        path: path.to_path_buf(),
+        source: e.to_string().into(),
+    };
     let all: Vec<f64> = rows
         .iter()
         .flat_map(|r| r.samples.iter().copied())
+        .filter(|v| *v > 0.0)
         .collect();
     let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = all.iter().copied().fold(0.0, f64::max);
@@ -27,18 +32,16 @@ pub fn svg(path: &Path, rows: &[Row], subtitle: &str) -> Result<(), String> {
     let names: Vec<String> = rows
         .iter()
         .map(|r| {
+            let name: String = format!("{} {}", r.id, r.name).chars().take(60).collect();
             if r.samples.is_empty() {
-                format!("{} (n/a)", r.name)
+                format!("{name} (n/a)")
             } else {
-                r.name.clone()
+                name
             }
         })
         .collect();
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("start-up latency, ms (log scale) — {subtitle}"),
-            ("sans-serif", 15),
-        )
+        .caption(format!("{title}: ms (log scale)"), ("sans-serif", 15))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(400)
@@ -67,6 +70,7 @@ pub fn svg(path: &Path, rows: &[Row], subtitle: &str) -> Result<(), String> {
             .samples
             .iter()
             .enumerate()
+            .filter(|(_, &ms)| ms > 0.0)
             .map(|(i, &ms)| (ms, y + ((i * 37 % 17) as f64 / 17.0 - 0.5) * 0.5))
             .collect();
         chart
@@ -75,7 +79,7 @@ pub fn svg(path: &Path, rows: &[Row], subtitle: &str) -> Result<(), String> {
                     .map(|&p| Circle::new(p, 3, color.mix(0.6).filled())),
             )
             .map_err(|e| err(&e))?;
-        if let Some(st) = r.stats() {
+        if let Some(st) = &r.stats {
             chart
                 .draw_series(LineSeries::new(
                     [(st.p50, y - 0.35), (st.p50, y + 0.35)],

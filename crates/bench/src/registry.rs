@@ -12,9 +12,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use serde_json::{json, Value};
 
-use crate::Stats;
+use crate::error::{Error, Result};
+
+/// A set-up step's result: its message is one line.
+type Step<T> = std::result::Result<T, String>;
+use crate::report::{Facts, Report, Row};
+
+pub const TITLE: &str = "Registry pull and push: minnow vs skopeo, cold and warm";
+
+/// A set-up step that failed (the bench's one-line error).
+fn setup(what: String) -> Error {
+    let fix =
+        if what.contains("docker-registry") || what.contains("skopeo") || what.contains("umoci") {
+            "run scripts/install-deps.sh (docker-registry, skopeo, umoci)"
+        } else {
+            "see the message; the bench uses a temporary directory under /tmp"
+        };
+    Error::missing(what, fix)
+}
 
 #[derive(Args, Debug, Clone)]
 pub struct RegistryArgs {
@@ -30,13 +46,13 @@ pub struct RegistryArgs {
     /// The minnow binary under test [default: `minnow` beside this program].
     #[arg(long)]
     pub minnow: Option<PathBuf>,
-    /// Output directory: registry.md, registry.json.
+    /// Output directory: registry.md, registry.json, registry.csv, registry.svg.
     #[arg(long, default_value = "bench/results/registry")]
     pub out: PathBuf,
 }
 
 /// One measured command, minnow's or skopeo's.
-struct Row {
+struct Timed {
     key: &'static str,
     name: &'static str,
     op: &'static str,
@@ -56,7 +72,7 @@ struct Reg {
 }
 
 impl Reg {
-    fn start(dir: &Path) -> Result<Reg, String> {
+    fn start(dir: &Path) -> Step<Reg> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?
@@ -82,7 +98,7 @@ impl Reg {
     }
 
     /// (Re)starts the registry on its port with empty storage.
-    fn restart_empty(&mut self) -> Result<(), String> {
+    fn restart_empty(&mut self) -> Step<()> {
         self.stop();
         let storage = self.dir.join("storage");
         let _ = fs::remove_dir_all(&storage);
@@ -127,7 +143,7 @@ impl Drop for Reg {
     }
 }
 
-fn run(cmd: &mut Command) -> Result<(), String> {
+fn sh(cmd: &mut Command) -> Step<()> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
@@ -161,13 +177,13 @@ fn noise(n: usize, seed: u64) -> Vec<u8> {
 
 /// The image: minnow's busybox plus `layers` layers of `layer_mib` MiB each (umoci
 /// adds them gzip-compressed), as `LAYOUT:bench`.
-fn make_image(a: &RegistryArgs, minnow: &Path, work: &Path) -> Result<PathBuf, String> {
+fn make_image(a: &RegistryArgs, minnow: &Path, work: &Path) -> Step<PathBuf> {
     let store = work.join("seed-store");
     let layout = work.join("layout");
-    run(Command::new(minnow)
+    sh(Command::new(minnow)
         .args(["image", "import", "--default", "--store"])
         .arg(&store))?;
-    run(Command::new("skopeo")
+    sh(Command::new("skopeo")
         .arg("copy")
         .arg(format!("oci:{}:busybox", store.display()))
         .arg(format!("oci:{}:bench", layout.display())))?;
@@ -180,13 +196,13 @@ fn make_image(a: &RegistryArgs, minnow: &Path, work: &Path) -> Result<PathBuf, S
         )
         .map_err(|e| e.to_string())?;
         let tar = work.join(format!("layer{i}.tar"));
-        run(Command::new("tar")
+        sh(Command::new("tar")
             .arg("-C")
             .arg(&dir)
             .arg("-cf")
             .arg(&tar)
             .arg("."))?;
-        run(Command::new("umoci")
+        sh(Command::new("umoci")
             .args(["raw", "add-layer", "--image"])
             .arg(format!("{}:bench", layout.display()))
             .arg(&tar))?;
@@ -196,13 +212,17 @@ fn make_image(a: &RegistryArgs, minnow: &Path, work: &Path) -> Result<PathBuf, S
     Ok(layout)
 }
 
-fn time(cmd: &mut Command) -> Result<f64, String> {
+fn time(cmd: &mut Command) -> Step<f64> {
     let t = Instant::now();
-    run(cmd)?;
+    sh(cmd)?;
     Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
-pub fn run_bench(a: RegistryArgs) -> Result<i32, String> {
+pub fn run(a: &RegistryArgs) -> Result<Report> {
+    measure(a).map_err(setup)
+}
+
+fn measure(a: &RegistryArgs) -> Step<Report> {
     let t0 = Instant::now();
     for tool in ["docker-registry", "skopeo", "umoci", "tar"] {
         if minnow_host::which(tool).is_none() {
@@ -232,11 +252,11 @@ pub fn run_bench(a: RegistryArgs) -> Result<i32, String> {
         a.layers + 1,
         a.layer_mib
     );
-    let layout = make_image(&a, &minnow, work)?;
+    let layout = make_image(a, &minnow, work)?;
     let mut reg = Reg::start(&work.join("registry"))?;
     let src = |host: &str| format!("{host}/bench/image:1");
     let seed = |reg: &Reg| {
-        run(Command::new("skopeo")
+        sh(Command::new("skopeo")
             .args(["copy", "--dest-tls-verify=false"])
             .arg(format!("oci:{}:bench", layout.display()))
             .arg(format!("docker://{}", src(&reg.host()))))
@@ -246,12 +266,12 @@ pub fn run_bench(a: RegistryArgs) -> Result<i32, String> {
     // The store minnow pushes from: the layout copied in by skopeo (no registry source
     // annotation, so a push uploads instead of mounting).
     let push_store = work.join("push-store");
-    run(Command::new("skopeo")
+    sh(Command::new("skopeo")
         .arg("copy")
         .arg(format!("oci:{}:bench", layout.display()))
         .arg(format!("oci:{}:bench", push_store.display())))?;
 
-    let mut rows = vec![
+    let mut rows: Vec<Timed> = vec![
         row(
             "minnow-pull-cold",
             "minnow pull, cold",
@@ -368,7 +388,7 @@ pub fn run_bench(a: RegistryArgs) -> Result<i32, String> {
                         // The image is there already (pushed once, untimed, if need be).
                         let mut first = Command::new(c.get_program());
                         first.args(c.get_args());
-                        run(&mut first)?;
+                        sh(&mut first)?;
                     }
                     c.stdout(Stdio::null());
                     c
@@ -389,20 +409,13 @@ pub fn run_bench(a: RegistryArgs) -> Result<i32, String> {
         }
     }
     drop(reg);
-    let report = report(&a, &rows, t0.elapsed().as_secs_f64(), &layout);
-    let md = markdown(&report);
-    fs::write(a.out.join("registry.md"), &md).map_err(|e| e.to_string())?;
-    fs::write(
-        a.out.join("registry.json"),
-        serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
-    )
-    .map_err(|e| e.to_string())?;
-    print!("{md}");
-    Ok(if rows.iter().any(|r| !r.failures.is_empty()) {
-        1
-    } else {
-        0
-    })
+    Ok(report(
+        a,
+        rows,
+        t0.elapsed().as_secs_f64(),
+        &layout,
+        &minnow,
+    ))
 }
 
 fn row(
@@ -411,8 +424,8 @@ fn row(
     op: &'static str,
     temp: &'static str,
     tool: &'static str,
-) -> Row {
-    Row {
+) -> Timed {
+    Timed {
         key,
         name,
         op,
@@ -424,7 +437,7 @@ fn row(
     }
 }
 
-fn tempfile_dir() -> Result<tempfile::TempDir, String> {
+fn tempfile_dir() -> Step<tempfile::TempDir> {
     tempfile::Builder::new()
         .prefix("minnow-bench-registry.")
         .tempdir()
@@ -442,123 +455,71 @@ fn image_bytes(layout: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn report(a: &RegistryArgs, rows: &[Row], elapsed_s: f64, layout: &Path) -> Value {
-    let p50 = |key: &str| {
-        rows.iter()
-            .find(|r| r.key == key)
-            .and_then(|r| Stats::of(&r.samples))
-            .map(|s| s.p50)
-    };
-    let json_rows: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let st = Stats::of(&r.samples);
-            let peer = format!("skopeo-{}-{}", r.op, r.temp);
-            json!({
-                "key": r.key,
-                "name": r.name,
-                "command": r.describe,
-                "status": if r.failures.is_empty() { "ok".to_string() } else { format!("{} failed", r.failures.len()) },
-                "available": true,
-                "stats_ms": st.as_ref().map(Stats::json),
-                "ratio_p50_vs_skopeo": st.and_then(|s| p50(&peer).map(|b| s.p50 / b)),
-                "samples_ms": r.samples,
-                "failures": r.failures,
-            })
-        })
-        .collect();
-    let ratio = |op: &str, temp: &str| {
-        Some(p50(&format!("minnow-{op}-{temp}"))? / p50(&format!("skopeo-{op}-{temp}"))?)
-    };
-    let goals = json!([
-        {"goal": "minnow pull, cold: at most 0.5 x skopeo", "value": ratio("pull", "cold"),
-         "met": ratio("pull", "cold").map(|r| r <= 0.5)},
-        {"goal": "minnow push, cold: at most 0.5 x skopeo", "value": ratio("push", "cold"),
-         "met": ratio("push", "cold").map(|r| r <= 0.5)},
-        {"goal": "minnow pull, warm: milliseconds (p50 under 50 ms)", "value": p50("minnow-pull-warm"),
-         "met": p50("minnow-pull-warm").map(|ms| ms < 50.0)},
-    ]);
-    json!({
-        "bench": "registry",
-        "runs": a.runs,
-        "image": {"layers": a.layers + 1, "layer_mib": a.layer_mib, "bytes": image_bytes(layout)},
-        "where": "on the host; docker-registry on 127.0.0.1 (plain HTTP)",
-        "facts": crate::host_facts(),
-        "rows": json_rows,
-        "goals": goals,
-        "elapsed_s": elapsed_s,
-    })
-}
-
-fn markdown(r: &Value) -> String {
-    let f = &r["facts"];
-    let mut s = String::from("# minnow bench registry\n\n");
-    s += &format!(
-        "Pull and push of one image ({} layers, {:.1} MiB, gzip) through docker-registry on 127.0.0.1, {} runs per row, interleaved round-robin; cold = empty store / empty registry, warm = every blob already there.\n",
-        r["image"]["layers"],
-        r["image"]["bytes"].as_f64().unwrap_or(0.0) / (1u64 << 20) as f64,
-        r["runs"]
+fn report(
+    a: &RegistryArgs,
+    rows: Vec<Timed>,
+    elapsed_s: f64,
+    layout: &Path,
+    minnow: &Path,
+) -> Report {
+    let mut r = Report::new("registry", TITLE, Facts::here(Some(minnow)));
+    r.summary = format!(
+        "Pull and push of one image ({} layers, {:.1} MiB, gzip) through docker-registry on 127.0.0.1 (plain HTTP), {} runs per row, interleaved round-robin; cold = empty store / empty registry, warm = every blob already there.",
+        a.layers + 1,
+        image_bytes(layout) as f64 / (1u64 << 20) as f64,
+        a.runs
     );
-    s += &format!(
-        "{} · kernel {} · {} ({} CPUs) · minnow {} ({}) · {:.0} s\n\n",
-        f["date"].as_str().unwrap_or(""),
-        f["kernel"].as_str().unwrap_or(""),
-        f["cpu"].as_str().unwrap_or(""),
-        f["nproc"],
-        f["minnow"].as_str().unwrap_or(""),
-        f["git_commit"].as_str().unwrap_or(""),
-        r["elapsed_s"].as_f64().unwrap_or(0.0)
-    );
-    s += "| row | n | p50 ms | p90 ms | min ms | max ms | p50 / skopeo |\n";
-    s += "| --- | --: | --: | --: | --: | --: | --: |\n";
-    for row in r["rows"].as_array().into_iter().flatten() {
-        let st = &row["stats_ms"];
-        let ratio = row["ratio_p50_vs_skopeo"]
-            .as_f64()
-            .map_or("—".to_string(), |x| format!("{x:.2}"));
-        if st.is_null() {
-            s += &format!(
-                "| {} | 0 | — | — | — | — | {} |\n",
-                row["name"].as_str().unwrap_or(""),
-                row["status"].as_str().unwrap_or("")
-            );
-        } else {
-            s += &format!(
-                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |\n",
-                row["name"].as_str().unwrap_or(""),
-                st["n"],
-                st["p50"].as_f64().unwrap_or(0.0),
-                st["p90"].as_f64().unwrap_or(0.0),
-                st["min"].as_f64().unwrap_or(0.0),
-                st["max"].as_f64().unwrap_or(0.0),
-                ratio
-            );
-        }
+    r.param("runs", a.runs);
+    r.param("layers", a.layers + 1);
+    r.param("layer_mib", a.layer_mib);
+    r.param("image_bytes", image_bytes(layout));
+    for x in rows {
+        let row = Row::new(x.key, x.name, "ms").with_command(x.describe);
+        r.rows.push(row.measured(x.samples, x.failures, true));
     }
-    for row in r["rows"].as_array().into_iter().flatten() {
-        if let Some(first) = row["failures"].as_array().and_then(|f| f.first()) {
-            s += &format!(
-                "\n- {}: {}; first: {}",
-                row["name"].as_str().unwrap_or(""),
-                row["status"].as_str().unwrap_or(""),
-                first.as_str().unwrap_or("")
-            );
-        }
-    }
-    s += "\n\nGoals:\n";
-    for g in r["goals"].as_array().into_iter().flatten() {
-        let met = match g["met"].as_bool() {
-            Some(true) => "met",
-            Some(false) => "not met",
-            None => "not measured",
-        };
-        s += &format!(
-            "- {}: {} ({met})\n",
-            g["goal"].as_str().unwrap_or(""),
-            g["value"]
-                .as_f64()
-                .map_or("—".into(), |v| format!("{v:.2}"))
+    for (op, temp) in [
+        ("pull", "cold"),
+        ("pull", "warm"),
+        ("push", "cold"),
+        ("push", "warm"),
+    ] {
+        r.compare(
+            &format!("{op}-{temp}"),
+            &format!("minnow {op}, {temp} / skopeo"),
+            &format!("minnow-{op}-{temp}"),
+            &format!("skopeo-{op}-{temp}"),
+            "below 1: minnow is faster",
         );
     }
-    s
+    let ratio = |r: &Report, id: &str| r.comparison(id).and_then(|c| c.ratio);
+    let (pc, uc) = (ratio(&r, "pull-cold"), ratio(&r, "push-cold"));
+    r.goal(
+        "registry.pull-cold",
+        "minnow pull, cold, / skopeo copy",
+        "issue 14",
+        pc,
+        "",
+        "<=",
+        0.5,
+    );
+    r.goal(
+        "registry.push-cold",
+        "minnow push, cold, / skopeo copy",
+        "issue 14",
+        uc,
+        "",
+        "<=",
+        0.5,
+    );
+    r.goal_p50(
+        "minnow-pull-warm",
+        "minnow pull, warm: milliseconds",
+        "issue 14",
+        "<",
+        50.0,
+    );
+    r.notes.push("Cold pushes go to an empty registry restarted on a new port and not seeded, so neither tool can mount a blob (skopeo's blob-info cache knows no copy there).".into());
+    r.elapsed_s = elapsed_s;
+    r.settle();
+    r
 }

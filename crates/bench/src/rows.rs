@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{StartupArgs, Stats};
+use crate::error::{Error, Result};
+use crate::report::Status;
+use crate::startup::StartupArgs;
+use crate::util::{is_root, sh, tail};
 use minnow_host::{is_pvm, which};
 use minnow_image::{store_path, Store};
 
@@ -27,7 +30,8 @@ pub struct Ctx {
     pub minnow: PathBuf,
     /// Flattened image root, a copy on scratch.
     pub rootfs: PathBuf,
-    pub vm: Result<(PathBuf, PathBuf), String>,
+    /// The microVM rows' kernel and disk, or why they do not run.
+    pub vm: std::result::Result<(PathBuf, PathBuf), Status>,
     pub docker: Option<Docker>,
     lab_tmpfs: bool,
 }
@@ -37,46 +41,21 @@ pub struct Docker {
     pub host: String,
 }
 
-fn sh(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{what}: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{what}: {}: {}",
-            out.status,
-            tail(&String::from_utf8_lossy(&out.stderr), 2)
-        ))
-    }
-}
-
-/// The last `n` non-empty lines, joined with " | ".
-pub fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
-    let t = lines[lines.len().saturating_sub(n)..].join(" | ");
-    t.chars().take(400).collect()
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 /// Installs a Debian package when `bin` is missing (root only, unless --no-install).
-fn ensure(bin: &str, pkg: &str, a: &StartupArgs) -> Result<PathBuf, String> {
+fn ensure(bin: &str, pkg: &str, a: &StartupArgs) -> Result<PathBuf> {
     if let Some(p) = which(bin) {
         return Ok(p);
     }
     if a.no_install {
-        return Err(format!(
-            "{bin} not installed (Debian package {pkg}); --no-install given"
+        return Err(Error::missing(
+            format!("{bin} not installed (Debian package {pkg})"),
+            "--no-install given",
         ));
     }
     if !is_root() {
-        return Err(format!(
-            "{bin} not installed; run as root or apt-get install {pkg}"
+        return Err(Error::missing(
+            format!("{bin} not installed"),
+            format!("run as root or apt-get install {pkg}"),
         ));
     }
     eprintln!("bench: installing {pkg} (apt-get) ...");
@@ -85,11 +64,16 @@ fn ensure(bin: &str, pkg: &str, a: &StartupArgs) -> Result<PathBuf, String> {
         .args(["-y", "--no-install-recommends", pkg])
         .env("DEBIAN_FRONTEND", "noninteractive");
     sh(&mut cmd, &format!("apt-get install {pkg}"))?;
-    which(bin).ok_or_else(|| format!("{bin} still missing after installing {pkg}"))
+    which(bin).ok_or_else(|| {
+        Error::missing(
+            format!("{bin} still missing after installing {pkg}"),
+            "install it by hand",
+        )
+    })
 }
 
-fn cp_tree(src: &Path, dst: &Path) -> Result<(), String> {
-    fs::create_dir_all(dst).map_err(|e| format!("mkdir {}: {e}", dst.display()))?;
+fn cp_tree(src: &Path, dst: &Path) -> Result<()> {
+    fs::create_dir_all(dst).map_err(Error::create_dir(dst))?;
     let mut c = Command::new("cp");
     c.arg("-a").arg(format!("{}/.", src.display())).arg(dst);
     sh(&mut c, &format!("cp -a {}", src.display())).map(drop)
@@ -98,7 +82,7 @@ fn cp_tree(src: &Path, dst: &Path) -> Result<(), String> {
 impl Ctx {
     /// On the host: private copies of minnow, the flattened image, the microVM's kernel
     /// and disk; missing runtimes installed.
-    pub fn prepare(a: &StartupArgs) -> Result<Ctx, String> {
+    pub fn prepare(a: &StartupArgs) -> Result<Ctx> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -107,25 +91,14 @@ impl Ctx {
             "/tmp/minnow-bench-startup.{}.{nanos:x}",
             std::process::id()
         ));
-        fs::create_dir_all(&work).map_err(|e| format!("mkdir {}: {e}", work.display()))?;
-        let self_exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let minnow = match &a.minnow {
-            Some(p) => p.clone(),
-            None => self_exe.with_file_name("minnow"),
-        };
-        for (from, to) in [(&self_exe, "minnow-bench"), (&minnow, "minnow")] {
-            fs::copy(from, work.join(to)).map_err(|e| {
-                format!(
-                    "copy {}: {e}; build minnow first (cargo build --release) or pass --minnow PATH",
-                    from.display()
-                )
-            })?;
-        }
+        fs::create_dir_all(&work).map_err(Error::create_dir(&work))?;
+        let minnow = crate::util::minnow_path(a.minnow.as_deref())?;
+        crate::util::private_binaries(&work, &minnow)?;
         // Flatten the image (bottom layer first; whiteouts are not applied).
-        let store = Store::open(&store_path(a.store.clone()))?;
-        let image = store.resolve_or_default(&a.image)?;
+        let store = Store::open(&store_path(a.store.clone())).map_err(Error::Image)?;
+        let image = store.resolve_or_default(&a.image).map_err(Error::Image)?;
         let image_root = work.join("rootfs");
-        for layer in store.layer_dirs(&image)? {
+        for layer in store.layer_dirs(&image).map_err(Error::Image)? {
             cp_tree(&layer, &image_root)?;
         }
         // Runtimes, installed up front (never from inside the lab).
@@ -135,7 +108,7 @@ impl Ctx {
             }
         }
         let vm = if a.no_vm {
-            Err("skipped: --no-vm".to_string())
+            Err(Status::Skipped("--no-vm".into()))
         } else {
             prepare_vm(a, &work, &image_root)
         };
@@ -162,11 +135,11 @@ impl Ctx {
             None
         };
         let meta = json!({
-            "vm": match &ctx.vm { Ok((k, d)) => json!({"kernel": k, "disk": d}), Err(e) => json!({"error": e}) },
+            "vm": match &ctx.vm { Ok((k, d)) => json!({"kernel": k, "disk": d}), Err(e) => json!({"error": e.to_string()}) },
             "lab_modules": lab_modules,
         });
-        fs::write(ctx.work.join("ctx.json"), meta.to_string())
-            .map_err(|e| format!("write ctx.json: {e}"))?;
+        let ctx_json = ctx.work.join("ctx.json");
+        fs::write(&ctx_json, meta.to_string()).map_err(Error::write(&ctx_json))?;
         if !a.in_lab {
             ctx.make_scratch()?;
         }
@@ -174,20 +147,26 @@ impl Ctx {
     }
 
     /// Inside the lab: the host prepared `work`; scratch goes on a tmpfs.
-    pub fn load(_a: &StartupArgs, work: &Path) -> Result<Ctx, String> {
-        let meta: Value = serde_json::from_str(
-            &fs::read_to_string(work.join("ctx.json")).map_err(|e| format!("ctx.json: {e}"))?,
-        )
-        .map_err(|e| format!("ctx.json: {e}"))?;
+    pub fn load(_a: &StartupArgs, work: &Path) -> Result<Ctx> {
+        let path = work.join("ctx.json");
+        let text = fs::read_to_string(&path).map_err(Error::read(
+            &path,
+            "the host side prepares it: run without --lab-inner",
+        ))?;
+        let meta: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.clone(),
+            what: "bench work description",
+            source,
+        })?;
         let vm = match meta["vm"]["error"].as_str() {
-            Some(e) => Err(e.to_string()),
+            Some(e) => Err(Status::from(e.to_string())),
             None => Ok((
                 PathBuf::from(meta["vm"]["kernel"].as_str().unwrap_or_default()),
                 PathBuf::from(meta["vm"]["disk"].as_str().unwrap_or_default()),
             )),
         };
         let scratch = work.join("scratch");
-        fs::create_dir_all(&scratch).map_err(|e| format!("mkdir scratch: {e}"))?;
+        fs::create_dir_all(&scratch).map_err(Error::create_dir(&scratch))?;
         let lab_tmpfs = std::env::var_os("MINNOW_LAB").is_some();
         if lab_tmpfs {
             lab_host_setup(meta["lab_modules"].as_str());
@@ -199,7 +178,11 @@ impl Ctx {
                 nix::mount::MsFlags::empty(),
                 Some("mode=755"),
             )
-            .map_err(|e| format!("mount tmpfs on {}: {e}", scratch.display()))?;
+            .map_err(|source| Error::Mount {
+                fstype: "tmpfs",
+                path: scratch.clone(),
+                source,
+            })?;
         }
         let ctx = Ctx {
             rootfs: scratch.join("rootfs"),
@@ -214,7 +197,7 @@ impl Ctx {
         Ok(ctx)
     }
 
-    fn make_scratch(&self) -> Result<(), String> {
+    fn make_scratch(&self) -> Result<()> {
         cp_tree(&self.work.join("rootfs"), &self.rootfs)
     }
 
@@ -263,9 +246,12 @@ fn prepare_vm(
     a: &StartupArgs,
     work: &Path,
     image_root: &Path,
-) -> Result<(PathBuf, PathBuf), String> {
+) -> std::result::Result<(PathBuf, PathBuf), Status> {
     if is_pvm() && !a.in_lab && std::env::var_os("MINNOW_LAB").is_none() {
-        return Err("not run here: /dev/kvm is PVM (kvm_pvm) and stock kernels cannot boot on it; rerun with --in-lab".into());
+        return Err(Status::NotRunHere(
+            "/dev/kvm is PVM (kvm_pvm) and stock kernels cannot boot on it; rerun with --in-lab"
+                .into(),
+        ));
     }
     let cache = std::env::var("MINNOW_CACHE").unwrap_or_else(|_| "/var/cache/minnow".into());
     let kernel = a
@@ -273,20 +259,16 @@ fn prepare_vm(
         .clone()
         .unwrap_or_else(|| PathBuf::from(cache).join("kernel/current/bzImage"));
     if !kernel.is_file() {
-        return Err(format!(
-            "unavailable: no kernel {}; build it with bash resources/guest/kernel/build.sh",
+        return Err(Status::Unavailable(format!(
+            "no kernel {}; build it with bash resources/guest/kernel/build.sh",
             kernel.display()
-        ));
+        )));
     }
+    let unavailable = |e: Error| Status::Unavailable(e.to_string());
     let k = work.join("bzImage");
-    fs::copy(&kernel, &k).map_err(|e| format!("copy {}: {e}", kernel.display()))?;
+    crate::error::copy(&kernel, &k, "check --kernel").map_err(unavailable)?;
     let mkrootfs = Path::new("resources/guest/mkrootfs.sh");
-    if !mkrootfs.is_file() {
-        return Err(
-            "unavailable: resources/guest/mkrootfs.sh not found; run from the minnow repository"
-                .into(),
-        );
-    }
+    crate::util::require_repo("resources/guest/mkrootfs.sh").map_err(unavailable)?;
     let disk = work.join("vm.ext4");
     let mut c = Command::new("bash");
     c.arg(mkrootfs).arg(&disk);
@@ -294,7 +276,7 @@ fn prepare_vm(
         // mkrootfs's own tree is busybox already; other images go on top of it.
         c.arg("--add").arg(image_root);
     }
-    sh(&mut c, "resources/guest/mkrootfs.sh").map_err(|e| format!("unavailable: {e}"))?;
+    sh(&mut c, "resources/guest/mkrootfs.sh").map_err(unavailable)?;
     Ok((k, disk))
 }
 
@@ -306,7 +288,8 @@ pub struct Row {
     pub key: String,
     pub name: String,
     pub describe: String,
-    pub unavailable: Option<String>,
+    /// Why the row does not run (skipped, not run here, unavailable).
+    pub unavailable: Option<Status>,
     pub samples: Vec<f64>,
     pub failures: Vec<String>,
     /// Builds the command for a run (its index makes container ids unique).
@@ -339,15 +322,11 @@ impl Row {
         self
     }
 
-    fn or_unavailable(mut self, r: Result<(), String>) -> Row {
+    fn or_unavailable(mut self, r: Result<()>) -> Row {
         if let Err(e) = r {
-            self.unavailable = Some(e);
+            self.unavailable = Some(Status::Unavailable(e.to_string()));
         }
         self
-    }
-
-    pub fn stats(&self) -> Option<Stats> {
-        Stats::of(&self.samples)
     }
 
     pub fn available(&self) -> bool {
@@ -358,13 +337,18 @@ impl Row {
         self.argv.as_ref().map(|f| f(i, cmd))
     }
 
-    pub fn status_text(&self) -> String {
-        match &self.unavailable {
-            Some(r) if r.starts_with("skipped") || r.starts_with("not run") => r.clone(),
-            Some(r) if r.starts_with("unavailable") => r.clone(),
-            Some(r) => format!("unavailable: {r}"),
-            None if self.samples.is_empty() => "unavailable: every run failed".into(),
-            None => "ok".into(),
+    /// The row as the report shows it: a row that could not start is unavailable (or
+    /// skipped); a row whose warm-up ran but whose timed runs all failed has failed.
+    pub fn report_row(&self) -> crate::report::Row {
+        let r = crate::report::Row::new(&self.key, &self.name, "ms");
+        let r = match &self.unavailable {
+            Some(st) => r.with_status(st.clone()),
+            None => r.measured(self.samples.clone(), self.failures.clone(), false),
+        };
+        if self.describe.is_empty() {
+            r
+        } else {
+            r.with_command(&self.describe)
         }
     }
 }
@@ -387,30 +371,32 @@ fn kernel_quote(cmd: &[String]) -> String {
         .join(" ")
 }
 
-fn runtime_bundle(ctx: &Ctx, a: &StartupArgs, rt: &Path) -> Result<PathBuf, String> {
+fn runtime_bundle(ctx: &Ctx, a: &StartupArgs, rt: &Path) -> Result<PathBuf> {
     let bundle = ctx.scratch.join("bundle");
     let cfg = bundle.join("config.json");
     if !cfg.exists() {
-        fs::create_dir_all(&bundle).map_err(|e| format!("mkdir bundle: {e}"))?;
+        fs::create_dir_all(&bundle).map_err(Error::create_dir(&bundle))?;
         let mut c = Command::new(rt);
         c.arg("spec").current_dir(&bundle);
         sh(&mut c, &format!("{} spec", rt.display()))?;
     }
-    let mut v: Value = serde_json::from_str(
-        &fs::read_to_string(&cfg).map_err(|e| format!("read config.json: {e}"))?,
-    )
-    .map_err(|e| format!("config.json: {e}"))?;
+    let text = fs::read_to_string(&cfg).map_err(Error::read(&cfg, "rerun the bench"))?;
+    let mut v: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: cfg.clone(),
+        what: "OCI runtime spec",
+        source,
+    })?;
     v["process"]["args"] = json!(a.command);
     v["process"]["terminal"] = json!(false);
     v["root"] = json!({"path": s(&ctx.rootfs), "readonly": true});
     v["linux"]["resources"]["memory"] = json!({"limit": a.mem_mib * 1024 * 1024});
     fs::write(&cfg, serde_json::to_string_pretty(&v).unwrap_or_default())
-        .map_err(|e| format!("write config.json: {e}"))?;
+        .map_err(Error::write(&cfg))?;
     Ok(bundle)
 }
 
 /// A sibling of `base` whose config.json runs `cmd` instead.
-fn bundle_for(base: &Path, cmd: &[String]) -> Result<String, String> {
+fn bundle_for(base: &Path, cmd: &[String]) -> Result<String> {
     let tag: String = cmd
         .join("_")
         .chars()
@@ -418,21 +404,35 @@ fn bundle_for(base: &Path, cmd: &[String]) -> Result<String, String> {
         .take(40)
         .collect();
     let dir = base.with_file_name(format!("bundle-{tag}"));
-    let text = fs::read_to_string(base.join("config.json")).map_err(|e| e.to_string())?;
-    let mut v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let cfg = base.join("config.json");
+    let text = fs::read_to_string(&cfg).map_err(Error::read(&cfg, "rerun the bench"))?;
+    let mut v: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
+        path: cfg.clone(),
+        what: "OCI runtime spec",
+        source,
+    })?;
     v["process"]["args"] = json!(cmd);
-    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    fs::write(dir.join("config.json"), v.to_string()).map_err(|e| e.to_string())?;
+    fs::create_dir_all(&dir).map_err(Error::create_dir(&dir))?;
+    let out = dir.join("config.json");
+    fs::write(&out, v.to_string()).map_err(Error::write(&out))?;
     Ok(s(&dir))
 }
 
-fn start_docker(ctx: &Ctx) -> Result<Docker, String> {
-    let dockerd = which("dockerd").ok_or("dockerd not installed (Debian package docker.io)")?;
-    let docker = which("docker").ok_or("docker CLI not installed (Debian package docker.io)")?;
+fn start_docker(ctx: &Ctx) -> Result<Docker> {
+    let not_installed = |what: &str| {
+        Error::missing(
+            format!("{what} not installed (Debian package docker.io)"),
+            "apt-get install docker.io",
+        )
+    };
+    let dockerd = which("dockerd").ok_or_else(|| not_installed("dockerd"))?;
+    let docker = which("docker").ok_or_else(|| not_installed("docker CLI"))?;
     let d = ctx.scratch.join("d");
-    fs::create_dir_all(&d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+    fs::create_dir_all(&d).map_err(Error::create_dir(&d))?;
     let sock = d.join("docker.sock");
-    let log = fs::File::create(d.join("dockerd.log")).map_err(|e| format!("dockerd.log: {e}"))?;
+    let log_path = d.join("dockerd.log");
+    let log = fs::File::create(&log_path).map_err(Error::write(&log_path))?;
+    let log2 = log.try_clone().map_err(Error::write(&log_path))?;
     let mut daemon = Command::new(&dockerd)
         .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
         .arg("--data-root")
@@ -444,11 +444,11 @@ fn start_docker(ctx: &Ctx) -> Result<Docker, String> {
         .arg("-H")
         .arg(format!("unix://{}", sock.display()))
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stdout(log2)
         .stderr(log)
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("start dockerd: {e}"))?;
+        .map_err(Error::spawn("dockerd"))?;
     let host = format!("unix://{}", sock.display());
     let deadline = Instant::now() + Duration::from_secs(90);
     let log_tail = || {
@@ -459,7 +459,11 @@ fn start_docker(ctx: &Ctx) -> Result<Docker, String> {
     };
     loop {
         if let Ok(Some(st)) = daemon.try_wait() {
-            return Err(format!("dockerd exited ({st}): {}", log_tail()));
+            return Err(Error::Command {
+                what: "dockerd".into(),
+                status: st.to_string(),
+                output: log_tail(),
+            });
         }
         let ok = Command::new(&docker)
             .args(["-H", &host, "version", "--format", "{{.Server.Version}}"])
@@ -475,7 +479,10 @@ fn start_docker(ctx: &Ctx) -> Result<Docker, String> {
         if Instant::now() > deadline {
             let mut dk = Docker { daemon, host };
             dk.stop();
-            return Err(format!("dockerd not ready after 90 s: {}", log_tail()));
+            return Err(Error::missing(
+                format!("dockerd not ready after 90 s: {}", log_tail()),
+                "see dockerd.log in the work directory",
+            ));
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -485,7 +492,7 @@ fn start_docker(ctx: &Ctx) -> Result<Docker, String> {
         .arg(ctx.work.join("rootfs.tar"))
         .arg(DOCKER_IMAGE);
     let tar = ctx.work.join("rootfs.tar");
-    let made = if tar.exists() {
+    let made: Result<String> = if tar.exists() {
         Ok(String::new())
     } else {
         sh(
@@ -519,14 +526,6 @@ impl Docker {
         let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.daemon.wait();
     }
-}
-
-fn minnow_run_help(minnow: &Path) -> String {
-    Command::new(minnow)
-        .args(["run", "--help"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
 }
 
 /// The rows, in report order. Rows that cannot run here carry the reason.
@@ -568,13 +567,20 @@ pub fn build_rows(a: &StartupArgs, ctx: &mut Ctx) -> Vec<Row> {
             v.extend_from_slice(cmd);
             v
         })
-        .or_unavailable(imported.map_err(|e| format!("image import: {e}"))),
+        .or_unavailable(
+            imported.map_err(|e| Error::missing(format!("image import: {e}"), "check --image")),
+        ),
     );
 
     for rt in ["runc", "crun"] {
         let row = Row::new(rt, &format!("{rt} run (OCI bundle, memory limit)"));
         let r = which(rt)
-            .ok_or_else(|| format!("{rt} not installed (Debian package {rt})"))
+            .ok_or_else(|| {
+                Error::missing(
+                    format!("{rt} not installed (Debian package {rt})"),
+                    format!("apt-get install {rt}"),
+                )
+            })
             .and_then(|bin| runtime_bundle(ctx, a, &bin).map(|b| (bin, b)));
         let row = match r {
             Ok((bin, bundle)) => {
@@ -668,11 +674,13 @@ pub fn build_rows(a: &StartupArgs, ctx: &mut Ctx) -> Vec<Row> {
         "container image in a microVM (minnow run --image)",
     );
     img_row.is_vm = true;
-    let help = minnow_run_help(&ctx.minnow);
+    let help = crate::util::minnow_run_help(&ctx.minnow);
     match &ctx.vm {
         Err(e) => img_row.unavailable = Some(e.clone()),
         Ok(_) if !help.contains("--image") => {
-            img_row.unavailable = Some("unavailable: this minnow's `run` has no --image yet".into())
+            img_row.unavailable = Some(Status::Unavailable(
+                "this minnow's `run` has no --image yet".into(),
+            ))
         }
         Ok((kernel, _)) => {
             let (m4, st4, k) = (m.clone(), s(&store), s(kernel));
@@ -702,8 +710,9 @@ pub fn build_rows(a: &StartupArgs, ctx: &mut Ctx) -> Vec<Row> {
     match &ctx.vm {
         Err(e) => ct_row.unavailable = Some(e.clone()),
         Ok(_) if !help.contains("--container") => {
-            ct_row.unavailable =
-                Some("unavailable: this minnow's `run` has no --image --container yet".into())
+            ct_row.unavailable = Some(Status::Unavailable(
+                "this minnow's `run` has no --image --container yet".into(),
+            ))
         }
         Ok((kernel, _)) => {
             let (m5, st5, k) = (m.clone(), s(&store), s(kernel));
@@ -864,9 +873,13 @@ pub fn measure(
             let row = &mut rows[idx];
             if round == 0 {
                 if !out.ok {
-                    row.unavailable = Some(format!("warm-up run failed: {}", out.why));
+                    row.unavailable = Some(Status::Unavailable(format!(
+                        "warm-up run failed: {}",
+                        out.why
+                    )));
                     if let Some(b) = row.boot_row {
-                        rows[b].unavailable = Some("its boot-to-exit row failed".into());
+                        rows[b].unavailable =
+                            Some(Status::Unavailable("its boot-to-exit row failed".into()));
                     }
                 } else {
                     eprintln!("bench: warm-up {}: {:.1} ms", row.name, out.wall_ms);
@@ -913,6 +926,5 @@ mod tests {
         assert_eq!(boot_ms("nothing"), None);
         let cmd = ["sh", "-c", "echo hi"].map(String::from);
         assert_eq!(kernel_quote(&cmd), "sh -c \"echo hi\"");
-        assert_eq!(tail("a\n\nb\nc\n", 2), "b | c");
     }
 }

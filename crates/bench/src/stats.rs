@@ -1,8 +1,8 @@
-//! Order statistics of a latency sample.
+//! Order statistics of a sample.
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     pub n: usize,
     pub p50: f64,
@@ -35,11 +35,6 @@ impl Stats {
             min: v[0],
             max: v[v.len() - 1],
         })
-    }
-
-    pub fn json(&self) -> Value {
-        json!({"n": self.n, "p50": self.p50, "p90": self.p90, "p99": self.p99,
-               "min": self.min, "max": self.max})
     }
 }
 

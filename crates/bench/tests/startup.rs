@@ -2,6 +2,8 @@
 //! a PVM host): it completes, writes its report, JSON, CSV and SVG, and every row is
 //! there with numbers or a reason. Needs root and busybox-static, like the container tests.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -16,24 +18,6 @@ const ROWS: [&str; 9] = [
     "vm-image",
     "vm-container",
 ];
-
-/// The minnow binary the bench measures: built by cargo into the same target directory
-/// (a test of this crate cannot name another package's binary).
-fn minnow() -> std::path::PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_minnow-bench")).with_file_name("minnow");
-    let release = bin.parent().is_some_and(|d| d.ends_with("release"));
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "minnow", "--bin", "minnow"]);
-    if release {
-        build.arg("--release");
-    }
-    assert!(
-        build.status().unwrap().success(),
-        "cargo build -p minnow failed"
-    );
-    bin
-}
 
 #[test]
 fn startup_bench_writes_every_row() {
@@ -51,43 +35,42 @@ fn startup_bench_writes_every_row() {
         .args(["-s", "KILL", "600", env!("CARGO_BIN_EXE_minnow-bench")])
         .args(["startup", "--runs", "3", "--no-vm", "--no-install"])
         .arg("--minnow")
-        .arg(minnow())
+        .arg(common::minnow())
         .arg("--store")
         .arg(tmp.path().join("store"))
         .arg("--out")
         .arg(&out)
+        .current_dir(common::repo())
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&res.stdout);
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(res.status.success(), "{stdout}\n{stderr}");
-    for f in ["startup.md", "startup.json", "startup.csv", "startup.svg"] {
-        let p = out.join(f);
-        assert!(
-            p.metadata().map(|m| m.len() > 0).unwrap_or(false),
-            "{f} missing"
-        );
-    }
-    let md = std::fs::read_to_string(out.join("startup.md")).unwrap();
-    assert_eq!(md, stdout, "the printed table is the report");
-    assert!(md.contains("| host process (chroot) | 3 |"), "{md}");
+    let v = common::report_files(&out, "startup", &stdout);
+    let md = stdout.to_string();
+    assert!(
+        md.contains("| host | host process (chroot) | ms | 3 |"),
+        "{md}"
+    );
     assert!(md.contains("Anchors: Firecracker"), "{md}");
+    common::goals_decided(&v, &md);
+    assert_eq!(v["bench"], "startup");
+    assert_eq!(v["status"], "ok", "{v}");
 
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("startup.json")).unwrap()).unwrap();
     let rows = v["rows"].as_array().unwrap();
     let csv = std::fs::read_to_string(out.join("startup.csv")).unwrap();
     for key in ROWS {
         let row = rows
             .iter()
-            .find(|r| r["key"] == key)
+            .find(|r| r["id"] == key)
             .unwrap_or_else(|| panic!("row {key} missing: {v}"));
         let status = row["status"].as_str().unwrap();
         if status == "ok" {
-            assert_eq!(row["stats_ms"]["n"], 3, "{row}");
+            assert_eq!(row["stats"]["n"], 3, "{row}");
+            assert_eq!(row["samples"].as_array().unwrap().len(), 3, "{row}");
             for k in ["p50", "p90", "p99", "min", "max"] {
-                assert!(row["stats_ms"][k].as_f64().unwrap() > 0.0, "{row}");
+                assert!(row["stats"][k].as_f64().unwrap() > 0.0, "{row}");
             }
         } else {
             assert!(
@@ -99,20 +82,29 @@ fn startup_bench_writes_every_row() {
             assert!(status.len() > 15, "{key} needs a reason: {status}");
         }
         assert!(
-            csv.lines().any(|l| l.starts_with(&format!("{key},"))),
+            csv.lines()
+                .any(|l| l.starts_with(&format!("startup,\"{key}\","))),
             "{key} not in the CSV"
         );
     }
     // The host and minnow rows run wherever the bench does.
     for key in ["host", "minnow-container"] {
-        let row = rows.iter().find(|r| r["key"] == key).unwrap();
+        let row = rows.iter().find(|r| r["id"] == key).unwrap();
         assert_eq!(row["status"], "ok", "{row}");
     }
     for key in ["vm-exit", "vm-init", "vm-image", "vm-container"] {
-        let row = rows.iter().find(|r| r["key"] == key).unwrap();
+        let row = rows.iter().find(|r| r["id"] == key).unwrap();
         assert_eq!(row["status"], "skipped: --no-vm", "{row}");
     }
-    let svg = std::fs::read_to_string(out.join("startup.svg")).unwrap();
-    assert!(svg.starts_with("<svg") && svg.contains("<circle"), "svg");
-    assert!(v["memory"].as_array().is_some_and(|m| !m.is_empty()));
+    // Memory per instance: a table whose first column names the rows that ran.
+    let mem = &v["tables"][0];
+    assert!(mem["title"]
+        .as_str()
+        .unwrap()
+        .starts_with("Memory per instance"));
+    let mem_rows = mem["rows"].as_array().unwrap();
+    assert!(
+        mem_rows.iter().any(|r| r[0] == "host process (chroot)"),
+        "{mem}"
+    );
 }

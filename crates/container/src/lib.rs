@@ -8,9 +8,14 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod cgroup;
+pub mod caps;
+pub mod defaults;
 pub mod rootfs;
+pub mod seccomp;
 pub mod veth;
+
+/// Cgroups live in their own crate (the jail uses them too); re-exported under the old path.
+pub use minnow_cgroup as cgroup;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -103,6 +108,10 @@ pub struct RunOptions {
     pub detach: bool,
     /// The mount table cgroups are found in ([`cgroup::MOUNTINFO`]; tests give another).
     pub mountinfo: PathBuf,
+    /// Bind the host's /sys (with the mounts under it) instead of mounting a new sysfs,
+    /// as happens where a new one cannot be mounted (tests use it to check that every
+    /// mount under /sys is read-only).
+    pub bind_sys: bool,
 }
 
 /// Refuses to go on without root: namespaces, mounts and cgroups need it.
@@ -236,6 +245,7 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
         hostname: name,
         new_net: !opts.host_net,
         veth: opts.veth,
+        bind_sys: opts.bind_sys,
         argv,
         env,
         workdir: cfg

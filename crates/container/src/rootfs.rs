@@ -64,6 +64,8 @@ pub struct ChildPlan {
     pub new_net: bool,
     /// The network namespace was made by clone (for the veth pair); do not unshare one.
     pub veth: bool,
+    /// Bind the host's /sys rather than mount a new sysfs.
+    pub bind_sys: bool,
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub workdir: String,
@@ -131,16 +133,20 @@ pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
         None,
     )?;
     let sys = root.join("sys");
-    if mnt(
-        "sysfs",
-        &sys,
-        "sysfs",
-        nosuid_nodev | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
-        None,
-    )
-    .is_err()
-    {
-        // sysfs cannot be mounted in a shared net namespace everywhere; bind it read-only.
+    let fresh = !plan.bind_sys
+        && mnt(
+            "sysfs",
+            &sys,
+            "sysfs",
+            nosuid_nodev | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY,
+            None,
+        )
+        .is_ok();
+    if !fresh {
+        // sysfs cannot be mounted in a shared net namespace everywhere; bind the host's,
+        // with the mounts under it (cgroups, debugfs, ...), made read-only below.
+        fs::create_dir_all(&sys)
+            .map_err(fail(format!("cannot create mount point {}", sys.display())))?;
         mount(
             Some("/sys"),
             &sys,
@@ -149,15 +155,9 @@ pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
             None::<&str>,
         )
         .map_err(fail("cannot bind /sys"))?;
-        mount(
-            None::<&str>,
-            &sys,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .map_err(fail("cannot make /sys read-only"))?;
     }
+    // Read-only all the way down: every mount under /sys, not only the top one.
+    read_only_recursive(&sys).map_err(fail("cannot make /sys read-only"))?;
     setup_dev(&root.join("dev"))?;
     sethostname(&plan.hostname).map_err(fail("cannot set hostname"))?;
     if plan.new_net {
@@ -172,6 +172,42 @@ pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
         "cannot chdir to working directory {}",
         plan.workdir
     )))?;
+    Ok(())
+}
+
+/// `AT_RECURSIVE` for mount_setattr (linux/fcntl.h; not in the libc crate for Linux).
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Makes the mount at `target` and every mount under it read-only, nosuid, nodev and
+/// noexec with one `mount_setattr(AT_RECURSIVE)` (Linux 5.12; a remount with `MS_RDONLY`
+/// changes only the top mount).
+fn read_only_recursive(target: &Path) -> std::io::Result<()> {
+    let path = CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::other("mount point path holds a NUL byte"))?;
+    let attr = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_RDONLY
+            | libc::MOUNT_ATTR_NOSUID
+            | libc::MOUNT_ATTR_NODEV
+            | libc::MOUNT_ATTR_NOEXEC,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr reads a NUL-terminated path and `size` bytes of `attr`, both
+    // valid for the call; it writes no user memory. nix and rustix have no wrapper.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

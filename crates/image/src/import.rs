@@ -8,7 +8,7 @@ use std::path::Path;
 
 use crate::busybox::make_busybox_rootfs;
 use crate::digest::{Digest, HashingWriter};
-use crate::layer::append_tree;
+use crate::layer::{append_tree, ExtractError, UnpackError};
 use crate::oci::{self, Descriptor, History, ImageConfig, Manifest, RootFs, RunConfig};
 use crate::store::io_err;
 use crate::{check_name, now_rfc3339, Image, Store, DEFAULT_IMAGE, PLATFORM_ARCH, PLATFORM_OS};
@@ -112,8 +112,11 @@ impl Store {
         ))
     }
 
-    /// Stores a tar (or gzip'd tar) root filesystem as an uncompressed layer blob.
+    /// Stores a tar (or gzip'd tar) root filesystem as an uncompressed layer blob and
+    /// extracts it, so that a tar that is not one, or whose entries minnow refuses, is
+    /// refused here (one error line, nothing kept) and not at the first run.
     pub(crate) fn layer_from_tar(&self, path: &Path) -> Result<(Descriptor, Digest), String> {
+        let shown = crate::printable(&path.display().to_string());
         let mut f = File::open(path).map_err(|e| io_err("cannot open", path, e))?;
         let mut magic = [0u8; 2];
         let gz = f.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
@@ -124,43 +127,38 @@ impl Store {
         } else {
             self.put_blob(f)
         }
-        .map_err(|e| format!("cannot import {}: {e}", path.display()))?;
-        // Check that it really is a tar archive before naming it.
-        let check = (|| -> io::Result<usize> {
-            let mut ar = tar::Archive::new(BufReader::new(File::open(self.blob_path(&d))?));
-            let mut count = 0;
-            for e in ar.entries()? {
-                e?;
-                count += 1;
-            }
-            Ok(count)
-        })();
-        match check {
-            Ok(c) if c > 0 => {}
-            other => {
-                let why = other
-                    .err()
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| "no entries".into());
-                let _ = self.gc_locked();
-                return Err(format!("{} is not a tar archive of a root filesystem ({why}); pass a directory or a .tar/.tar.gz", path.display()));
-            }
-        }
-        Ok((
-            Descriptor {
-                media_type: oci::MEDIA_LAYER.into(),
-                digest: d.to_string(),
-                size: n,
-                annotations: BTreeMap::new(),
-            },
-            d,
-        ))
+        .map_err(|e| format!("cannot import {shown}: {}", crate::printable(&e)))?;
+        let desc = Descriptor {
+            media_type: oci::MEDIA_LAYER.into(),
+            digest: d.to_string(),
+            size: n,
+            annotations: BTreeMap::new(),
+        };
+        let not_tar = |why: &str| {
+            format!("{shown} is not a tar archive of a root filesystem ({why}); pass a directory or a .tar/.tar.gz")
+        };
+        let err = match self.extract_layer(&desc) {
+            Ok((_, Some(s))) if s.entries == 0 => not_tar("no entries"),
+            Ok(_) => return Ok((desc, d)),
+            Err(ExtractError::Unpack {
+                source: UnpackError::Tar { source },
+                ..
+            }) => not_tar(&crate::tar_message(&source)),
+            Err(e) => format!("cannot import {shown}: {e}"),
+        };
+        let _ = self.gc_locked();
+        Err(err)
     }
 
     /// `minnow image import SRC --name NAME`: a one-layer image from a directory or tar.
     pub fn import(&self, src: &Path, name: &str) -> Result<Image, String> {
         check_name("image", name)?;
-        let meta = fs::metadata(src).map_err(|e| io_err("cannot import", src, e))?;
+        let meta = fs::metadata(src).map_err(|e| {
+            format!(
+                "cannot import {}: {e}; pass an existing directory, .tar or .tar.gz",
+                crate::printable(&src.display().to_string())
+            )
+        })?;
         let _lock = self.lock()?;
         let layer = if meta.is_dir() {
             self.layer_from_dir(src)?

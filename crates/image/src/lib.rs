@@ -69,6 +69,30 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// `s` with control characters escaped (`\n`, `\u{1b}`, ...) and bytes that were not
+/// UTF-8 (U+FFFD after a lossy conversion) shown as `?`, for text that came from a file
+/// (a tar's names, a tool's message) and goes into a one-line error.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else if c == char::REPLACEMENT_CHARACTER {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A tar reader's error message without the raw field bytes it quotes after `: `
+/// ("numeric field was not a number: <bytes> when getting cksum for <bytes>").
+pub fn tar_message(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    printable(s.split(": ").next().unwrap_or(&s))
+}
+
 /// A resolved image: its name, manifest and config, both read with verified digests.
 #[derive(Clone, Debug)]
 pub struct Image {

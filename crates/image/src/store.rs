@@ -17,6 +17,7 @@ use crate::{
 /// An open image store.
 pub struct Store {
     root: PathBuf,
+    pub(crate) limits: crate::layer::Limits,
 }
 
 pub(crate) fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
@@ -28,6 +29,7 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, String> {
         let store = Store {
             root: root.to_path_buf(),
+            limits: crate::layer::Limits::default(),
         };
         for dir in [
             store.root.join("blobs/sha256"),
@@ -50,6 +52,11 @@ impl Store {
             store.write_index(&Index::default())?;
         }
         Ok(store)
+    }
+
+    /// Sets what one layer may hold when it is extracted (default: [`crate::layer::Limits`]).
+    pub fn set_limits(&mut self, limits: crate::layer::Limits) {
+        self.limits = limits;
     }
 
     pub fn root(&self) -> &Path {

@@ -17,8 +17,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -26,6 +26,8 @@ use nix::fcntl::{Flock, FlockArg};
 use sha2::{Digest as _, Sha256};
 
 use minnow_image::digest::Digest;
+use minnow_image::layer::merge::{self, MergeMode};
+use minnow_image::layer::root::Root;
 use minnow_image::oci::{self, Descriptor, Index};
 use minnow_image::{Image, Store};
 use minnow_vmm::boot::cmdline::{self, shell_quote, Workload};
@@ -220,14 +222,17 @@ pub fn cached_disk(store: &Store, image: &Image, kind: Kind) -> Result<(PathBuf,
         match kind {
             Kind::Plain => {
                 for layer in store.layer_dirs(image)? {
-                    merge_layer(&layer, &root)?;
+                    merge::merge_layer(&layer, &root, MergeMode::Apply).map_err(|e| {
+                        format!("cannot merge the image's layers into the VM disk: {e}; remove the image and import it again")
+                    })?;
                 }
+                // /.minnow is minnow's: whatever the image has there goes.
+                fresh_minnow_dir(&root)?;
                 let env = root.join(".minnow/env");
-                fs::create_dir_all(root.join(".minnow"))
-                    .map_err(|e| io_err("cannot create", &root, e))?;
                 fs::write(&env, env_script(image)).map_err(|e| io_err("cannot write", &env, e))?;
             }
             Kind::Container => {
+                fresh_minnow_dir(&root)?;
                 let bin = minnow_bin.as_deref().unwrap_or(Path::new("minnow"));
                 guest_store(store, image, &root)?;
                 install_minnow(bin, &root)?;
@@ -402,64 +407,14 @@ pub fn prepare(config: &VmConfig) -> Result<Prepared, String> {
     })
 }
 
-/// Copies one extracted layer (overlayfs whiteouts and opaque dirs) onto `root`.
-fn merge_layer(layer: &Path, root: &Path) -> Result<(), String> {
-    let mut whiteouts = Vec::new();
-    let mut opaque = Vec::new();
-    scan_layer(layer, Path::new(""), &mut whiteouts, &mut opaque)
-        .map_err(|e| io_err("cannot read layer", layer, e))?;
-    for rel in &opaque {
-        if let Ok(entries) = fs::read_dir(root.join(rel)) {
-            for e in entries.flatten() {
-                let p = e.path();
-                let _ = if p.is_dir() && !p.is_symlink() {
-                    fs::remove_dir_all(&p)
-                } else {
-                    fs::remove_file(&p)
-                };
-            }
-        }
-    }
-    run_tool(
-        Command::new("cp").arg("-a").arg(layer.join(".")).arg(root),
-        "cp (layer into the VM disk)",
-    )?;
-    for rel in &whiteouts {
-        let p = root.join(rel);
-        let _ = if p.is_dir() && !p.is_symlink() {
-            fs::remove_dir_all(&p)
-        } else {
-            fs::remove_file(&p)
-        };
-    }
-    Ok(())
-}
-
-fn scan_layer(
-    base: &Path,
-    rel: &Path,
-    whiteouts: &mut Vec<PathBuf>,
-    opaque: &mut Vec<PathBuf>,
-) -> io::Result<()> {
-    for e in fs::read_dir(base.join(rel))? {
-        let e = e?;
-        let r = rel.join(e.file_name());
-        let meta = fs::symlink_metadata(e.path())?;
-        if meta.file_type().is_char_device() && meta.rdev() == 0 {
-            whiteouts.push(r);
-        } else if meta.is_dir() {
-            if xattr::get(e.path(), "trusted.overlay.opaque")
-                .ok()
-                .flatten()
-                .as_deref()
-                == Some(b"y")
-            {
-                opaque.push(r.clone());
-            }
-            scan_layer(base, &r, whiteouts, opaque)?;
-        }
-    }
-    Ok(())
+/// Makes `root/.minnow` a new empty directory (removing what an image had there,
+/// without following it).
+fn fresh_minnow_dir(root: &Path) -> Result<(), String> {
+    let r = Root::open(root).map_err(|e| io_err("cannot open", root, e))?;
+    let name = std::ffi::OsStr::new(".minnow");
+    minnow_image::layer::root::remove_at(r.fd(), name)
+        .and_then(|()| minnow_image::layer::root::ensure_dir_at(r.fd(), name, 0o755))
+        .map_err(|e| io_err("cannot make", &root.join(".minnow"), e))
 }
 
 fn tree_size(dir: &Path) -> u64 {
@@ -478,14 +433,28 @@ fn tree_size(dir: &Path) -> u64 {
 
 /// Directories the init needs, busybox in /.minnow/bin, and the init itself.
 fn install_base(busybox: &Path, root: &Path) -> Result<(), String> {
+    // Made where the image has nothing of that name; never through the image's symlinks.
+    let r = Root::open(root).map_err(|e| io_err("cannot open", root, e))?;
     let mk = |rel: &str, mode: u32| -> Result<(), String> {
         let p = root.join(rel);
-        if !p.exists() {
-            fs::create_dir_all(&p).map_err(|e| io_err("cannot create", &p, e))?;
-            fs::set_permissions(&p, fs::Permissions::from_mode(mode))
-                .map_err(|e| io_err("cannot chmod", &p, e))?;
-        }
-        Ok(())
+        let (parent, name) = match rel.split_once('/') {
+            Some((dir, name)) => (
+                minnow_image::layer::root::open_dir_at(r.fd(), std::ffi::OsStr::new(dir))
+                    .map_err(|e| io_err("cannot open", &root.join(dir), e))?,
+                name,
+            ),
+            None => (
+                r.dir_beneath(&[])
+                    .map_err(|e| io_err("cannot open", root, e))?,
+                rel,
+            ),
+        };
+        minnow_image::layer::root::ensure_dir_at(
+            std::os::fd::AsFd::as_fd(&parent),
+            std::ffi::OsStr::new(name),
+            mode,
+        )
+        .map_err(|e| io_err("cannot create", &p, e))
     };
     for (d, m) in [
         ("dev", 0o755),
@@ -544,11 +513,15 @@ fn guest_store(store: &Store, image: &Image, root: &Path) -> Result<(), String> 
     for (desc, dir) in image.manifest.layers.iter().zip(&layers) {
         let d = Digest::parse(&desc.digest)?;
         let dst = gs.join("layers").join(d.hex());
-        fs::create_dir_all(&dst).map_err(|e| io_err("cannot create", &dst, e))?;
-        run_tool(
-            Command::new("cp").arg("-a").arg(dir).arg(&dst),
-            "cp (layer into the guest store)",
-        )?;
+        let dst_root = dst.join("rootfs");
+        fs::create_dir_all(&dst_root).map_err(|e| io_err("cannot create", &dst_root, e))?;
+        merge::merge_layer(dir, &dst_root, MergeMode::Verbatim).map_err(|e| {
+            format!("cannot copy a layer into the guest store: {e}; remove the image and import it again")
+        })?;
+        // The guest's minnow uses an extracted layer only with its marker.
+        let marker = dst.join("complete");
+        fs::copy(store.layers_dir().join(d.hex()).join("complete"), &marker)
+            .map_err(|e| io_err("cannot copy layer marker to", &marker, e))?;
     }
     let size = fs::metadata(blobs.join(image.manifest_digest.hex()))
         .map_err(|e| io_err("cannot stat", &blobs, e))?

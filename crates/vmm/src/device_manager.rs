@@ -1,7 +1,6 @@
 //! Creating the VM's devices and wiring them to KVM: buses, interrupt lines (irqfd),
 //! queue notifications (ioeventfd) and event-loop handlers.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use crate::arch::x86_64::layout::{
     SLEEP_CONTROL_PORT, VIRTIO_MMIO_START, WORKLOAD_EXIT_START,
 };
 use crate::config::{DiskConfig, NetConfig};
+use crate::console::Output;
 use crate::devices::bus::{Bus, SharedDevice};
 use crate::devices::legacy::acpi_sleep::AcpiSleep;
 use crate::devices::legacy::boot_timer::BootTimer;
@@ -28,6 +28,7 @@ use crate::devices::virtio::mmio::{reg, MmioTransport};
 use crate::devices::virtio::net::{tap::Tap, Net};
 use crate::devices::virtio::{Interrupt, QueueHandler, SharedVirtioDevice};
 use crate::devices::ExitEvent;
+use crate::seccomp;
 
 /// First interrupt line for virtio devices (4 is the UART).
 pub const VIRTIO_IRQ_BASE: u32 = 5;
@@ -45,11 +46,24 @@ pub struct Devices {
 }
 
 fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> Error {
-    move |e| Error::Device(what, e.to_string())
+    move |e| Error::device(what, e)
 }
 
 fn bus_err(what: &'static str) -> impl Fn(crate::devices::bus::Error) -> Error {
-    move |e| Error::Device(what, e.to_string())
+    move |e| Error::device(what, e)
+}
+
+/// `n` queue-notification eventfds.
+fn queue_events(n: usize) -> Result<Vec<EventFd>, Error> {
+    (0..n)
+        .map(|_| EventFd::new(EFD_NONBLOCK).map_err(io_err("virtio queue")))
+        .collect()
+}
+
+fn clone_events(evts: &[EventFd]) -> Result<Vec<EventFd>, Error> {
+    evts.iter()
+        .map(|e| e.try_clone().map_err(io_err("virtio queue")))
+        .collect()
 }
 
 impl Devices {
@@ -60,11 +74,11 @@ impl Devices {
         start: Instant,
         booted: &Arc<OnceLock<Duration>>,
         workload_status: &Arc<OnceLock<u8>>,
-        out: Box<dyn Write + Send>,
+        out: Arc<Output>,
     ) -> Result<Devices, Error> {
         let irq = EventFd::new(EFD_NONBLOCK).map_err(io_err("serial"))?;
         vm.register_irqfd(&irq, COM1_IRQ)
-            .map_err(|e| Error::Kvm("KVM_IRQFD", e.to_string()))?;
+            .map_err(|e| Error::Kvm("KVM_IRQFD", e))?;
         let rx_ready = EventFd::new(EFD_NONBLOCK).map_err(io_err("serial"))?;
         let serial = Arc::new(Mutex::new(Serial::new(
             irq,
@@ -116,17 +130,22 @@ impl Devices {
         })
     }
 
-    /// Adds one virtio-blk device per disk.
+    /// Adds one virtio-blk device per disk, each with its worker thread (which waits on
+    /// the queue's eventfd itself: the event loop has no part in disk I/O).
     pub fn add_disks(
         &mut self,
         vm: &VmFd,
         mem: &GuestMemoryMmap,
         disks: &[DiskConfig],
+        filters: &seccomp::Filters,
     ) -> Result<(), Error> {
-        for disk in disks {
-            let opened =
-                Disk::open(&disk.path, disk.read_only).map_err(|e| Error::Disk(e.to_string()))?;
-            self.add_virtio(vm, mem, Arc::new(Mutex::new(Block::new(opened))))?;
+        for (i, disk) in disks.iter().enumerate() {
+            let opened = Disk::open(&disk.path, disk.read_only)?;
+            let evts = queue_events(1)?;
+            let index = u8::try_from(i).map_err(|_| Error::TooManyDevices)?;
+            let block = Block::new(opened, clone_events(&evts)?.remove(0), index, filters)
+                .map_err(|e| Error::DiskWorker(i, e))?;
+            self.add_virtio(vm, mem, Arc::new(Mutex::new(block)), evts, false)?;
         }
         Ok(())
     }
@@ -139,61 +158,57 @@ impl Devices {
         nets: &[NetConfig],
     ) -> Result<(), Error> {
         for net in nets {
-            let tap = Tap::open(&net.tap, net.create).map_err(|e| Error::Net(e.to_string()))?;
+            let tap = Tap::open(&net.tap, net.create)?;
             log::debug!("net: {} with MAC {}", tap.name(), net.mac());
-            self.add_virtio(
-                vm,
-                mem,
-                Arc::new(Mutex::new(Net::new(Box::new(tap), net.mac()))),
-            )?;
+            let device: SharedVirtioDevice =
+                Arc::new(Mutex::new(Net::new(Box::new(tap), net.mac())));
+            let queues = device
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .queue_max_sizes()
+                .len();
+            self.add_virtio(vm, mem, device, queue_events(queues)?, true)?;
         }
         Ok(())
     }
 
-    /// Puts a virtio device on the next MMIO window with the next interrupt line.
+    /// Puts a virtio device on the next MMIO window with the next interrupt line; queue
+    /// `i` is notified through `queue_evts[i]` (a KVM ioeventfd), which the event loop
+    /// watches when `on_event_loop` (else the device has a thread of its own for them).
     pub fn add_virtio(
         &mut self,
         vm: &VmFd,
         mem: &GuestMemoryMmap,
         device: SharedVirtioDevice,
+        queue_evts: Vec<EventFd>,
+        on_event_loop: bool,
     ) -> Result<(), Error> {
-        let index = self.virtio.len() as u64;
-        let addr = VIRTIO_MMIO_START + index * MMIO_DEVICE_SIZE;
-        let irq = VIRTIO_IRQ_BASE + index as u32;
+        let index = u32::try_from(self.virtio.len()).map_err(|_| Error::TooManyDevices)?;
+        let addr = VIRTIO_MMIO_START + u64::from(index) * MMIO_DEVICE_SIZE;
+        let irq = VIRTIO_IRQ_BASE + index;
         let irqfd = EventFd::new(EFD_NONBLOCK).map_err(io_err("virtio interrupt"))?;
         vm.register_irqfd(&irqfd, irq)
-            .map_err(|e| Error::Kvm("KVM_IRQFD", e.to_string()))?;
-        let queues = device
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .queue_max_sizes()
-            .len();
-        let mut queue_evts = Vec::with_capacity(queues);
-        for q in 0..queues {
-            let evt = EventFd::new(EFD_NONBLOCK).map_err(io_err("virtio queue"))?;
+            .map_err(|e| Error::Kvm("KVM_IRQFD", e))?;
+        for (q, evt) in (0u32..).zip(&queue_evts) {
             let notify = IoEventAddress::Mmio(addr + reg::QUEUE_NOTIFY);
-            if let Err(e) = vm.register_ioevent(&evt, &notify, q as u32) {
+            if let Err(e) = vm.register_ioevent(evt, &notify, q) {
                 // The transport signals the same eventfd on a notify exit.
                 log::debug!("virtio: no ioeventfd for queue {q} ({e}); using MMIO exits");
             }
-            queue_evts.push(evt);
         }
-        let clones = queue_evts
-            .iter()
-            .map(|e| e.try_clone())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(io_err("virtio queue"))?;
         let transport = MmioTransport::new(
             device.clone(),
             mem.clone(),
             Arc::new(Interrupt::new(irqfd)),
-            clones,
+            clone_events(&queue_evts)?,
         );
         self.mmio_bus
             .insert(addr, MMIO_DEVICE_SIZE, Arc::new(Mutex::new(transport)))
             .map_err(bus_err("virtio-mmio"))?;
-        self.handlers
-            .push(Box::new(QueueHandler::new(device, queue_evts)));
+        if on_event_loop {
+            self.handlers
+                .push(Box::new(QueueHandler::new(device, queue_evts)));
+        }
         self.virtio.push(MmioDevice {
             addr,
             len: MMIO_DEVICE_SIZE,

@@ -17,16 +17,19 @@ pub fn open(device: &Path) -> Result<Kvm, Error> {
     let cpath = CString::new(device.as_os_str().as_bytes()).map_err(|_| Error::KvmOpen {
         path: path.clone(),
         hint: "the path contains a NUL byte".into(),
+        source: None,
     })?;
     let kvm = Kvm::new_with_path(&cpath).map_err(|e| Error::KvmOpen {
         hint: open_hint(&path, e.errno()),
         path: path.clone(),
+        source: Some(e),
     })?;
     let version = kvm.get_api_version();
     if version != 12 {
         return Err(Error::KvmOpen {
             path,
             hint: format!("KVM API version {version}, minnow needs 12"),
+            source: None,
         });
     }
     Ok(kvm)

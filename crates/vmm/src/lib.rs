@@ -15,9 +15,10 @@ pub mod device_manager;
 pub mod devices;
 pub mod kvm;
 pub mod memory;
+pub mod seccomp;
 pub mod vcpu;
 
-use std::io::Write;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -37,18 +38,48 @@ use crate::boot::BootInput;
 use crate::config::VmConfig;
 use crate::devices::{ExitEvent, ExitReason};
 
-/// A VMM failure, phrased for the user.
+/// A VMM failure, phrased for the user. The text is one line; the failure underneath
+/// stays reachable through `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// /dev/kvm cannot be used.
     #[error("cannot use KVM device {path}: {hint}")]
-    KvmOpen { path: String, hint: String },
+    KvmOpen {
+        path: String,
+        hint: String,
+        #[source]
+        source: Option<kvm_ioctls::Error>,
+    },
     /// A KVM call failed.
     #[error("KVM call {0} failed: {1}")]
-    Kvm(&'static str, String),
-    /// Guest memory cannot be set up.
+    Kvm(&'static str, #[source] kvm_ioctls::Error),
+    /// The MSR list for KVM_SET_MSRS cannot be built.
+    #[error("KVM call build MSR list failed: {0:?}")]
+    MsrList(#[source] vmm_sys_util::fam::Error),
+    /// A guest memory region has no host address.
+    #[error("KVM call get host address failed: {0}")]
+    HostAddress(#[source] vm_memory::GuestMemoryError),
+    /// Guest memory cannot be mapped; `fix` says what to change.
+    #[error("cannot set up {mib} MiB of guest memory: {source}; {fix}")]
+    MemoryMap {
+        mib: u64,
+        #[source]
+        source: vm_memory::mmap::MmapRegionError,
+        fix: &'static str,
+    },
+    /// The guest memory regions cannot be put together.
     #[error("cannot set up {mib} MiB of guest memory: {reason}")]
-    Memory { mib: u64, reason: String },
+    Memory { mib: u64, reason: &'static str },
+    /// The mapped regions do not form a guest memory.
+    #[error("cannot set up {mib} MiB of guest memory: {source}")]
+    MemoryRegions {
+        mib: u64,
+        #[source]
+        source: vm_memory::GuestRegionCollectionError,
+    },
+    /// The boot page tables cannot be written.
+    #[error("cannot write the boot page tables: {0}")]
+    PageTables(#[source] vm_memory::GuestMemoryError),
     /// The config is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::Error),
@@ -59,17 +90,36 @@ pub enum Error {
     #[error("--vcpus {asked} is more than KVM allows here ({max}); lower --vcpus")]
     TooManyVcpus { asked: u64, max: usize },
     /// A disk cannot be used.
-    #[error("{0}")]
-    Disk(String),
+    #[error(transparent)]
+    Disk(#[from] devices::virtio::block::disk::Error),
+    /// A disk's worker thread cannot start.
+    #[error("cannot set up disk {0}: {1}")]
+    DiskWorker(usize, #[source] devices::virtio::block::WorkerError),
     /// A network interface cannot be set up.
-    #[error("{0}")]
-    Net(String),
+    #[error(transparent)]
+    Net(#[from] devices::virtio::net::tap::Error),
     /// A device cannot be created.
     #[error("cannot set up device {0}: {1}")]
-    Device(&'static str, String),
+    Device(
+        &'static str,
+        #[source] Box<dyn std::error::Error + Send + Sync>,
+    ),
+    /// More virtio devices than minnow numbers.
+    #[error("too many virtio devices; give fewer --disk and --net")]
+    TooManyDevices,
+    /// A seccomp filter cannot be built or installed.
+    #[error("{0}; run with --seccomp off to go without")]
+    Seccomp(#[from] seccomp::Error),
     /// The event loop failed.
-    #[error("event loop failed: {0}")]
-    EventLoop(String),
+    #[error("event loop failed: {0:?}")]
+    EventLoop(#[source] event_manager::Error),
+}
+
+impl Error {
+    /// A device set-up failure with its cause.
+    pub fn device(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Device(what, Box::new(e))
+    }
 }
 
 /// How a run ended.
@@ -98,17 +148,25 @@ pub struct Options {
     pub start: Instant,
     /// The KVM device.
     pub kvm_device: PathBuf,
-    /// Where the guest's console output goes.
-    pub console_out: Box<dyn Write + Send>,
+    /// Where the guest's console output goes (written by the event loop; it should not
+    /// block, see [`console::open_stdout`]); `None`: this process's stdout.
+    pub console_out: Option<File>,
+    /// The seccomp filters of the VMM's threads (`--seccomp`).
+    pub seccomp: seccomp::Mode,
+    /// Test aid, set by the CLI from `MINNOW_TEST_SECCOMP_TRIP` (`main`, `vcpu` or
+    /// `disk`): that thread makes one call outside its filter once it is installed.
+    pub seccomp_trip: Option<&'static str>,
 }
 
 impl Options {
-    /// `/dev/kvm`, output to stdout, started now.
+    /// `/dev/kvm`, output to stdout, seccomp on, started now.
     pub fn new(start: Instant) -> Self {
         Options {
             start,
             kvm_device: PathBuf::from(kvm::DEFAULT_DEVICE),
-            console_out: Box::new(std::io::stdout()),
+            console_out: None,
+            seccomp: seccomp::Mode::On,
+            seccomp_trip: None,
         }
     }
 }
@@ -124,10 +182,12 @@ pub struct Vmm {
     ctx: vcpu::VcpuContext,
     booted: Arc<OnceLock<Duration>>,
     workload_status: Arc<OnceLock<u8>>,
+    output: Arc<console::Output>,
+    filters: seccomp::Filters,
 }
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> Error {
-    move |e| Error::Kvm(what, e.to_string())
+    move |e| Error::Kvm(what, e)
 }
 
 impl Vmm {
@@ -138,8 +198,11 @@ impl Vmm {
         let Options {
             start,
             kvm_device,
-            console_out: out,
+            console_out,
+            seccomp,
+            seccomp_trip,
         } = opts;
+        let filters = seccomp::Filters::new(seccomp, seccomp_trip)?;
         let kvm = kvm::open(&kvm_device)?;
         if minnow_host::is_pvm() {
             log::warn!(
@@ -147,33 +210,45 @@ impl Vmm {
             );
         }
         let max = kvm.get_max_vcpus().min(usize::from(mptable::MAX_CPUS));
-        if config.vcpus as usize > max {
-            return Err(Error::TooManyVcpus {
-                asked: config.vcpus,
-                max,
-            });
-        }
-        let count = config.vcpus as u8;
+        let too_many = Error::TooManyVcpus {
+            asked: config.vcpus,
+            max,
+        };
+        // At most mptable::MAX_CPUS (a u8) after this check.
+        let count = match usize::try_from(config.vcpus) {
+            Ok(n) if n <= max => u8::try_from(n).map_err(|_| too_many)?,
+            _ => return Err(too_many),
+        };
         let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         setup_irqchip(&vm)?;
 
         let mem = memory::create(config.mem_bytes(), config.hugepages)?;
         memory::register(&vm, &mem)?;
 
-        let exit =
-            Arc::new(ExitEvent::new().map_err(|e| Error::Device("exit event", e.to_string()))?);
+        let exit = Arc::new(ExitEvent::new().map_err(|e| Error::device("exit event", e))?);
         let booted = Arc::new(OnceLock::new());
         let workload_status = Arc::new(OnceLock::new());
-        let mut devs =
-            device_manager::Devices::legacy(&vm, &exit, start, &booted, &workload_status, out)?;
-        devs.add_disks(&vm, &mem, &config.disks)?;
+        let out = match console_out {
+            Some(f) => f,
+            None => console::open_stdout().map_err(|e| Error::device("console output", e))?,
+        };
+        let output = console::Output::new(out).map_err(|e| Error::device("console output", e))?;
+        let mut devs = device_manager::Devices::legacy(
+            &vm,
+            &exit,
+            start,
+            &booted,
+            &workload_status,
+            output.clone(),
+        )?;
+        devs.add_disks(&vm, &mem, &config.disks, &filters)?;
         devs.add_nets(&vm, &mem, &config.nets)?;
 
         // Both descriptions of the machine: ACPI for kernels built without MP-table
         // support (Debian's cloud kernel), the MP table for kernels without ACPI.
-        mptable::write(&mem, count).map_err(|e| Error::Device("MP table", e.to_string()))?;
-        let rsdp = acpi::write(&mem, count, &devs.virtio)
-            .map_err(|e| Error::Device("ACPI tables", e.to_string()))?;
+        mptable::write(&mem, count).map_err(|e| Error::device("MP table", e))?;
+        let rsdp =
+            acpi::write(&mem, count, &devs.virtio).map_err(|e| Error::device("ACPI tables", e))?;
         let mut device_args = devs.cmdline_args();
         device_args.extend(
             config
@@ -201,9 +276,13 @@ impl Vmm {
                 rsdp: Some(rsdp),
             },
         )?;
-        let console =
-            console::Console::new(devs.serial.clone(), devs.serial_rx_ready, exit.clone())
-                .map_err(|e| Error::Device("console", e.to_string()))?;
+        let console = console::Console::new(
+            devs.serial.clone(),
+            output.clone(),
+            devs.serial_rx_ready,
+            exit.clone(),
+        )
+        .map_err(|e| Error::device("console", e))?;
 
         let vcpus = create_vcpus(&kvm, &vm, &mem, count, entry)?;
         log::debug!("VM built in {:?}", start.elapsed());
@@ -221,14 +300,18 @@ impl Vmm {
             },
             booted,
             workload_status,
+            output,
+            filters,
         })
     }
 
-    /// Runs the VM until the guest stops or the user quits.
+    /// Runs the VM until the guest stops or the user quits. Each vCPU thread installs
+    /// its seccomp filter before its first KVM_RUN, the main thread its own before the
+    /// event loop (the disk workers did at their start, in `build`).
     pub fn run(mut self) -> Result<RunSummary, Error> {
         install_kick_handler()?;
         let mut manager: EventManager<Box<dyn MutEventSubscriber + Send>> =
-            EventManager::new().map_err(|e| Error::EventLoop(format!("{e:?}")))?;
+            EventManager::new().map_err(Error::EventLoop)?;
         if let Some(console) = self.console.take() {
             manager.add_subscriber(Box::new(console));
         }
@@ -237,24 +320,61 @@ impl Vmm {
         }
 
         let mut threads: Vec<JoinHandle<()>> = Vec::new();
-        for (index, fd) in self.vcpus.drain(..).enumerate() {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut started = Ok(());
+        for (index, fd) in (0u8..).zip(self.vcpus.drain(..)) {
             let ctx = self.ctx.clone();
-            let handle = std::thread::Builder::new()
+            let filters = self.filters.clone();
+            let ready = ready_tx.clone();
+            let spawned = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
-                .spawn(move || vcpu::run(fd, index as u8, ctx))
-                .map_err(|e| Error::Device("vCPU thread", e.to_string()))?;
-            threads.push(handle);
+                .spawn(move || {
+                    block_stop_signals();
+                    let installed = filters.install(seccomp::Thread::Vcpu(index));
+                    let ok = installed.is_ok();
+                    let _ = ready.send(installed);
+                    if ok {
+                        vcpu::run(fd, index, ctx);
+                    }
+                });
+            match spawned {
+                Ok(handle) => threads.push(handle),
+                Err(e) => {
+                    started = Err(Error::device("vCPU thread", e));
+                    break;
+                }
+            }
+        }
+        drop(ready_tx);
+        for _ in 0..threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => started = started.and(Err(e.into())),
+                Err(_) => {}
+            }
+        }
+        if started.is_ok() {
+            started = self
+                .filters
+                .install(seccomp::Thread::Main)
+                .map_err(Error::from);
         }
 
-        let mut loop_error = None;
-        while !self.ctx.exit.fired() {
+        let mut loop_error = started.err();
+        while loop_error.is_none() && !self.ctx.exit.fired() {
             if let Err(e) = manager.run() {
-                loop_error = Some(Error::EventLoop(format!("{e:?}")));
-                break;
+                loop_error = Some(Error::EventLoop(e));
             }
         }
         self.ctx.stop.store(true, Ordering::Release);
         stop_threads(threads);
+        self.output.flush_for(FINAL_FLUSH);
+        let dropped = self.output.dropped();
+        if dropped > 0 {
+            log::warn!(
+                "{dropped} bytes of guest console output were dropped: stdout was not being read"
+            );
+        }
         if let Some(e) = loop_error {
             return Err(e);
         }
@@ -266,10 +386,30 @@ impl Vmm {
     }
 }
 
+/// How long the end of a run waits for stdout to take the guest's last output.
+const FINAL_FLUSH: Duration = Duration::from_millis(250);
+
+/// Blocks SIGTERM and SIGINT in the calling thread (every thread but the main one), so
+/// they reach the event loop's thread, whose filter allows the signal pipe.
+pub(crate) fn block_stop_signals() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        log::warn!("cannot block SIGTERM/SIGINT in a VMM thread: {e}");
+    }
+}
+
 /// In-kernel interrupt controllers and timer; the TSS and identity-map pages Intel's VMX
 /// needs out of the guest's way.
 fn setup_irqchip(vm: &VmFd) -> Result<(), Error> {
-    vm.set_tss_address(KVM_TSS_ADDRESS as usize)
+    // A 32-bit address: fits usize on the 64-bit hosts minnow runs on.
+    let tss = usize::try_from(KVM_TSS_ADDRESS).map_err(|_| Error::Memory {
+        mib: 0,
+        reason: "the TSS address does not fit this host",
+    })?;
+    vm.set_tss_address(tss)
         .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
     vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS)
         .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
@@ -294,7 +434,7 @@ fn create_vcpus(
     let base_cpuid: CpuId = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-    let mut vcpus = Vec::with_capacity(count as usize);
+    let mut vcpus = Vec::with_capacity(usize::from(count));
     for index in 0..count {
         let fd = vm
             .create_vcpu(u64::from(index))
@@ -311,13 +451,13 @@ fn create_vcpus(
 extern "C" fn kick_handler(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 /// The signal that kicks a vCPU thread out of KVM_RUN.
-fn kick_signal() -> libc::c_int {
+pub(crate) fn kick_signal() -> libc::c_int {
     SIGRTMIN()
 }
 
 fn install_kick_handler() -> Result<(), Error> {
     register_signal_handler(kick_signal(), kick_handler)
-        .map_err(|e| Error::Device("vCPU kick signal", e.to_string()))
+        .map_err(|e| Error::device("vCPU kick signal", e))
 }
 
 /// Kicks every vCPU thread until it has left KVM_RUN and ended. A kick can land just

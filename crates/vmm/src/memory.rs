@@ -22,30 +22,33 @@ pub fn create(size: u64, hugepages: bool) -> Result<GuestMemoryMmap, Error> {
         } else {
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE
         };
-        let mapping = MmapRegionBuilder::new(len as usize)
+        let len_bytes = usize::try_from(len).map_err(|_| Error::Memory {
+            mib: size >> 20,
+            reason: "the size does not fit this host's address space",
+        })?;
+        let mapping = MmapRegionBuilder::new(len_bytes)
             .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
             .with_mmap_flags(flags)
             .with_hugetlbfs(hugepages)
             .build()
-            .map_err(|e| Error::Memory {
+            .map_err(|source| Error::MemoryMap {
                 mib: size >> 20,
-                reason: if hugepages {
-                    format!(
-                        "{e}; reserve huge pages (/proc/sys/vm/nr_hugepages) or drop --hugepages"
-                    )
+                source,
+                fix: if hugepages {
+                    "reserve huge pages (/proc/sys/vm/nr_hugepages) or drop --hugepages"
                 } else {
-                    format!("{e}; lower --mem-mib")
+                    "lower --mem-mib"
                 },
             })?;
         let region = GuestRegionMmap::new(mapping, GuestAddress(start)).ok_or(Error::Memory {
             mib: size >> 20,
-            reason: "region overflows the address space".into(),
+            reason: "region overflows the address space",
         })?;
         regions.push(region);
     }
-    GuestMemoryMmap::from_regions(regions).map_err(|e| Error::Memory {
+    GuestMemoryMmap::from_regions(regions).map_err(|source| Error::MemoryRegions {
         mib: size >> 20,
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -54,9 +57,12 @@ pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for (slot, region) in mem.iter().enumerate() {
         let host = mem
             .get_host_address(region.start_addr())
-            .map_err(|e| Error::Kvm("get host address", e.to_string()))?;
+            .map_err(Error::HostAddress)?;
         let entry = kvm_userspace_memory_region {
-            slot: slot as u32,
+            slot: u32::try_from(slot).map_err(|_| Error::Memory {
+                mib: mem.iter().map(|r| r.len()).sum::<u64>() >> 20,
+                reason: "more regions than KVM has memory slots",
+            })?,
             guest_phys_addr: region.start_addr().0,
             memory_size: region.len(),
             userspace_addr: host as u64,
@@ -65,7 +71,7 @@ pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
         // SAFETY: the mapping behind `host` is owned by `mem`, which outlives the VM (the
         // Vmm keeps both and drops the VM's vCPUs first), and slots do not overlap.
         unsafe { vm.set_user_memory_region(entry) }
-            .map_err(|e| Error::Kvm("KVM_SET_USER_MEMORY_REGION", e.to_string()))?;
+            .map_err(|e| Error::Kvm("KVM_SET_USER_MEMORY_REGION", e))?;
     }
     Ok(())
 }

@@ -32,14 +32,13 @@ pub fn configure(fd: &VcpuFd, base_cpuid: &CpuId, index: u8, count: u8) -> Resul
     let mut cpuid = base_cpuid.clone();
     cpuid::normalize(cpuid.as_mut_slice(), index, count);
     fd.set_cpuid2(&cpuid)
-        .map_err(|e| Error::Kvm("KVM_SET_CPUID2", e.to_string()))?;
+        .map_err(|e| Error::Kvm("KVM_SET_CPUID2", e))?;
 
     let entries: Vec<kvm_msr_entry> = msr::boot_msrs();
-    let msrs =
-        Msrs::from_entries(&entries).map_err(|e| Error::Kvm("build MSR list", format!("{e:?}")))?;
+    let msrs = Msrs::from_entries(&entries).map_err(Error::MsrList)?;
     let written = fd
         .set_msrs(&msrs)
-        .map_err(|e| Error::Kvm("KVM_SET_MSRS", e.to_string()))?;
+        .map_err(|e| Error::Kvm("KVM_SET_MSRS", e))?;
     if written != entries.len() {
         log::warn!(
             "vCPU {index}: KVM took {written} of {} boot MSRs (first refused: {:#x})",
@@ -48,30 +47,23 @@ pub fn configure(fd: &VcpuFd, base_cpuid: &CpuId, index: u8, count: u8) -> Resul
         );
     }
 
-    let mut lapic = fd
-        .get_lapic()
-        .map_err(|e| Error::Kvm("KVM_GET_LAPIC", e.to_string()))?;
+    let mut lapic = fd.get_lapic().map_err(|e| Error::Kvm("KVM_GET_LAPIC", e))?;
     interrupts::set_lint(&mut lapic);
     fd.set_lapic(&lapic)
-        .map_err(|e| Error::Kvm("KVM_SET_LAPIC", e.to_string()))?;
+        .map_err(|e| Error::Kvm("KVM_SET_LAPIC", e))?;
     Ok(())
 }
 
 /// Puts the boot vCPU at the kernel's entry point.
 pub fn set_boot_state(fd: &VcpuFd, mem: &GuestMemoryMmap, boot: BootEntry) -> Result<(), Error> {
-    let sregs = fd
-        .get_sregs()
-        .map_err(|e| Error::Kvm("KVM_GET_SREGS", e.to_string()))?;
-    let sregs = regs::boot_sregs(mem, boot.mode, sregs).map_err(|e| Error::Memory {
-        mib: 0,
-        reason: format!("cannot write page tables: {e}"),
-    })?;
+    let sregs = fd.get_sregs().map_err(|e| Error::Kvm("KVM_GET_SREGS", e))?;
+    let sregs = regs::boot_sregs(mem, boot.mode, sregs).map_err(Error::PageTables)?;
     fd.set_sregs(&sregs)
-        .map_err(|e| Error::Kvm("KVM_SET_SREGS", e.to_string()))?;
+        .map_err(|e| Error::Kvm("KVM_SET_SREGS", e))?;
     fd.set_regs(&regs::boot_regs(boot.mode, boot.entry))
-        .map_err(|e| Error::Kvm("KVM_SET_REGS", e.to_string()))?;
+        .map_err(|e| Error::Kvm("KVM_SET_REGS", e))?;
     fd.set_fpu(&regs::boot_fpu())
-        .map_err(|e| Error::Kvm("KVM_SET_FPU", e.to_string()))?;
+        .map_err(|e| Error::Kvm("KVM_SET_FPU", e))?;
     Ok(())
 }
 

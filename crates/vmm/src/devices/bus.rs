@@ -99,7 +99,7 @@ mod tests {
 
     impl BusDevice for Recorder {
         fn read(&mut self, offset: u64, data: &mut [u8]) {
-            data[0] = offset as u8 + 1;
+            data[0] = u8::try_from(offset).unwrap() + 1;
         }
         fn write(&mut self, offset: u64, data: &[u8]) {
             self.writes.push((offset, data.to_vec()));

@@ -1,5 +1,7 @@
 //! Emulated devices and the buses the vCPUs dispatch port I/O and MMIO exits to.
 
+#![deny(clippy::cast_possible_truncation)]
+
 pub mod bus;
 pub mod legacy;
 pub mod virtio;

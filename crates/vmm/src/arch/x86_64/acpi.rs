@@ -17,7 +17,8 @@ use acpi_tables::{aml, Aml};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
 use super::layout::{
-    APIC_START, I8042_PORT, I8042_RESET_COMMAND, IOAPIC_START, S5_SLEEP_TYPE, SLEEP_CONTROL_PORT,
+    APIC_START_32, I8042_PORT, I8042_RESET_COMMAND, IOAPIC_START_32, S5_SLEEP_TYPE,
+    SLEEP_CONTROL_PORT,
 };
 
 /// Where the RSDP goes (Linux scans 0xe0000-0xfffff for it).
@@ -47,6 +48,9 @@ pub enum Error {
     /// Writing guest memory failed.
     #[error("cannot write ACPI tables: {0}")]
     Memory(#[from] GuestMemoryError),
+    /// A device window the DSDT describes in 32 bits lies above 4 GiB.
+    #[error("device window {0:#x} does not fit a 32-bit ACPI descriptor")]
+    Window(u64),
 }
 
 fn bytes(table: &dyn Aml) -> Vec<u8> {
@@ -56,22 +60,26 @@ fn bytes(table: &dyn Aml) -> Vec<u8> {
 }
 
 /// The DSDT: `\_S5_` (so that poweroff works) and the virtio-mmio devices under `\_SB_`.
-pub fn dsdt(devices: &[MmioDevice]) -> Vec<u8> {
+pub fn dsdt(devices: &[MmioDevice]) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     let s5 = aml::Package::new(vec![&S5_SLEEP_TYPE, &S5_SLEEP_TYPE, &0u8, &0u8]);
     aml::Name::new("_S5_".into(), &s5).to_aml_bytes(&mut body);
 
     let names: Vec<String> = (0..devices.len()).map(|i| format!("V{i:03X}")).collect();
     let hid = aml::Name::new("_HID".into(), &"LNRO0005");
-    let uids: Vec<u32> = (0..devices.len() as u32).collect();
+    let uids: Vec<u32> = (0u32..).take(devices.len()).collect();
     let uid_names: Vec<aml::Name> = uids
         .iter()
         .map(|u| aml::Name::new("_UID".into(), u))
         .collect();
     let mems: Vec<aml::Memory32Fixed> = devices
         .iter()
-        .map(|d| aml::Memory32Fixed::new(true, d.addr as u32, d.len as u32))
-        .collect();
+        .map(|d| {
+            let addr = u32::try_from(d.addr).map_err(|_| Error::Window(d.addr))?;
+            let len = u32::try_from(d.len).map_err(|_| Error::Window(d.addr))?;
+            Ok(aml::Memory32Fixed::new(true, addr, len))
+        })
+        .collect::<Result<_, Error>>()?;
     let irqs: Vec<aml::Interrupt> = devices
         .iter()
         .map(|d| aml::Interrupt::new(true, true, false, false, d.irq))
@@ -95,7 +103,7 @@ pub fn dsdt(devices: &[MmioDevice]) -> Vec<u8> {
 
     let mut table = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     table.append_slice(&body);
-    table.as_slice().to_vec()
+    Ok(table.as_slice().to_vec())
 }
 
 /// A hardware-reduced FADT: sleep control on [`SLEEP_CONTROL_PORT`], reset through the
@@ -120,12 +128,12 @@ pub fn madt(cpus: u8) -> Vec<u8> {
         OEM_ID,
         OEM_TABLE_ID,
         OEM_REVISION,
-        LocalInterruptController::Address(APIC_START as u32),
+        LocalInterruptController::Address(APIC_START_32),
     );
     for id in 0..cpus {
         m.add_structure(ProcessorLocalApic::new(id, id, EnabledStatus::Enabled));
     }
-    m.add_structure(IoApic::new(cpus, IOAPIC_START as u32, 0));
+    m.add_structure(IoApic::new(cpus, IOAPIC_START_32, 0));
     bytes(&m)
 }
 
@@ -134,7 +142,7 @@ pub fn madt(cpus: u8) -> Vec<u8> {
 pub fn layout(cpus: u8, devices: &[MmioDevice]) -> Result<Vec<(u64, Vec<u8>)>, Error> {
     let align = |a: u64| a.next_multiple_of(16);
     let dsdt_addr = align(RSDP_START + Rsdp::len() as u64);
-    let dsdt = dsdt(devices);
+    let dsdt = dsdt(devices)?;
     let fadt_addr = align(dsdt_addr + dsdt.len() as u64);
     let fadt = fadt(dsdt_addr);
     let madt_addr = align(fadt_addr + fadt.len() as u64);
@@ -242,7 +250,7 @@ mod tests {
         let apic_ids: Vec<u8> = (0..3).map(|i| m[44 + 8 * i + 3]).collect();
         assert_eq!(apic_ids, vec![0, 1, 2]);
         assert_eq!(m[44 + 24], 1, "IO-APIC structure type");
-        assert_eq!(u32_at(&m, 44 + 24 + 4), IOAPIC_START as u32);
+        assert_eq!(u32_at(&m, 44 + 24 + 4), IOAPIC_START_32);
     }
 
     #[test]
@@ -251,15 +259,15 @@ mod tests {
             .map(|i| MmioDevice {
                 addr: 0xd000_1000 + i * 0x1000,
                 len: 0x1000,
-                irq: 5 + i as u32,
+                irq: 5 + u32::try_from(i).unwrap(),
             })
             .collect();
-        let d = dsdt(&devs);
+        let d = dsdt(&devs).unwrap();
         let text = String::from_utf8_lossy(&d);
         assert_eq!(text.matches("LNRO0005").count(), 3);
         assert!(text.contains("_S5_"));
         assert!(text.contains("V002"));
-        let none = dsdt(&[]);
+        let none = dsdt(&[]).unwrap();
         assert!(!String::from_utf8_lossy(&none).contains("LNRO0005"));
     }
 }

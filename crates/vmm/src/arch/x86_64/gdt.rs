@@ -64,7 +64,8 @@ pub fn segment(entry: u64, selector: u16) -> kvm_segment {
     };
     kvm_segment {
         base,
-        limit: limit as u32,
+        // raw_limit has 20 bits, so even with G set (<< 12 | 0xfff) the limit fits.
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
         selector,
         type_: ((entry >> 40) & 0xf) as u8,
         present: ((entry >> 47) & 1) as u8,

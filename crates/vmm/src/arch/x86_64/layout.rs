@@ -79,6 +79,17 @@ pub const S5_SLEEP_TYPE: u8 = 5;
 pub const IOAPIC_START: u64 = 0xfec0_0000;
 /// Local APIC MMIO base.
 pub const APIC_START: u64 = 0xfee0_0000;
+
+/// `x` as a u32, for addresses the tables hold in 32 bits. Used in constants, so a value
+/// above 4 GiB fails the build at the assert instead of being cut.
+#[allow(clippy::cast_possible_truncation)]
+pub const fn u32_addr(x: u64) -> u32 {
+    assert!(x <= u32::MAX as u64);
+    x as u32
+}
+/// The IO-APIC and local APIC bases as the MP table and MADT write them.
+pub const IOAPIC_START_32: u32 = u32_addr(IOAPIC_START);
+pub const APIC_START_32: u32 = u32_addr(APIC_START);
 /// Where KVM (Intel) puts its TSS: three pages just below the BIOS area at the top of 4 GiB.
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 /// KVM (Intel) identity-map page, just below the TSS.

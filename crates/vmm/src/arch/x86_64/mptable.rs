@@ -4,7 +4,7 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
-use super::layout::{APIC_START, EBDA_START, IOAPIC_START, LOW_MEM_END};
+use super::layout::{APIC_START_32, EBDA_START, IOAPIC_START_32, LOW_MEM_END};
 
 /// Most vCPUs minnow describes: their entries, with the IO-APIC and interrupt entries,
 /// must fit in the 1 KiB EBDA (as in Firecracker, 32).
@@ -72,7 +72,7 @@ pub fn build(base: u64, cpus: u8) -> Result<Vec<u8>, Error> {
     entries.extend_from_slice(b"ISA   ");
     count += 1;
     entries.extend_from_slice(&[ENTRY_IOAPIC, ioapic_id, IOAPIC_VERSION, 1]);
-    entries.extend_from_slice(&(IOAPIC_START as u32).to_le_bytes());
+    entries.extend_from_slice(&IOAPIC_START_32.to_le_bytes());
     count += 1;
     for irq in 0..IOAPIC_PINS {
         // Type, polarity/trigger "conforms to bus", source bus 0 IRQ, IO-APIC pin.
@@ -97,14 +97,18 @@ pub fn build(base: u64, cpus: u8) -> Result<Vec<u8>, Error> {
     let table_len = HEADER_SIZE + entries.len();
     let mut header = Vec::with_capacity(table_len);
     header.extend_from_slice(b"PCMP");
-    header.extend_from_slice(&(table_len as u16).to_le_bytes());
+    header.extend_from_slice(
+        &u16::try_from(table_len)
+            .map_err(|_| Error::TooBig)?
+            .to_le_bytes(),
+    );
     header.extend_from_slice(&[SPEC_REV, 0]);
     header.extend_from_slice(b"MINNOW  ");
     header.extend_from_slice(b"MICROVM     ");
     header.extend_from_slice(&[0; 4]); // OEM table pointer
     header.extend_from_slice(&[0; 2]); // OEM table size
     header.extend_from_slice(&count.to_le_bytes());
-    header.extend_from_slice(&(APIC_START as u32).to_le_bytes());
+    header.extend_from_slice(&APIC_START_32.to_le_bytes());
     header.extend_from_slice(&[0; 4]); // extended table length, checksum, reserved
     debug_assert_eq!(header.len(), HEADER_SIZE);
     header.extend_from_slice(&entries);
@@ -113,7 +117,11 @@ pub fn build(base: u64, cpus: u8) -> Result<Vec<u8>, Error> {
     let table_addr = base + FLOATING_POINTER_SIZE as u64;
     let mut out = Vec::with_capacity(FLOATING_POINTER_SIZE + table_len);
     out.extend_from_slice(b"_MP_");
-    out.extend_from_slice(&(table_addr as u32).to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(table_addr)
+            .map_err(|_| Error::TooBig)?
+            .to_le_bytes(),
+    );
     out.extend_from_slice(&[1, SPEC_REV, 0, 0, 0, 0, 0, 0]);
     out[10] = checksum(&out);
     out.extend_from_slice(&header);

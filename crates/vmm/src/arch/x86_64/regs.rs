@@ -70,7 +70,8 @@ pub fn boot_sregs(
     let code = gdt::segment(table[2], gdt::CODE_SELECTOR);
     let data = gdt::segment(table[3], gdt::DATA_SELECTOR);
     sregs.gdt.base = GDT_START;
-    sregs.gdt.limit = (std::mem::size_of_val(&table) - 1) as u16;
+    // The boot GDT has four 8-byte entries: its limit (31) fits.
+    sregs.gdt.limit = u16::try_from(std::mem::size_of_val(&table) - 1).unwrap_or(u16::MAX);
     sregs.idt.base = IDT_START;
     sregs.idt.limit = 7;
     sregs.cs = code;

@@ -34,14 +34,15 @@ impl I8042 {
 
 impl BusDevice for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        if data.len() == 1 {
-            data[0] = self.inner.read(offset as u8);
+        // The bus gives offsets inside the device's 5 ports; anything else is ignored.
+        if let (1, Ok(offset)) = (data.len(), u8::try_from(offset)) {
+            data[0] = self.inner.read(offset);
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if data.len() == 1 {
-            let Ok(()) = self.inner.write(offset as u8, data[0]);
+        if let (1, Ok(offset)) = (data.len(), u8::try_from(offset)) {
+            let Ok(()) = self.inner.write(offset, data[0]);
         }
     }
 }

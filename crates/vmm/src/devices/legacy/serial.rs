@@ -1,14 +1,22 @@
-//! The 8250 UART at 0x3f8 (COM1, IRQ 4), on vm-superio. Guest output goes to a writer
-//! (stdout); host input is queued into its receive FIFO by the console.
+//! The 8250 UART at 0x3f8 (COM1, IRQ 4), on vm-superio. Guest output goes into the
+//! console's bounded buffer (never a blocking write on the vCPU thread); while that is
+//! full the line status register says the transmitter is busy, so a guest that polls it
+//! waits, and bytes written anyway are dropped. Host input is queued into the receive
+//! FIFO by the console.
 
-use std::io::Write;
+use std::sync::Arc;
 
 use vm_superio::serial::SerialEvents;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::EventFdTrigger;
 use crate::arch::x86_64::layout::COM1_LEN;
+use crate::console::{Output, OutputWriter};
 use crate::devices::bus::BusDevice;
+
+/// Line status register offset and its transmitter-empty bits (THRE, TEMT).
+const LSR: u8 = 5;
+const LSR_TX_EMPTY: u8 = 0x20 | 0x40;
 
 /// Signals `rx_ready` when the guest has drained the receive FIFO, so that the console
 /// can queue more input.
@@ -31,16 +39,30 @@ impl SerialEvents for RxEvents {
 
 /// The UART.
 pub struct Serial {
-    inner: vm_superio::Serial<EventFdTrigger, RxEvents, Box<dyn Write + Send>>,
+    inner: vm_superio::Serial<EventFdTrigger, RxEvents, OutputWriter>,
+    output: Arc<Output>,
 }
 
 impl Serial {
-    /// A UART raising `irq` and writing guest output to `out`; `rx_ready` fires when the
-    /// receive FIFO has emptied.
-    pub fn new(irq: EventFd, rx_ready: EventFd, out: Box<dyn Write + Send>) -> Self {
+    /// A UART raising `irq` and writing guest output to `output`; `rx_ready` fires when
+    /// the receive FIFO has emptied.
+    pub fn new(irq: EventFd, rx_ready: EventFd, output: Arc<Output>) -> Self {
         Serial {
-            inner: vm_superio::Serial::with_events(EventFdTrigger(irq), RxEvents { rx_ready }, out),
+            inner: vm_superio::Serial::with_events(
+                EventFdTrigger(irq),
+                RxEvents { rx_ready },
+                OutputWriter(output.clone()),
+            ),
+            output,
         }
+    }
+
+    /// A register offset the UART has (0..8), as vm-superio takes it.
+    fn register(offset: u64, len: usize) -> Option<u8> {
+        if len != 1 || offset >= COM1_LEN {
+            return None;
+        }
+        u8::try_from(offset).ok()
     }
 
     /// Queues host input for the guest; returns how many bytes fit.
@@ -54,14 +76,18 @@ impl Serial {
 
 impl BusDevice for Serial {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        if data.len() == 1 && offset < COM1_LEN {
-            data[0] = self.inner.read(offset as u8);
+        if let Some(reg) = Self::register(offset, data.len()) {
+            let mut value = self.inner.read(reg);
+            if reg == LSR && self.output.is_full() {
+                value &= !LSR_TX_EMPTY;
+            }
+            data[0] = value;
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        if data.len() == 1 && offset < COM1_LEN {
-            if let Err(e) = self.inner.write(offset as u8, data[0]) {
+        if let Some(reg) = Self::register(offset, data.len()) {
+            if let Err(e) = self.inner.write(reg, data[0]) {
                 log::debug!("serial: write failed: {e:?}");
             }
         }
@@ -71,48 +97,57 @@ impl BusDevice for Serial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
     use vmm_sys_util::eventfd::EFD_NONBLOCK;
 
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn serial() -> (Serial, Sink, EventFd, EventFd) {
-        let sink = Sink::default();
+    fn serial() -> (Serial, Arc<Output>, EventFd, EventFd, std::fs::File) {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let out = Output::new(std::fs::File::from(w)).unwrap();
         let irq = EventFd::new(EFD_NONBLOCK).unwrap();
         let rx = EventFd::new(EFD_NONBLOCK).unwrap();
         let s = Serial::new(
             irq.try_clone().unwrap(),
             rx.try_clone().unwrap(),
-            Box::new(sink.clone()),
+            out.clone(),
         );
-        (s, sink, irq, rx)
+        (s, out, irq, rx, std::fs::File::from(r))
     }
 
     #[test]
     fn output_reaches_the_writer() {
-        let (mut s, sink, _, _) = serial();
+        use std::io::Read;
+        let (mut s, out, _, _, mut r) = serial();
         for b in b"hi\n" {
             s.write(0, &[*b]);
         }
-        assert_eq!(&*sink.0.lock().unwrap(), b"hi\n");
+        assert_eq!(out.drain(), crate::console::Drained::Empty);
+        let mut got = [0u8; 3];
+        r.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hi\n");
         let mut lsr = [0u8];
         s.read(5, &mut lsr);
         assert_ne!(lsr[0] & 0x20, 0, "THR empty");
     }
 
     #[test]
+    fn full_output_buffer_makes_the_transmitter_busy_and_drops_bytes() {
+        let (mut s, out, _, _, _r) = serial();
+        for _ in 0..crate::console::OUTPUT_CAPACITY + 10 {
+            s.write(0, b"z");
+        }
+        assert!(out.is_full());
+        assert_eq!(out.dropped(), 10);
+        let mut lsr = [0u8];
+        s.read(5, &mut lsr);
+        assert_eq!(
+            lsr[0] & LSR_TX_EMPTY,
+            0,
+            "THR busy while the buffer is full"
+        );
+    }
+
+    #[test]
     fn input_is_readable_and_drain_is_signalled() {
-        let (mut s, _, irq, rx) = serial();
+        let (mut s, _, irq, rx, _r) = serial();
         s.write(1, &[0x01]); // IER: receive-data interrupt
         assert_eq!(s.enqueue(b"ab"), 2);
         assert!(irq.read().is_ok(), "input raises the IRQ");
@@ -126,7 +161,7 @@ mod tests {
 
     #[test]
     fn full_fifo_takes_nothing_more() {
-        let (mut s, _, _, _) = serial();
+        let (mut s, _, _, _, _r) = serial();
         let big = [b'x'; 1000];
         let n = s.enqueue(&big);
         assert!(n > 0 && n < 1000);
@@ -135,11 +170,11 @@ mod tests {
 
     #[test]
     fn odd_sized_accesses_are_ignored() {
-        let (mut s, sink, _, _) = serial();
+        let (mut s, out, _, _, _r) = serial();
         s.write(0, &[1, 2, 3, 4]);
         let mut d = [0u8; 4];
         s.read(0, &mut d);
-        assert!(sink.0.lock().unwrap().is_empty());
+        assert!(out.ready.read().is_err(), "nothing was written");
         assert_eq!(d, [0; 4]);
     }
 }

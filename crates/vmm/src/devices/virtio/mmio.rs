@@ -128,8 +128,8 @@ impl MmioTransport {
                 .device_type(),
             reg::VENDOR_ID => VENDOR_ID,
             reg::DEVICE_FEATURES => match self.device_features_sel {
-                0 => self.device_features() as u32,
-                1 => (self.device_features() >> 32) as u32,
+                0 => low_half(self.device_features()),
+                1 => low_half(self.device_features() >> 32),
                 _ => 0,
             },
             reg::QUEUE_NUM_MAX => q.map_or(0, |q| u32::from(q.max_size())),
@@ -176,7 +176,13 @@ impl MmioTransport {
             reg::QUEUE_SEL => self.queue_sel = value,
             reg::QUEUE_NUM => {
                 if let Some(q) = self.selected_queue() {
-                    q.set_size(value as u16);
+                    // A size that does not fit 16 bits is out of range like any size above
+                    // QueueNumMax: refused (the queue keeps its size and activation checks
+                    // it). Cutting it to 16 bits made 0x1_0008 a valid size of 8.
+                    match u16::try_from(value) {
+                        Ok(size) => q.set_size(size),
+                        Err(_) => log::debug!("virtio-mmio: queue size {value:#x} refused"),
+                    }
                 }
             }
             reg::QUEUE_READY => {
@@ -330,6 +336,11 @@ impl BusDevice for MmioTransport {
     }
 }
 
+/// The low 32 bits of a 64-bit register value (the masked value always fits).
+fn low_half(value: u64) -> u32 {
+    u32::try_from(value & 0xffff_ffff).unwrap_or(u32::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,7 +368,7 @@ mod tests {
         }
         fn read_config(&self, offset: u64, data: &mut [u8]) {
             for (i, b) in data.iter_mut().enumerate() {
-                *b = (offset as u8).wrapping_add(i as u8);
+                *b = offset.to_le_bytes()[0].wrapping_add(i.to_le_bytes()[0]);
             }
         }
         fn activate(

@@ -131,9 +131,14 @@ pub fn add_used_all(
     if used.iter().any(|&(head, _)| head >= q.size()) {
         return Err(virtio_queue::Error::InvalidDescriptorIndex);
     }
+    // More elements than the ring holds cannot be one batch (and the count fits u16).
+    let rest_len = u16::try_from(rest.len())
+        .ok()
+        .filter(|&n| n < q.size())
+        .ok_or(virtio_queue::Error::InvalidDescriptorIndex)?;
     let start = q.next_used();
-    for (i, &(head, len)) in rest.iter().enumerate() {
-        let slot = start.wrapping_add(i as u16) % q.size();
+    for (i, &(head, len)) in (0u16..).zip(rest) {
+        let slot = start.wrapping_add(i) % q.size();
         // struct virtq_used_elem { le32 id; le32 len; } after the 4-byte ring header.
         let at = vm_memory::GuestAddress(q.used_ring())
             .checked_add(4 + u64::from(slot) * 8)
@@ -141,7 +146,7 @@ pub fn add_used_all(
         mem.write_obj([u32::from(head).to_le(), len.to_le()], at)
             .map_err(virtio_queue::Error::GuestMemory)?;
     }
-    q.set_next_used(start.wrapping_add(rest.len() as u16));
+    q.set_next_used(start.wrapping_add(rest_len));
     q.add_used(mem, last_head, last_len)
 }
 
@@ -190,12 +195,12 @@ impl QueueHandler {
 
     /// Adds or removes extra fds from the loop as the device asks.
     fn update_extra(&mut self, device: &dyn VirtioDevice, ops: &mut EventOps) {
-        for (i, (fd, set, watched)) in self.extra.iter_mut().enumerate() {
-            let want = device.watch_extra(i);
+        for (i, (fd, set, watched)) in (0u32..).zip(self.extra.iter_mut()) {
+            let want = device.watch_extra(i as usize);
             if want == *watched {
                 continue;
             }
-            let ev = Events::with_data_raw(*fd, EXTRA_BASE + i as u32, *set);
+            let ev = Events::with_data_raw(*fd, EXTRA_BASE + i, *set);
             let result = if want { ops.add(ev) } else { ops.remove(ev) };
             match result {
                 Ok(()) => *watched = want,
@@ -220,8 +225,8 @@ impl MutEventSubscriber for QueueHandler {
     }
 
     fn init(&mut self, ops: &mut EventOps) {
-        for (i, evt) in self.queue_evts.iter().enumerate() {
-            if let Err(e) = ops.add(Events::with_data(evt, i as u32, EventSet::IN)) {
+        for (i, evt) in (0u32..).zip(&self.queue_evts) {
+            if let Err(e) = ops.add(Events::with_data(evt, i, EventSet::IN)) {
                 log::error!("virtio: cannot watch queue {i}: {e:?}");
             }
         }

@@ -131,10 +131,12 @@ impl Disk {
         if fallocate(&self.file, FallocateMode::ZeroRange, true, offset, len).is_ok() {
             return Ok(());
         }
-        let zeroes = vec![0u8; 64 * 1024];
-        let mut done = 0;
+        const ZEROES: usize = 64 * 1024;
+        let zeroes = vec![0u8; ZEROES];
+        let mut done = 0u64;
         while done < len {
-            let n = (len - done).min(zeroes.len() as u64) as usize;
+            // At most ZEROES bytes: fits usize.
+            let n = usize::try_from(len - done).map_or(ZEROES, |left| left.min(ZEROES));
             self.write_at(&zeroes[..n], offset + done)?;
             done += n as u64;
         }

@@ -1,26 +1,35 @@
 //! virtio-blk on a raw image file: one request queue, read, write, flush, get-id,
-//! discard and write-zeroes, read-only disks. Requests are processed on the event loop
-//! when the driver notifies the queue.
+//! discard and write-zeroes, read-only disks. Requests are carried out by a worker thread
+//! per disk, which waits on the queue's notification eventfd itself: the event loop never
+//! touches the disk, so a slow image or a guest's huge requests cannot stall the console,
+//! the network or SIGTERM.
 
 pub mod disk;
 pub mod request;
 
 use std::num::Wrapping;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
     VIRTIO_BLK_F_WRITE_ZEROES,
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::{
     needs_interrupt, ActivateError, Interrupt, VirtioDevice, INT_CONFIG, INT_VRING,
     VIRTIO_RING_F_EVENT_IDX,
 };
+use crate::seccomp;
 use disk::{Disk, SECTOR_SIZE};
+use request::limits;
 
 /// virtio device ID of a block device.
 pub const DEVICE_TYPE: u32 = 2;
@@ -31,51 +40,258 @@ const QUEUE_SIZES: [u16; 1] = [QUEUE_SIZE];
 /// `write_zeroes_may_unmap`).
 const CONFIG_SIZE: usize = 60;
 
+/// What the worker serves once the driver has started the device.
 struct Active {
     mem: GuestMemoryMmap,
     queue: Queue,
     interrupt: Arc<Interrupt>,
 }
 
+/// Requests from the device (vCPU threads) to its worker.
+#[derive(Default)]
+struct Control {
+    activate: Option<Active>,
+    /// Resets asked for, and answered: a reset waits until the worker has dropped the
+    /// queue, so the driver may reuse the ring memory.
+    resets: u64,
+    resets_done: u64,
+    stop: bool,
+    exited: bool,
+}
+
+/// State shared by the device and its worker.
+struct Shared {
+    control: Mutex<Control>,
+    changed: Condvar,
+    /// Wakes the worker for a control request.
+    wake: EventFd,
+    /// Asks the worker to drop the request it is on (reset, stop).
+    abort: AtomicBool,
+    /// The driver corrupted the ring: the device needs a reset.
+    broken: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake_worker(&self) {
+        if let Err(e) = self.wake.write(1) {
+            log::warn!("virtio-blk: cannot wake the disk worker: {e}");
+        }
+    }
+}
+
 /// A virtio-blk device.
 pub struct Block {
-    disk: Disk,
+    read_only: bool,
     config: [u8; CONFIG_SIZE],
-    active: Option<Active>,
-    broken: bool,
+    shared: Arc<Shared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+/// The disk worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("cannot create the disk worker's eventfd: {0}")]
+    EventFd(#[source] std::io::Error),
+    #[error("cannot start the disk worker thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
+    #[error("the disk worker thread ended during its set-up")]
+    Died,
 }
 
 impl Block {
-    /// A device for an open disk.
-    pub fn new(disk: Disk) -> Self {
+    /// A device for an open disk, whose queue notifications arrive on `queue_evt`; starts
+    /// the disk's worker thread (`disk<index>`), which installs its seccomp filter first.
+    pub fn new(
+        disk: Disk,
+        queue_evt: EventFd,
+        index: u8,
+        filters: &seccomp::Filters,
+    ) -> Result<Self, WorkerError> {
         let config = Self::config_space(&disk);
-        Block {
-            disk,
-            config,
-            active: None,
-            broken: false,
+        let read_only = disk.read_only();
+        let shared = Arc::new(Shared {
+            control: Mutex::new(Control::default()),
+            changed: Condvar::new(),
+            wake: EventFd::new(EFD_NONBLOCK).map_err(WorkerError::EventFd)?,
+            abort: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let worker_shared = shared.clone();
+        let filters = filters.clone();
+        let worker = std::thread::Builder::new()
+            .name(format!("disk{index}"))
+            .spawn(move || {
+                crate::block_stop_signals();
+                let installed = filters.install(seccomp::Thread::Disk(index));
+                let ok = installed.is_ok();
+                let _ = ready_tx.send(installed);
+                if ok {
+                    Worker {
+                        disk,
+                        queue_evt,
+                        shared: worker_shared,
+                        active: None,
+                    }
+                    .run();
+                }
+            })
+            .map_err(WorkerError::Spawn)?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = worker.join();
+                return Err(e.into());
+            }
+            Err(_) => return Err(WorkerError::Died),
         }
+        Ok(Block {
+            read_only,
+            config,
+            shared,
+            worker: Some(worker),
+        })
     }
 
     fn config_space(disk: &Disk) -> [u8; CONFIG_SIZE] {
         let mut c = [0u8; CONFIG_SIZE];
         let mut put = |off: usize, bytes: &[u8]| c[off..off + bytes.len()].copy_from_slice(bytes);
         put(0, &(disk.size() / SECTOR_SIZE).to_le_bytes()); // capacity
-        put(12, &u32::from(QUEUE_SIZE - 2).to_le_bytes()); // seg_max
-        put(36, &(u32::MAX >> 9).to_le_bytes()); // max_discard_sectors
-        put(40, &1u32.to_le_bytes()); // max_discard_seg
-        put(44, &8u32.to_le_bytes()); // discard_sector_alignment (4 KiB)
-        put(48, &(u32::MAX >> 9).to_le_bytes()); // max_write_zeroes_sectors
-        put(52, &1u32.to_le_bytes()); // max_write_zeroes_seg
+        put(12, &limits::SEG_MAX.to_le_bytes()); // seg_max
+        put(36, &limits::MAX_DISCARD_SECTORS.to_le_bytes());
+        put(40, &limits::MAX_DISCARD_SEG.to_le_bytes());
+        put(44, &limits::DISCARD_SECTOR_ALIGNMENT.to_le_bytes());
+        put(48, &limits::MAX_WRITE_ZEROES_SECTORS.to_le_bytes());
+        put(52, &limits::MAX_WRITE_ZEROES_SEG.to_le_bytes());
         put(56, &[1]); // write_zeroes_may_unmap
         c
     }
+}
+
+impl Drop for Block {
+    /// Stops the worker (it drops a request it is on) and waits for it, up to a second:
+    /// a worker stuck in a disk system call is left behind rather than holding up exit.
+    fn drop(&mut self) {
+        let mut c = self.shared.lock();
+        c.stop = true;
+        self.shared.abort.store(true, Ordering::SeqCst);
+        self.shared.wake_worker();
+        let (c, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(c, Duration::from_secs(1), |c| !c.exited)
+            .unwrap_or_else(|p| p.into_inner());
+        let exited = c.exited;
+        drop(c);
+        if let Some(worker) = self.worker.take() {
+            if exited {
+                if worker.join().is_err() {
+                    log::error!("virtio-blk: the disk worker panicked");
+                }
+            } else {
+                log::warn!("virtio-blk: the disk worker is still in a disk call; not waiting");
+            }
+        }
+    }
+}
+
+/// The worker thread's side: the disk, the queue, the notification eventfd.
+struct Worker {
+    disk: Disk,
+    queue_evt: EventFd,
+    shared: Arc<Shared>,
+    active: Option<Active>,
+}
+
+impl Worker {
+    fn run(mut self) {
+        loop {
+            let (queue, wake) = {
+                // SAFETY: both eventfds are owned by this worker (`self`) and outlive
+                // the borrowed descriptors, which live only for this poll.
+                let (q, w) = unsafe {
+                    (
+                        BorrowedFd::borrow_raw(self.queue_evt.as_raw_fd()),
+                        BorrowedFd::borrow_raw(self.shared.wake.as_raw_fd()),
+                    )
+                };
+                let mut fds = [
+                    PollFd::new(q, PollFlags::POLLIN),
+                    PollFd::new(w, PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        log::error!("virtio-blk: the disk worker cannot wait: {e}");
+                        self.exit();
+                        return;
+                    }
+                }
+                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), ready(&fds[1]))
+            };
+            if wake {
+                let _ = self.shared.wake.read();
+                if !self.control() {
+                    return;
+                }
+            }
+            if queue {
+                let _ = self.queue_evt.read();
+            }
+            if !self.shared.broken.load(Ordering::Acquire) {
+                self.serve();
+            }
+        }
+    }
+
+    /// Takes the device's requests; false when the worker must end.
+    fn control(&mut self) -> bool {
+        let mut c = self.shared.lock();
+        if c.stop {
+            drop(c);
+            self.exit();
+            return false;
+        }
+        if c.resets_done < c.resets {
+            self.active = None;
+            c.resets_done = c.resets;
+            self.shared.broken.store(false, Ordering::Release);
+            self.shared.abort.store(false, Ordering::SeqCst);
+            self.shared.changed.notify_all();
+        }
+        if let Some(active) = c.activate.take() {
+            self.active = Some(active);
+            self.shared.broken.store(false, Ordering::Release);
+        }
+        true
+    }
+
+    fn exit(&mut self) {
+        self.active = None;
+        let mut c = self.shared.lock();
+        c.exited = true;
+        self.shared.changed.notify_all();
+    }
 
     /// Serves every available request; stops early and asks for a reset if the driver
-    /// corrupted the ring.
+    /// corrupted the ring, and drops the request it is on when asked to abort.
     fn serve(&mut self) {
         let Some(active) = self.active.as_mut() else {
             return;
+        };
+        let shared = &*self.shared;
+        let broken = |active: &Active, what: &str| {
+            log::warn!("virtio-blk: {what}; device needs reset");
+            shared.broken.store(true, Ordering::Release);
+            active.interrupt.raise(INT_CONFIG);
         };
         let mem = &active.mem;
         let q = &mut active.queue;
@@ -83,9 +299,7 @@ impl Block {
         match q.avail_idx(mem, Ordering::Acquire) {
             Ok(avail) if (avail - Wrapping(q.next_avail())).0 <= q.size() => {}
             _ => {
-                log::warn!("virtio-blk: corrupt avail ring; device needs reset");
-                self.broken = true;
-                active.interrupt.raise(INT_CONFIG);
+                broken(active, "corrupt avail ring");
                 return;
             }
         }
@@ -93,17 +307,18 @@ impl Block {
         loop {
             while let Some(chain) = q.pop_descriptor_chain(mem) {
                 let head = chain.head_index();
-                let out = request::process(mem, &self.disk, chain);
+                let out = request::process(mem, &self.disk, chain, &shared.abort);
+                if shared.abort.load(Ordering::SeqCst) {
+                    return;
+                }
                 if q.add_used(mem, head, out.used_len).is_err() {
-                    log::warn!("virtio-blk: cannot update the used ring; device needs reset");
-                    self.broken = true;
-                    active.interrupt.raise(INT_CONFIG);
+                    broken(active, "cannot update the used ring");
                     return;
                 }
                 served += 1;
             }
             // Re-enable notifications; if more requests slipped in meanwhile, serve them
-            // too (bounded: a driver cannot keep us here forever).
+            // too (bounded: the worker looks at its control requests in between).
             match q.enable_notification(mem) {
                 Ok(true) if served < 4 * usize::from(QUEUE_SIZE) => continue,
                 _ => break,
@@ -128,7 +343,7 @@ impl VirtioDevice for Block {
         let mut f = (1 << VIRTIO_BLK_F_FLUSH)
             | (1 << VIRTIO_BLK_F_SEG_MAX)
             | (1 << VIRTIO_RING_F_EVENT_IDX);
-        if self.disk.read_only() {
+        if self.read_only {
             f |= 1 << VIRTIO_BLK_F_RO;
         } else {
             f |= (1 << VIRTIO_BLK_F_DISCARD) | (1 << VIRTIO_BLK_F_WRITE_ZEROES);
@@ -137,8 +352,13 @@ impl VirtioDevice for Block {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let start = offset as usize;
-        if let Some(src) = self.config.get(start..start + data.len()) {
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        if let Some(src) = start
+            .checked_add(data.len())
+            .and_then(|end| self.config.get(start..end))
+        {
             data.copy_from_slice(src);
         }
     }
@@ -155,28 +375,44 @@ impl VirtioDevice for Block {
             return Err(ActivateError::BadQueue(0));
         }
         queue.set_event_idx(acked_features & (1 << VIRTIO_RING_F_EVENT_IDX) != 0);
-        self.active = Some(Active {
+        let mut c = self.shared.lock();
+        if c.exited {
+            return Err(ActivateError::Backend("the disk worker has stopped".into()));
+        }
+        c.activate = Some(Active {
             mem,
             queue,
             interrupt,
         });
-        self.broken = false;
+        self.shared.broken.store(false, Ordering::Release);
+        drop(c);
+        self.shared.wake_worker();
         Ok(())
     }
 
+    /// Waits until the worker has let go of the queue (it drops a request it is on).
     fn reset(&mut self) {
-        self.active = None;
-        self.broken = false;
+        let mut c = self.shared.lock();
+        c.activate = None;
+        c.resets += 1;
+        let want = c.resets;
+        self.shared.abort.store(true, Ordering::SeqCst);
+        self.shared.wake_worker();
+        let c = self
+            .shared
+            .changed
+            .wait_while(c, |c| c.resets_done < want && !c.exited)
+            .unwrap_or_else(|p| p.into_inner());
+        drop(c);
+        self.shared.broken.store(false, Ordering::Release);
     }
 
-    fn process_queue(&mut self, index: usize) {
-        if index == 0 && !self.broken {
-            self.serve();
-        }
+    fn process_queue(&mut self, _index: usize) {
+        // The worker waits on the queue's eventfd itself.
     }
 
     fn needs_reset(&self) -> bool {
-        self.broken
+        self.shared.broken.load(Ordering::Acquire)
     }
 }
 
@@ -189,11 +425,37 @@ mod tests {
     use vm_memory::{Bytes, GuestAddress};
     use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-    fn block(read_only: bool) -> (Block, tempfile::TempDir) {
+    fn block_with_notify(read_only: bool) -> (Block, tempfile::TempDir, EventFd) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("d.img");
         std::fs::write(&p, vec![7u8; 4096]).unwrap();
-        (Block::new(Disk::open(&p, read_only).unwrap()), d)
+        let notify = EventFd::new(EFD_NONBLOCK).unwrap();
+        let filters = seccomp::Filters::new(seccomp::Mode::Off, None).unwrap();
+        let b = Block::new(
+            Disk::open(&p, read_only).unwrap(),
+            notify.try_clone().unwrap(),
+            0,
+            &filters,
+        )
+        .unwrap();
+        (b, d, notify)
+    }
+
+    fn block(read_only: bool) -> (Block, tempfile::TempDir) {
+        let (b, d, _) = block_with_notify(read_only);
+        (b, d)
+    }
+
+    /// Waits (up to 10 s) for the worker to make `done` true.
+    fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if done() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
     }
 
     #[test]
@@ -213,7 +475,7 @@ mod tests {
 
     #[test]
     fn serves_a_read_and_interrupts() {
-        let (mut b, _d) = block(false);
+        let (mut b, _d, notify) = block_with_notify(false);
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
         let mq = MockSplitQueue::new(&mem, 16);
         mem.write_obj(0u32, GuestAddress(0x8000)).unwrap(); // IN
@@ -229,7 +491,11 @@ mod tests {
         let interrupt = Arc::new(Interrupt::new(irq.try_clone().unwrap()));
         b.activate(mem.clone(), vec![q], 0, interrupt.clone())
             .unwrap();
-        b.process_queue(0);
+        notify.write(1).unwrap();
+        assert!(
+            eventually(|| mq.used().idx().load() == 1),
+            "the worker served it"
+        );
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0xa000)).unwrap(), 0);
         let mut data = [0u8; 512];
         mem.read_slice(&mut data, GuestAddress(0x9000)).unwrap();
@@ -241,17 +507,36 @@ mod tests {
 
     #[test]
     fn corrupt_avail_index_needs_reset_without_hanging() {
-        let (mut b, _d) = block(false);
+        let (mut b, _d, notify) = block_with_notify(false);
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
         let mq = MockSplitQueue::new(&mem, 16);
         mq.avail().idx().store(1000);
         let q: Queue = mq.create_queue().unwrap();
         let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
         b.activate(mem, vec![q], 0, interrupt.clone()).unwrap();
-        b.process_queue(0);
-        assert!(b.needs_reset());
+        notify.write(1).unwrap();
+        assert!(eventually(|| b.needs_reset()));
         assert_eq!(interrupt.status() & INT_CONFIG, INT_CONFIG);
         b.reset();
         assert!(!b.needs_reset());
+    }
+
+    #[test]
+    fn reset_waits_for_the_worker_and_drop_stops_it() {
+        let (mut b, _d) = block(false);
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let mq = MockSplitQueue::new(&mem, 16);
+        let q: Queue = mq.create_queue().unwrap();
+        let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
+        b.activate(mem, vec![q], 0, interrupt).unwrap();
+        b.reset();
+        {
+            let c = b.shared.lock();
+            assert_eq!(c.resets_done, c.resets, "the worker answered the reset");
+            assert!(c.activate.is_none());
+        }
+        let shared = b.shared.clone();
+        drop(b);
+        assert!(shared.lock().exited, "dropping the device ends its worker");
     }
 }

@@ -3,12 +3,14 @@
 //! status byte the device writes in the last descriptor. Anything malformed gets the
 //! status the spec asks for; a chain without a usable status byte is returned unused.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_DISCARD,
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
     VIRTIO_BLK_T_WRITE_ZEROES,
 };
 use virtio_queue::desc::split::Descriptor;
+
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::disk::{Disk, ID_BYTES, SECTOR_SIZE};
@@ -40,21 +42,54 @@ pub struct Outcome {
     pub used_len: u32,
 }
 
+/// The limits the device advertises in its configuration space (virtio 1.2, 5.2.4), and
+/// enforces on every request.
+pub mod limits {
+    /// `seg_max`: data descriptors in one request (header and status not counted).
+    pub const SEG_MAX: u32 = 254;
+    /// `max_discard_sectors`, `max_write_zeroes_sectors`: sectors in one segment.
+    pub const MAX_DISCARD_SECTORS: u32 = u32::MAX >> 9;
+    pub const MAX_WRITE_ZEROES_SECTORS: u32 = u32::MAX >> 9;
+    /// `max_discard_seg`, `max_write_zeroes_seg`: segments in one request.
+    pub const MAX_DISCARD_SEG: u32 = 1;
+    pub const MAX_WRITE_ZEROES_SEG: u32 = 1;
+    /// `discard_sector_alignment` (4 KiB). A hint for the driver's splitting (the spec
+    /// lets a device fail unaligned discards but does not require it): not enforced.
+    pub const DISCARD_SECTOR_ALIGNMENT: u32 = 8;
+}
+
 /// Splits a chain into header, data and status. `Err(Some(addr))` means the chain is
 /// malformed but has a status byte at `addr` (answer IOERR there); `Err(None)` means not
-/// even a status byte can be found.
+/// even a status byte can be found. A chain with more than `seg_max` data descriptors is
+/// malformed; only the first `seg_max + 1` descriptors and the last are kept, so an
+/// indirect table of 65535 descriptors costs a walk, not an allocation.
 pub fn parse(
     mem: &GuestMemoryMmap,
     chain: impl Iterator<Item = Descriptor>,
 ) -> Result<Request, Option<GuestAddress>> {
-    let descs: Vec<Descriptor> = chain.collect();
-    let last = descs.last().ok_or(None)?;
-    if !last.is_write_only() || last.len() < 1 || descs.len() < 2 {
+    // Header + SEG_MAX data descriptors; the status descriptor is `last`.
+    let keep = limits::SEG_MAX as usize + 1;
+    let mut descs: Vec<Descriptor> = Vec::new();
+    let mut last = None;
+    let mut count = 0usize;
+    for d in chain {
+        if let Some(prev) = last.replace(d) {
+            if descs.len() < keep {
+                descs.push(prev);
+            }
+        }
+        count += 1;
+    }
+    let last = last.ok_or(None)?;
+    if !last.is_write_only() || last.len() < 1 || count < 2 {
         return Err(None);
     }
     let status = last.addr();
     // The status byte must be in guest memory, or we cannot answer at all.
     mem.read_obj::<u8>(status).map_err(|_| None)?;
+    if count > keep + 1 {
+        return Err(Some(status));
+    }
     let head = descs[0];
     if head.is_write_only() || head.len() < HEADER_SIZE {
         return Err(Some(status));
@@ -62,7 +97,7 @@ pub fn parse(
     let kind: u32 = mem.read_obj(head.addr()).map_err(|_| Some(status))?;
     let sector_addr = head.addr().checked_add(8).ok_or(Some(status))?;
     let sector: u64 = mem.read_obj(sector_addr).map_err(|_| Some(status))?;
-    let data = descs[1..descs.len() - 1]
+    let data = descs[1..]
         .iter()
         .map(|d| (d.addr(), d.len(), d.is_write_only()))
         .collect();
@@ -75,13 +110,16 @@ pub fn parse(
 }
 
 /// Parses and carries out one chain: what the device does for every request.
+/// `abort` asks a long request to stop between two pieces (the device is being reset
+/// or the VMM is stopping); the caller then drops the request unanswered.
 pub fn process(
     mem: &GuestMemoryMmap,
     disk: &Disk,
     chain: impl Iterator<Item = Descriptor>,
+    abort: &AtomicBool,
 ) -> Outcome {
     match parse(mem, chain) {
-        Ok(req) => execute(mem, disk, &req),
+        Ok(req) => execute(mem, disk, &req, abort),
         Err(Some(status)) => match mem.write_obj(IOERR, status) {
             Ok(()) => Outcome {
                 status: Some(IOERR),
@@ -103,9 +141,9 @@ pub fn process(
 }
 
 /// Carries out `req` on `disk`, writes the status byte, and returns what to report.
-pub fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request) -> Outcome {
-    let (status, written) = match run(mem, disk, req) {
-        Ok(written) => (VIRTIO_BLK_S_OK as u8, written),
+pub fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, abort: &AtomicBool) -> Outcome {
+    let (status, written) = match run(mem, disk, req, abort) {
+        Ok(written) => (OK, written),
         Err(status) => (status, 0),
     };
     if mem.write_obj(status, req.status).is_err() {
@@ -120,8 +158,17 @@ pub fn execute(mem: &GuestMemoryMmap, disk: &Disk, req: &Request) -> Outcome {
     }
 }
 
-const IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
-const UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
+const OK: u8 = status_byte(VIRTIO_BLK_S_OK);
+const IOERR: u8 = status_byte(VIRTIO_BLK_S_IOERR);
+const UNSUPP: u8 = status_byte(VIRTIO_BLK_S_UNSUPP);
+
+/// A virtio-blk status (0, 1, 2 in the bindings' u32) as the byte the device writes;
+/// used in constants, so a value that does not fit fails the build.
+#[allow(clippy::cast_possible_truncation)]
+const fn status_byte(status: u32) -> u8 {
+    assert!(status <= u8::MAX as u32);
+    status as u8
+}
 
 /// Data buffers must all be of one direction for a request type.
 fn buffers(req: &Request, writable: bool) -> Result<u64, u8> {
@@ -151,20 +198,27 @@ fn range(disk: &Disk, sector: u64, len: u64) -> Result<u64, u8> {
 /// Bounce-buffer size: requests move data in pieces of at most this many bytes, so a
 /// guest cannot make the VMM allocate much.
 const CHUNK: u64 = 64 * 1024;
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// Walks the data buffers in chunks, calling `f(buffer, disk offset, guest address)`.
 fn copy_chunks(
     req: &Request,
     mut offset: u64,
+    abort: &AtomicBool,
     mut f: impl FnMut(&mut [u8], u64, GuestAddress) -> Result<(), u8>,
 ) -> Result<(), u8> {
-    let mut buf = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; CHUNK_BYTES];
     for &(addr, len, _) in &req.data {
         let mut done = 0u64;
         while done < u64::from(len) {
-            let n = (u64::from(len) - done).min(CHUNK);
+            if abort.load(Ordering::Relaxed) {
+                return Err(IOERR);
+            }
+            // At most CHUNK bytes: the cast keeps the value.
+            let n = (u64::from(len) - done).min(CHUNK) as usize;
             let guest = addr.checked_add(done).ok_or(IOERR)?;
-            f(&mut buf[..n as usize], offset, guest)?;
+            f(&mut buf[..n], offset, guest)?;
+            let n = n as u64;
             offset += n;
             done += n;
         }
@@ -173,7 +227,7 @@ fn copy_chunks(
 }
 
 /// Returns the bytes written into the chain's data buffers.
-fn run(mem: &GuestMemoryMmap, disk: &Disk, req: &Request) -> Result<u32, u8> {
+fn run(mem: &GuestMemoryMmap, disk: &Disk, req: &Request, abort: &AtomicBool) -> Result<u32, u8> {
     match req.kind {
         VIRTIO_BLK_T_IN => {
             let total = buffers(req, true)?;
@@ -181,11 +235,12 @@ fn run(mem: &GuestMemoryMmap, disk: &Disk, req: &Request) -> Result<u32, u8> {
                 return Err(IOERR);
             }
             let offset = range(disk, req.sector, total)?;
-            copy_chunks(req, offset, |buf, disk_off, addr| {
+            copy_chunks(req, offset, abort, |buf, disk_off, addr| {
                 disk.read_at(buf, disk_off).map_err(|_| IOERR)?;
                 mem.write_slice(buf, addr).map_err(|_| IOERR)
             })?;
-            Ok(total as u32)
+            // total <= MAX_REQUEST_BYTES (1 GiB), so it fits.
+            u32::try_from(total).map_err(|_| IOERR)
         }
         VIRTIO_BLK_T_OUT => {
             let total = buffers(req, false)?;
@@ -193,7 +248,7 @@ fn run(mem: &GuestMemoryMmap, disk: &Disk, req: &Request) -> Result<u32, u8> {
                 return Err(IOERR);
             }
             let offset = range(disk, req.sector, total)?;
-            copy_chunks(req, offset, |buf, disk_off, addr| {
+            copy_chunks(req, offset, abort, |buf, disk_off, addr| {
                 mem.read_slice(buf, addr).map_err(|_| IOERR)?;
                 disk.write_at(buf, disk_off).map_err(|_| IOERR)
             })?;
@@ -206,19 +261,36 @@ fn run(mem: &GuestMemoryMmap, disk: &Disk, req: &Request) -> Result<u32, u8> {
         VIRTIO_BLK_T_GET_ID => {
             buffers(req, true)?;
             let &(addr, len, _) = req.data.first().ok_or(IOERR)?;
-            let n = (len as usize).min(ID_BYTES);
+            let n = usize::try_from(len).unwrap_or(usize::MAX).min(ID_BYTES);
             mem.write_slice(&disk.id()[..n], addr).map_err(|_| IOERR)?;
-            Ok(n as u32)
+            // n <= ID_BYTES (20).
+            u32::try_from(n).map_err(|_| IOERR)
         }
         VIRTIO_BLK_T_DISCARD | VIRTIO_BLK_T_WRITE_ZEROES => {
-            buffers(req, false)?;
+            let total = buffers(req, false)?;
             if disk.read_only() {
                 return Err(IOERR);
             }
+            let discard = req.kind == VIRTIO_BLK_T_DISCARD;
+            let (max_seg, max_sectors) = if discard {
+                (limits::MAX_DISCARD_SEG, limits::MAX_DISCARD_SECTORS)
+            } else {
+                (
+                    limits::MAX_WRITE_ZEROES_SEG,
+                    limits::MAX_WRITE_ZEROES_SECTORS,
+                )
+            };
+            // Whole segments, at least one, at most what the device advertises; each
+            // segment in one descriptor.
+            let segments = total / u64::from(SEGMENT_SIZE);
+            if total % u64::from(SEGMENT_SIZE) != 0
+                || segments == 0
+                || segments > u64::from(max_seg)
+                || req.data.iter().any(|&(_, len, _)| len % SEGMENT_SIZE != 0)
+            {
+                return Err(IOERR);
+            }
             for &(addr, len, _) in &req.data {
-                if len % SEGMENT_SIZE != 0 {
-                    return Err(IOERR);
-                }
                 for i in 0..len / SEGMENT_SIZE {
                     let seg = addr.checked_add(u64::from(i * SEGMENT_SIZE)).ok_or(IOERR)?;
                     let mut raw = [0u8; SEGMENT_SIZE as usize];
@@ -226,9 +298,12 @@ fn run(mem: &GuestMemoryMmap, disk: &Disk, req: &Request) -> Result<u32, u8> {
                     let sector = u64::from_le_bytes(raw[0..8].try_into().unwrap_or_default());
                     let count = u32::from_le_bytes(raw[8..12].try_into().unwrap_or_default());
                     let flags = u32::from_le_bytes(raw[12..16].try_into().unwrap_or_default());
+                    if count > max_sectors {
+                        return Err(IOERR);
+                    }
                     let bytes = u64::from(count) * SECTOR_SIZE;
                     let offset = range(disk, sector, bytes)?;
-                    let result = if req.kind == VIRTIO_BLK_T_DISCARD {
+                    let result = if discard {
                         if flags != 0 {
                             return Err(UNSUPP);
                         }
@@ -279,7 +354,9 @@ mod tests {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.img");
-        let content: Vec<u8> = (0..8192u32).map(|i| (i / 512) as u8 + 1).collect();
+        let content: Vec<u8> = (0..8192u32)
+            .map(|i| u8::try_from(i / 512).unwrap() + 1)
+            .collect();
         std::fs::write(&path, content).unwrap();
         let disk = Disk::open(&path, read_only).unwrap();
         Fx {
@@ -302,7 +379,7 @@ mod tests {
         mq.build_desc_chain(descs).unwrap();
         let mut q: Queue = mq.create_queue().unwrap();
         let chain = q.pop_descriptor_chain(&f.mem).expect("a chain");
-        process(&f.mem, &f.disk, chain)
+        process(&f.mem, &f.disk, chain, &AtomicBool::new(false))
     }
 
     fn d(addr: u64, len: u32, flags: u16) -> RawDescriptor {
@@ -511,7 +588,7 @@ mod random_chains {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let kinds = [0u32, 1, 4, 8, 11, 13, 2, 0xffff_ffff];
         for round in 0..3000 {
-            let n = 1 + rng.below(6) as u16;
+            let n = 1 + u16::try_from(rng.below(6)).unwrap();
             let mut descs = Vec::new();
             for i in 0..n {
                 // Mostly plausible addresses, sometimes outside memory or at the edge.
@@ -521,17 +598,17 @@ mod random_chains {
                     _ => 0x4_0000 + rng.below(0x8_0000),
                 };
                 let len = match rng.below(4) {
-                    0 => rng.below(0x1_0000) as u32,
+                    0 => u32::try_from(rng.below(0x1_0000)).unwrap(),
                     1 => 16,
                     2 => 1,
-                    _ => 512 * (1 + rng.below(4) as u32),
+                    _ => 512 * (1 + u32::try_from(rng.below(4)).unwrap()),
                 };
-                let mut flags = (rng.below(4) as u16) & 0x3; // NEXT and WRITE bits
+                let mut flags = u16::try_from(rng.below(4)).unwrap() & 0x3; // NEXT and WRITE bits
                 if i + 1 < n {
                     flags |= 1;
                 }
                 let next = if rng.below(10) == 0 {
-                    rng.below(16) as u16
+                    u16::try_from(rng.below(16)).unwrap()
                 } else {
                     i + 1
                 };
@@ -539,7 +616,10 @@ mod random_chains {
             }
             // Plant a header at a plausible place.
             let hdr = GuestAddress((0x4_0000 + rng.below(0x8_0000)) & !0xf);
-            let _ = mem.write_obj(kinds[rng.below(kinds.len() as u64) as usize], hdr);
+            let _ = mem.write_obj(
+                kinds[usize::try_from(rng.below(kinds.len() as u64)).unwrap()],
+                hdr,
+            );
             let _ = mem.write_obj(rng.below(80), hdr.unchecked_add(8));
             let mq = MockSplitQueue::new(&mem, 16);
             if mq.build_desc_chain(&descs).is_err() {
@@ -549,7 +629,7 @@ mod random_chains {
             let Some(chain) = q.pop_descriptor_chain(&mem) else {
                 continue;
             };
-            let out = process(&mem, &disks[0], chain);
+            let out = process(&mem, &disks[0], chain, &AtomicBool::new(false));
             match out.status {
                 None => assert_eq!(out.used_len, 0, "round {round}"),
                 Some(s) => {

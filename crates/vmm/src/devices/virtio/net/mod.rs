@@ -265,14 +265,16 @@ pub fn deliver(mem: &GuestMemoryMmap, q: &mut Queue, frame: &[u8], mergeable: bo
                 break;
             }
         }
-        used.push((head, in_chain as u32));
+        // in_chain is at most the frame's length, far below 4 GiB.
+        used.push((head, u32::try_from(in_chain).unwrap_or(u32::MAX)));
         if broken || !mergeable {
             break;
         }
     }
     let complete = !broken && written == frame.len();
     if let Some(addr) = header_at.filter(|_| complete) {
-        let count = used.len() as u16;
+        // One buffer per descriptor chain: at most the queue size, a u16.
+        let count = u16::try_from(used.len()).unwrap_or(u16::MAX);
         if let Some(at) = addr.checked_add(NUM_BUFFERS_OFFSET) {
             let _ = mem.write_obj(count.to_le(), at);
         }
@@ -324,8 +326,13 @@ impl VirtioDevice for Net {
     }
 
     fn read_config(&self, offset: u64, data: &mut [u8]) {
-        let start = offset as usize;
-        if let Some(src) = self.mac.0.get(start..start + data.len()) {
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
+        if let Some(src) = start
+            .checked_add(data.len())
+            .and_then(|end| self.mac.0.get(start..end))
+        {
             data.copy_from_slice(src);
         }
     }
@@ -369,7 +376,10 @@ impl VirtioDevice for Net {
             interrupt,
             mergeable: has(VIRTIO_NET_F_MRG_RXBUF),
         });
-        self.receive();
+        // No receive here: this runs on a vCPU thread, whose seccomp filter has no
+        // `read`. Frames waiting on the TAP keep it readable (epoll is level-triggered),
+        // and the driver notifies RX once it has posted buffers; both reach `receive` on
+        // the event loop.
         Ok(())
     }
 

@@ -3,12 +3,15 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::path::Path;
 
 /// Length of the header on every frame (`struct virtio_net_hdr_v1`).
 pub const VNET_HDR_LEN: usize = 12;
+/// The same, as TUNSETVNETHDRSZ takes it.
+const VNET_HDR_LEN_INT: libc::c_int = 12;
+const _: () = assert!(VNET_HDR_LEN_INT as usize == VNET_HDR_LEN);
 
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
@@ -54,12 +57,16 @@ pub struct Tap {
     name: String,
 }
 
-/// This process's user for `ip tuntap ... user`: the effective uid (the owner of
-/// /proc/self), or a placeholder if /proc is missing.
+/// This process's user for `ip tuntap ... user`: the effective uid.
 fn user_hint() -> String {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid().to_string())
-        .unwrap_or_else(|_| "USER".to_string())
+    nix::unistd::geteuid().to_string()
+}
+
+/// Whether interface `name` exists, or cannot be known because there is no sysfs (in
+/// minnow's jail, whose jailer checked the TAP in the VMM's network namespace).
+fn exists_or_unknown(name: &str) -> bool {
+    let net = Path::new("/sys/class/net");
+    !net.is_dir() || net.join(name).exists()
 }
 
 fn is_permission(e: &io::Error) -> bool {
@@ -70,7 +77,7 @@ impl Tap {
     /// Attaches to TAP `name`; creates it (non-persistent) only when `create` is set.
     pub fn open(name: &str, create: bool) -> Result<Tap, Error> {
         crate::config::check_tap_name(name)?;
-        if !create && !Path::new("/sys/class/net").join(name).exists() {
+        if !create && !exists_or_unknown(name) {
             return Err(Error::Missing(name.to_string()));
         }
         let file = OpenOptions::new()
@@ -101,7 +108,7 @@ impl Tap {
             // one always needs CAP_NET_ADMIN.
             return Err(if !is_permission(&e) {
                 Error::Attach { name, source: e }
-            } else if Path::new("/sys/class/net").join(&name).exists() {
+            } else if exists_or_unknown(&name) {
                 Error::Permission { name, user }
             } else {
                 Error::CreatePermission { name, user }
@@ -111,7 +118,7 @@ impl Tap {
             file,
             name: name.to_string(),
         };
-        tap.ioctl_int(TUNSETVNETHDRSZ, VNET_HDR_LEN as libc::c_int)
+        tap.ioctl_int(TUNSETVNETHDRSZ, VNET_HDR_LEN_INT)
             .map_err(|source| Error::Attach {
                 name: name.to_string(),
                 source,

@@ -1,6 +1,9 @@
-//! Cgroups for containers: finds the memory, cpu and pids controllers (cgroup v2, v1, or
-//! the hybrid layout where v1 hierarchies sit next to an unused cgroup2 mount), creates one
-//! cgroup per container in each, writes the limits, and removes them afterwards.
+//! Cgroups for containers and jailed VMMs: finds the memory, cpu and pids controllers
+//! (cgroup v2, v1, or the hybrid layout where v1 hierarchies sit next to an unused cgroup2
+//! mount), creates one cgroup per container or jail in each, writes the limits, and removes
+//! them afterwards. Used by minnow-container and minnow-jail.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -78,17 +81,37 @@ pub fn v2_files(limits: &Limits) -> Vec<LimitFile> {
     out
 }
 
-/// The controllers `limits` needs.
+/// The command-line flags that set each limit, named in messages.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Flags {
+    pub memory: &'static str,
+    pub cpus: &'static str,
+    pub pids: &'static str,
+}
+
+/// `minnow container run`'s flags.
+pub const CONTAINER_FLAGS: Flags = Flags {
+    memory: "--mem-mib",
+    cpus: "--cpus",
+    pids: "--pids",
+};
+
+/// The controllers `limits` needs, with the container flags that ask for them.
 pub fn needed(limits: &Limits) -> Vec<(&'static str, &'static str)> {
+    needed_with(limits, &CONTAINER_FLAGS)
+}
+
+/// The controllers `limits` needs, with the flags (`flags`) that ask for them.
+pub fn needed_with(limits: &Limits, flags: &Flags) -> Vec<(&'static str, &'static str)> {
     let mut out = Vec::new();
     if limits.memory_bytes.is_some() {
-        out.push(("memory", "--mem-mib"));
+        out.push(("memory", flags.memory));
     }
     if limits.cpus.is_some() {
-        out.push(("cpu", "--cpus"));
+        out.push(("cpu", flags.cpus));
     }
     if limits.pids.is_some() {
-        out.push(("pids", "--pids"));
+        out.push(("pids", flags.pids));
     }
     out
 }
@@ -200,7 +223,17 @@ impl Cgroup {
     /// writes `limits`. v1 cgroups go under this process's own cgroup (so any limit the
     /// caller is under still holds); v2 ones under the root. On error, nothing is left.
     pub fn create(id: &str, limits: &Limits, layout: &Layout) -> Result<Cgroup, String> {
-        for (ctrl, flag) in needed(limits) {
+        Cgroup::create_with(id, limits, layout, &CONTAINER_FLAGS)
+    }
+
+    /// [`Cgroup::create`], naming `flags` in messages about the limits.
+    pub fn create_with(
+        id: &str,
+        limits: &Limits,
+        layout: &Layout,
+        flags: &Flags,
+    ) -> Result<Cgroup, String> {
+        for (ctrl, flag) in needed_with(limits, flags) {
             if !layout.controllers.contains_key(ctrl) {
                 return Err(format!(
                     "this host cannot enforce {flag}: no {ctrl} cgroup controller is available (cgroup layout: {}); drop {flag} or enable the {ctrl} controller",
@@ -209,7 +242,7 @@ impl Cgroup {
             }
         }
         let mut cg = Cgroup::default();
-        let result = cg.populate(id, limits, layout);
+        let result = cg.populate(id, limits, layout, flags);
         if let Err(e) = result {
             cg.remove();
             return Err(e);
@@ -217,7 +250,13 @@ impl Cgroup {
         Ok(cg)
     }
 
-    fn populate(&mut self, id: &str, limits: &Limits, layout: &Layout) -> Result<(), String> {
+    fn populate(
+        &mut self,
+        id: &str,
+        limits: &Limits,
+        layout: &Layout,
+        flags: &Flags,
+    ) -> Result<(), String> {
         let name = format!("minnow-{id}");
         let mut by_dir: BTreeMap<PathBuf, (u8, Vec<&str>)> = BTreeMap::new();
         for (ctrl, (version, mount)) in &layout.controllers {
@@ -249,8 +288,13 @@ impl Cgroup {
                 let enable: Vec<String> = ctrls.iter().map(|c| format!("+{c}")).collect();
                 write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
             }
-            fs::create_dir(&dir)
-                .map_err(|e| format!("cannot create cgroup {}: {e}; run as root", dir.display()))?;
+            fs::create_dir(&dir).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => format!(
+                    "cgroup {} already exists: another container or jail has id {id}; give another id, or remove it (rmdir) if nothing runs in it",
+                    dir.display()
+                ),
+                _ => format!("cannot create cgroup {}: {e}; run as root", dir.display()),
+            })?;
             self.dirs.push(dir.clone());
             for (ctrl, file, value, required) in files(version) {
                 if !ctrls.contains(&ctrl) {
@@ -262,7 +306,7 @@ impl Cgroup {
                 }
                 match write(&path, &value) {
                     Err(e) if required => {
-                        let flag = needed(limits)
+                        let flag = needed_with(limits, flags)
                             .into_iter()
                             .find(|(c, _)| *c == ctrl)
                             .map_or(ctrl, |(_, f)| f);
