@@ -43,6 +43,10 @@ enum Command {
     Image(cli::image::ImageArgs),
     /// Run and manage containers.
     Container(cli::container::ContainerArgs),
+    /// Log in to a registry (credentials go to Docker's config.json).
+    Login(cli::registry::LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(cli::registry::LogoutArgs),
 }
 
 #[derive(Args)]
@@ -202,6 +206,12 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
     let jail_dir = jail.dir()?.map(PathBuf::from);
     let seccomp = args.seccomp;
     let config = args.into_config().map_err(|e| e.to_string())?;
+    if let Some(name) = config.image.as_deref() {
+        if minnow_registry::names_a_registry(name) {
+            let store = minnow_image::Store::open(&minnow_image::store_path(config.store.clone()))?;
+            cli::registry::ensure_image(&store, name)?;
+        }
+    }
     let kvm_device = std::env::var_os(KVM_DEVICE_ENV).map_or_else(
         || PathBuf::from(minnow_vmm::kvm::DEFAULT_DEVICE),
         PathBuf::from,
@@ -249,11 +259,34 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
     Ok(code)
 }
 
+/// The registry stack (rustls, its certificate verifier, hyper, reqwest, oci-client)
+/// reports what matters through minnow's errors; its own log lines (a TLS failure logged
+/// before the error that says it) are shown only at debug and trace.
+const REGISTRY_STACK: &[&str] = &[
+    "rustls",
+    "rustls_platform_verifier",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+    "oci_client",
+    "h2",
+];
+
+fn log_filter(level: &str) -> String {
+    let mut f = format!("warn,minnow={level}");
+    if !matches!(level, "debug" | "trace") {
+        for c in REGISTRY_STACK {
+            f += &format!(",{c}=off");
+        }
+    }
+    f
+}
+
 fn main() -> ExitCode {
     let start = Instant::now();
     let cli = Cli::parse();
     env_logger::Builder::new()
-        .parse_filters(&format!("warn,minnow={}", cli.log_level))
+        .parse_filters(&log_filter(&cli.log_level))
         .format(|buf, record| {
             use std::io::Write;
             match record.level() {
@@ -273,6 +306,8 @@ fn main() -> ExitCode {
         Command::Net(args) => net(args),
         Command::Image(args) => cli::image::run(args),
         Command::Container(args) => cli::container::run(args),
+        Command::Login(args) => cli::registry::login(args),
+        Command::Logout(args) => cli::registry::logout(args),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),

@@ -136,6 +136,7 @@ pub fn run(args: ContainerArgs) -> Result<i32, String> {
     let store = Store::open(&path)?;
     match args.command {
         ContainerCommand::Run(r) => {
+            super::registry::ensure_image(&store, &r.image)?;
             let opts = RunOptions {
                 limits: limits(&r)?,
                 name: r.name,

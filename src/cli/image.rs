@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use minnow_image::oci;
 use minnow_image::{printable, store_path, Store};
+
+use super::registry::RegistryFlags;
 
 #[derive(Args, Debug)]
 pub struct ImageArgs {
@@ -42,6 +45,29 @@ pub enum ImageCommand {
         #[arg(long)]
         tag: String,
     },
+    /// Pull an image from a registry: REGISTRY/REPO:TAG or REGISTRY/REPO@sha256:DIGEST.
+    Pull {
+        reference: String,
+        /// The platform to pick from a multi-platform image: OS/ARCH[/VARIANT].
+        #[arg(long, default_value = "linux/amd64")]
+        platform: String,
+        /// Name in the store [default: the reference as given].
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        flags: RegistryFlags,
+    },
+    /// Push an image to a registry as REGISTRY/REPO:TAG.
+    Push {
+        name: String,
+        reference: String,
+        #[command(flatten)]
+        flags: RegistryFlags,
+    },
+    /// Give an image another name.
+    Tag { name: String, new_name: String },
+    /// Show an image's manifest, config, layers and sizes as JSON.
+    Inspect { name: String },
 }
 
 fn default_name(src: &std::path::Path) -> Result<String, String> {
@@ -116,8 +142,80 @@ pub fn run(args: ImageArgs) -> Result<i32, String> {
             let img = store.build(&from, &add, &tag)?;
             println!("{} {}", img.name, img.manifest_digest);
         }
+        ImageCommand::Pull {
+            reference,
+            platform,
+            name,
+            flags,
+        } => {
+            let pull = minnow_registry::pull::PullOptions {
+                name,
+                platform: Some(platform),
+            };
+            let pulled = minnow_registry::pull(&store, &reference, &pull, &flags.options())
+                .map_err(|e| e.to_string())?;
+            println!("{pulled}");
+        }
+        ImageCommand::Push {
+            name,
+            reference,
+            flags,
+        } => {
+            let pushed = minnow_registry::push(&store, &name, &reference, &flags.options())
+                .map_err(|e| e.to_string())?;
+            println!("{pushed}");
+        }
+        ImageCommand::Tag { name, new_name } => {
+            let desc = store.tag(&name, &new_name).map_err(|e| e.to_string())?;
+            println!("{new_name} {}", desc.digest);
+        }
+        ImageCommand::Inspect { name } => {
+            let v = inspect(&store, &name)?;
+            let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+            println!("{text}");
+        }
     }
     Ok(0)
+}
+
+/// `image inspect`: the index entry, the manifest and config as stored, and per layer its
+/// digest, media type, size and diff id.
+fn inspect(store: &Store, name: &str) -> Result<serde_json::Value, String> {
+    use serde_json::{json, Value};
+    let img = store.resolve(name)?;
+    let manifest: Value = serde_json::from_slice(&store.manifest_bytes(&img)?)
+        .map_err(|e| format!("manifest of {name} is not valid JSON: {e}"))?;
+    let config = serde_json::to_value(&img.config).map_err(|e| e.to_string())?;
+    let entry = store.entry(name).ok();
+    let layers: Vec<Value> = img
+        .manifest
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            json!({
+                "digest": l.digest,
+                "mediaType": l.media_type,
+                "size": l.size,
+                "diffId": img.config.rootfs.diff_ids.get(i),
+            })
+        })
+        .collect();
+    let size = img.manifest.config.size + img.manifest.layers.iter().map(|l| l.size).sum::<u64>();
+    let ann = |k: &str| entry.as_ref().and_then(|e| e.annotations.get(k).cloned());
+    Ok(json!({
+        "name": name,
+        "digest": img.manifest_digest.to_string(),
+        "mediaType": img.manifest.media_type.clone().unwrap_or_else(|| oci::MEDIA_MANIFEST.into()),
+        "source": ann(oci::SOURCE),
+        "indexDigest": ann(oci::INDEX_DIGEST),
+        "os": img.config.os,
+        "architecture": img.config.architecture,
+        "size": size,
+        "layers": layers,
+        "manifest": manifest,
+        "config": config,
+    }))
 }
 
 #[cfg(test)]

@@ -4,3 +4,4 @@ pub mod container;
 pub mod image;
 pub mod jail;
 pub mod net;
+pub mod registry;

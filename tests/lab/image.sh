@@ -5,6 +5,8 @@
 #   - arguments with spaces and quotes reach the workload unchanged (minnow.cmd encoding)
 #   - --container runs the workload in a container inside the VM (minnow's own runtime)
 #   - the cached ext4 is built once, reused, and never modified by runs
+#   - a registry image (docker-registry on the lab's loopback, busybox pushed by skopeo)
+#     is pulled by `minnow run --image REGISTRY/REPO:TAG` and boots as a microVM
 #   - errors: unknown image, command too long
 # Prints "N passed, M failed"; exits non-zero if a check failed.
 set -uo pipefail
@@ -64,6 +66,23 @@ check "container: its own cached disk" test "$(disks container | wc -l)" = 1
 vm ctr2 --image busybox --container -- echo "x  y" "it's"
 check "container: quoting survives two hops" test "$(out ctr2)" = "x  y it's"
 check "container: cached disk reused" grep -q "using cached VM disk" "$T/ctr2.err"
+
+# A pulled image as a microVM: docker-registry on the lab's loopback, busybox pushed by
+# skopeo; `minnow run --image REF` pulls it (the store lacks it) and boots it.
+ip link set lo up 2>/dev/null
+REGPORT=5741
+mkdir -p "$T/reg"
+printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: "127.0.0.1:%s"}\n' "$T/reg" "$REGPORT" >"$T/reg.yml"
+docker-registry serve "$T/reg.yml" >"$T/reg.log" 2>&1 &
+REGPID=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$REGPORT) 2>/dev/null && break; sleep 0.2; done
+timeout 300 skopeo copy --dest-tls-verify=false "oci:$S:busybox" "docker://127.0.0.1:$REGPORT/lab/bb:1" >"$T/skopeo.log" 2>&1
+check "registry: skopeo pushed busybox" test $? = 0
+vm pulled --image "127.0.0.1:$REGPORT/lab/bb:1" -- sh -c 'echo pulled-and-booted; exit 4'
+check "registry: the pulled image boots and prints" test "$(out pulled)" = "pulled-and-booted"
+check "registry: exit code 4" test "$(rc pulled)" = 4
+check "registry: it was pulled first" grep -q "pulled 127.0.0.1:$REGPORT/lab/bb:1" "$T/pulled.err"
+kill "$REGPID" 2>/dev/null; wait "$REGPID" 2>/dev/null
 
 vm unknown --image no-such-image -- true
 check "unknown image: exit 1 and one error line" bash -c "test \"\$(cat '$T/unknown.rc')\" = 1 && test \"\$(wc -l <'$T/unknown.err')\" = 1 && grep -q 'no image' '$T/unknown.err'"

@@ -21,6 +21,7 @@ mod lab_boot;
 mod lab_io;
 mod mem;
 mod plot;
+mod registry;
 mod report;
 mod rows;
 mod startup;
@@ -59,6 +60,8 @@ enum BenchCommand {
     Startup(startup::StartupArgs),
     /// Minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput in the lab.
     LabIo(lab_io::LabIoArgs),
+    /// Registry pull and push through a loopback registry: minnow vs skopeo, cold and warm.
+    Registry(registry::RegistryArgs),
     /// Every benchmark, then the summary (what `make bench` runs).
     All(AllArgs),
     /// Collect DIR/*/BENCH.json into DIR/latest.md and DIR/latest.json.
@@ -154,6 +157,7 @@ fn dispatch(c: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Host(a) => publish(&host::run(&a)?, &a.out),
         BenchCommand::LabBoot(a) => publish(&lab_boot::run(&a)?, &a.out),
         BenchCommand::LabIo(a) => publish(&lab_io::run(&a)?, &a.out),
+        BenchCommand::Registry(a) => publish(&registry::run(&a)?, &a.out),
         BenchCommand::Startup(a) => {
             let out = a.out.clone();
             let r = startup::run(a)?;
@@ -289,6 +293,15 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
             lab_timeout: None,
             lab_inner: None,
             command: Vec::new(),
+        })
+    });
+    step(&out, "registry", |dir| {
+        registry::run(&registry::RegistryArgs {
+            runs: 5,
+            layers: 3,
+            layer_mib: 16,
+            minnow: Some(minnow.clone()),
+            out: dir.to_path_buf(),
         })
     });
     step(&out, "lab-io", |dir| {

@@ -76,6 +76,23 @@ impl Store {
                 }
             }
         }
+        // Verified blobs of pulls that never named them (ingest.rs) wait in incoming/
+        // for the next pull; after a day they are collected too.
+        if let Ok(waiting) = fs::read_dir(self.root().join("incoming/sha256")) {
+            let day = std::time::Duration::from_secs(24 * 3600);
+            for b in waiting.flatten() {
+                let old = b
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > day);
+                let named = self.root().join("blobs/sha256").join(b.file_name());
+                if (old || named.is_file()) && fs::remove_file(b.path()).is_ok() {
+                    freed += 1;
+                }
+            }
+        }
         Ok(freed)
     }
 

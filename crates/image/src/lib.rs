@@ -4,7 +4,8 @@
 //! ```text
 //! STORE/oci-layout                     {"imageLayoutVersion": "1.0.0"}
 //! STORE/index.json                     named manifests (org.opencontainers.image.ref.name)
-//! STORE/blobs/sha256/<hex>             manifests, configs, uncompressed tar layers
+//! STORE/blobs/sha256/<hex>             manifests, configs, tar layers (gzip/zstd as pulled)
+//! STORE/incoming/sha256/<hex>          verified blobs of a pull not yet named
 //! STORE/layers/<hex>/rootfs            extracted layer (read-only overlay lower dir)
 //! STORE/containers/<id>/               one container: state.json, upper/, work/, rootfs/
 //! ```
@@ -14,12 +15,16 @@
 //!
 //! Modules: [`store`] (the layout, blobs, names), [`import`] (images from directories,
 //! tars and the busybox default), [`gc`] (removal and garbage collection), [`layer`]
-//! (layer tars: packing and extraction), [`busybox`] (the default image's root).
+//! (layer tars: packing and extraction), [`busybox`] (the default image's root),
+//! [`compress`] (layer compression: the decoder extraction uses), [`ingest`] (verified
+//! content from a registry entering the store; names and tags).
 
 pub mod busybox;
+pub mod compress;
 pub mod digest;
 pub mod gc;
 pub mod import;
+pub mod ingest;
 pub mod layer;
 pub mod oci;
 pub mod store;

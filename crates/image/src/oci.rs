@@ -11,8 +11,17 @@ pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifes
 pub const MEDIA_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MEDIA_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MEDIA_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MEDIA_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+/// Docker's image manifest (v2 schema 2) and its config, as registries serve them.
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MEDIA_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const CREATED: &str = "org.opencontainers.image.created";
+/// minnow's annotation on an `index.json` entry: the reference an image was pulled from
+/// (a push to the same registry can mount its blobs from there).
+pub const SOURCE: &str = "io.github.minnow.image.source";
+/// minnow's annotation: the digest of the image index a platform manifest was picked from.
+pub const INDEX_DIGEST: &str = "io.github.minnow.image.index.digest";
 
 /// A content descriptor: what a blob is, its digest and size.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

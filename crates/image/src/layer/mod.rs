@@ -22,8 +22,9 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use crate::compress::Compression;
 use crate::digest::{Digest, HashingReader};
-use crate::oci::{self, Descriptor};
+use crate::oci::Descriptor;
 use crate::{Image, Store};
 
 pub use unpack::{Limits, Summary, UnpackError};
@@ -37,7 +38,7 @@ const MARKER_FORMAT: &str = "minnow-layer-1";
 pub enum ExtractError {
     #[error("{0}")]
     BadDigest(String),
-    #[error("layer {digest} has unsupported media type {media_type}; minnow reads uncompressed and gzip layers: copy the image again with them (skopeo copy --dest-compress-format gzip ...)")]
+    #[error("layer {digest} has unsupported media type {media_type}; minnow reads uncompressed, gzip and zstd tar layers: copy the image again with gzip (skopeo copy --dest-compress-format gzip ...)")]
     MediaType { digest: Digest, media_type: String },
     #[error("layer blob {digest} is missing from the store ({source}); remove the image and import it again")]
     Missing {
@@ -136,10 +137,7 @@ impl Store {
                 source,
             })?;
         }
-        if desc.media_type != oci::MEDIA_LAYER
-            && desc.media_type != oci::MEDIA_LAYER_GZIP
-            && !desc.media_type.contains("docker.image.rootfs.diff.tar")
-        {
+        if Compression::of(&desc.media_type).is_err() {
             return Err(ExtractError::MediaType {
                 digest: d,
                 media_type: desc.media_type.clone(),
@@ -192,15 +190,16 @@ impl Store {
         let tmp_root = tmp.join("rootfs");
         fs::create_dir_all(&tmp_root).map_err(store_err("create", &tmp_root))?;
         let mut reader = HashingReader::new(BufReader::new(file));
-        let unpacked = if desc.media_type.ends_with("gzip") {
-            unpack::unpack(
-                flate2::read::GzDecoder::new(&mut reader),
-                &tmp_root,
-                &self.limits,
-            )
-        } else {
-            unpack::unpack(&mut reader, &tmp_root, &self.limits)
-        };
+        // The decoder hook (compress.rs): uncompressed, gzip or zstd, by media type.
+        let unpacked = Compression::of(&desc.media_type)
+            .map_err(|e| unpack::UnpackError::Tar {
+                source: io::Error::other(e),
+            })
+            .and_then(|c| {
+                c.decoder(BufReader::new(&mut reader))
+                    .map_err(|source| unpack::UnpackError::Tar { source })
+            })
+            .and_then(|r| unpack::unpack(r, &tmp_root, &self.limits));
         let (actual, n) = reader.finish().map_err(|source| ExtractError::Read {
             path: blob.to_path_buf(),
             source,
