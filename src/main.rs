@@ -209,7 +209,7 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
     if let Some(name) = config.image.as_deref() {
         if minnow_registry::names_a_registry(name) {
             let store = minnow_image::Store::open(&minnow_image::store_path(config.store.clone()))?;
-            cli::registry::ensure_image(&store, name)?;
+            cli::registry::ensure_image(&store, name, log_level)?;
         }
     }
     let kvm_device = std::env::var_os(KVM_DEVICE_ENV).map_or_else(
@@ -259,27 +259,8 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
     Ok(code)
 }
 
-/// The registry stack (rustls, its certificate verifier, hyper, reqwest, oci-client)
-/// reports what matters through minnow's errors; its own log lines (a TLS failure logged
-/// before the error that says it) are shown only at debug and trace.
-const REGISTRY_STACK: &[&str] = &[
-    "rustls",
-    "rustls_platform_verifier",
-    "hyper",
-    "hyper_util",
-    "reqwest",
-    "oci_client",
-    "h2",
-];
-
 fn log_filter(level: &str) -> String {
-    let mut f = format!("warn,minnow={level}");
-    if !matches!(level, "debug" | "trace") {
-        for c in REGISTRY_STACK {
-            f += &format!(",{c}=off");
-        }
-    }
-    f
+    format!("warn,minnow={level}")
 }
 
 fn main() -> ExitCode {
@@ -304,13 +285,17 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args, start, &cli.log_level),
         Command::Net(args) => net(args),
-        Command::Image(args) => cli::image::run(args),
-        Command::Container(args) => cli::container::run(args),
-        Command::Login(args) => cli::registry::login(args),
-        Command::Logout(args) => cli::registry::logout(args),
+        Command::Image(args) => cli::image::run(args, &cli.log_level),
+        Command::Container(args) => cli::container::run(args, &cli.log_level),
+        Command::Login(args) => cli::registry::exec(None, &cli.log_level, &args.to_args()),
+        Command::Logout(args) => {
+            cli::registry::exec(None, &cli.log_level, &["logout".into(), args.registry])
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
+        // minnow-registry printed its own error line.
+        Err(msg) if msg == cli::registry::REPORTED => ExitCode::from(1),
         Err(msg) => {
             // One line whatever the message holds (text from files is escaped).
             eprintln!("minnow: error: {}", minnow_image::printable(&msg));

@@ -126,7 +126,7 @@ pub fn limits(args: &RunArgs) -> Result<Limits, String> {
 }
 
 /// Runs a `container` subcommand; returns the exit code.
-pub fn run(args: ContainerArgs) -> Result<i32, String> {
+pub fn run(args: ContainerArgs, log_level: &str) -> Result<i32, String> {
     let path = store_path(args.store);
     if let ContainerCommand::Run(r) = &args.command {
         // Check arguments and rights before touching the store.
@@ -136,7 +136,7 @@ pub fn run(args: ContainerArgs) -> Result<i32, String> {
     let store = Store::open(&path)?;
     match args.command {
         ContainerCommand::Run(r) => {
-            super::registry::ensure_image(&store, &r.image)?;
+            super::registry::ensure_image(&store, &r.image, log_level)?;
             let opts = RunOptions {
                 limits: limits(&r)?,
                 name: r.name,

@@ -99,7 +99,7 @@ pub fn human_size(n: u64) -> String {
 }
 
 /// Runs an `image` subcommand; returns the exit code.
-pub fn run(args: ImageArgs) -> Result<i32, String> {
+pub fn run(args: ImageArgs, log_level: &str) -> Result<i32, String> {
     let store = Store::open(&store_path(args.store))?;
     match args.command {
         ImageCommand::Import { default: true, .. } => {
@@ -148,22 +148,21 @@ pub fn run(args: ImageArgs) -> Result<i32, String> {
             name,
             flags,
         } => {
-            let pull = minnow_registry::pull::PullOptions {
-                name,
-                platform: Some(platform),
-            };
-            let pulled = minnow_registry::pull(&store, &reference, &pull, &flags.options())
-                .map_err(|e| e.to_string())?;
-            println!("{pulled}");
+            let mut a = vec!["pull".to_string(), reference, "--platform".into(), platform];
+            if let Some(n) = name {
+                a.extend(["--name".to_string(), n]);
+            }
+            a.extend(flags.to_args());
+            return super::registry::exec(Some(store.root()), log_level, &a);
         }
         ImageCommand::Push {
             name,
             reference,
             flags,
         } => {
-            let pushed = minnow_registry::push(&store, &name, &reference, &flags.options())
-                .map_err(|e| e.to_string())?;
-            println!("{pushed}");
+            let mut a = vec!["push".to_string(), name, reference];
+            a.extend(flags.to_args());
+            return super::registry::exec(Some(store.root()), log_level, &a);
         }
         ImageCommand::Tag { name, new_name } => {
             let desc = store.tag(&name, &new_name).map_err(|e| e.to_string())?;

@@ -1,144 +1,73 @@
-//! Registries on the command line: `image pull`/`push` flags, `login`/`logout`, and
-//! the pull that `container run` and `run --image` do for a missing image. The registry
-//! crate (and its tokio runtime) is reached only from here, and only when a transfer
-//! happens: a run whose image is in the store never enters it.
+//! Registries from `minnow`: `image pull`/`push`, `login`/`logout` and the pull that
+//! `container run` and `run --image` do for a missing image all run `minnow-registry`
+//! (src/registry/), so that the registry stack is not linked into this binary, whose
+//! `run` is the VMM. A run whose image is in the store starts nothing.
 
-use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
-
-use clap::Args;
+use std::os::fd::AsFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use minnow_image::Store;
-use minnow_registry::{names_a_registry, Options};
+use minnow_registry::names_a_registry;
 
-/// How to reach the registry (shared by pull, push and login).
-#[derive(Args, Debug, Clone, Default)]
-pub struct RegistryFlags {
-    /// Use plain HTTP, or TLS without certificate checks, with a registry that is not on
-    /// loopback (loopback registries may use plain HTTP without it).
-    #[arg(long)]
-    pub insecure: bool,
-    /// PEM file of CA certificates to trust for the registry's TLS certificate.
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
-    /// Never draw progress bars (they are drawn when stderr is a terminal).
-    #[arg(long)]
-    pub no_progress: bool,
-    /// Blobs transferred at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=32))]
-    pub jobs: u64,
+#[path = "../registry/args.rs"]
+mod args;
+pub use args::{LoginArgs, LogoutArgs, RegistryFlags};
+
+/// An error `minnow-registry` has already printed (its one line on stderr): the caller
+/// exits 1 without another line.
+pub const REPORTED: &str = "";
+
+/// `minnow-registry`: beside this program, else on PATH.
+fn helper() -> Result<PathBuf, String> {
+    std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name("minnow-registry"))
+        .filter(|p| p.is_file())
+        .or_else(|| minnow_host::which("minnow-registry"))
+        .ok_or_else(|| {
+            "minnow-registry not found beside minnow or on PATH; install both (make install)"
+                .to_string()
+        })
 }
 
-impl RegistryFlags {
-    pub fn options(&self) -> Options {
-        Options {
-            insecure: self.insecure,
-            ca_file: self.ca_file.clone(),
-            progress: self.no_progress.then_some(false),
-            jobs: self.jobs as usize,
-        }
+/// `minnow-registry` with the global flags.
+fn command(store: Option<&Path>, log_level: &str) -> Result<Command, String> {
+    let mut c = Command::new(helper()?);
+    c.args(["--log-level", log_level]);
+    if let Some(s) = store {
+        c.arg("--store").arg(s);
     }
+    Ok(c)
+}
+
+/// Runs `minnow-registry ARGS` in this process's place (its terminal, its exit code).
+pub fn exec(store: Option<&Path>, log_level: &str, args: &[String]) -> Result<i32, String> {
+    let e = command(store, log_level)?.args(args).exec();
+    Err(format!("cannot run minnow-registry: {e}"))
 }
 
 /// Pulls `name` into the store when it is spelled as a registry reference
 /// (`HOST[:PORT]/REPO[:TAG]`) and the store has no image of that name, as `docker run`
 /// does. Reads only `index.json` when the image is there.
-pub fn ensure_image(store: &Store, name: &str) -> Result<(), String> {
+pub fn ensure_image(store: &Store, name: &str, log_level: &str) -> Result<(), String> {
     if !names_a_registry(name) || store.has_name(name) {
         return Ok(());
     }
-    let pulled = minnow_registry::pull(store, name, &Default::default(), &Options::default())
-        .map_err(|e| e.to_string())?;
-    eprintln!("minnow: {pulled}");
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct LoginArgs {
-    /// Registry host[:port] (Docker Hub: docker.io).
-    pub registry: String,
-    /// User name [default: asked on the terminal].
-    #[arg(short, long)]
-    pub username: Option<String>,
-    /// Read the password from stdin (else it is asked on the terminal, not echoed).
-    #[arg(long)]
-    pub password_stdin: bool,
-    #[command(flatten)]
-    pub flags: RegistryFlags,
-}
-
-#[derive(Args, Debug)]
-pub struct LogoutArgs {
-    /// Registry host[:port].
-    pub registry: String,
-}
-
-/// Reads a line from the terminal, without echo when `secret`.
-fn prompt(what: &str, secret: bool) -> Result<String, String> {
-    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-    let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
-        return Err(format!(
-            "no {what} given and stdin is not a terminal; pass --username USER and --password-stdin"
-        ));
-    }
-    eprint!("{what}: ");
-    let _ = std::io::stderr().flush();
-    let saved = if secret {
-        let t = tcgetattr(&stdin).map_err(|e| {
-            format!("cannot read the terminal settings: {e}; pass --password-stdin")
-        })?;
-        let mut quiet = t.clone();
-        quiet.local_flags.remove(LocalFlags::ECHO);
-        tcsetattr(&stdin, SetArg::TCSANOW, &quiet)
-            .map_err(|e| format!("cannot turn off echo: {e}; pass --password-stdin"))?;
-        Some(t)
+    // The pull's summary line goes to stderr: stdout is the workload's.
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("cannot pass stderr to minnow-registry: {e}"))?;
+    let status = command(Some(store.root()), log_level)?
+        .args(["pull", name])
+        .stdout(stderr)
+        .status()
+        .map_err(|e| format!("cannot run minnow-registry: {e}"))?;
+    if status.success() {
+        Ok(())
     } else {
-        None
-    };
-    let mut line = String::new();
-    let read = stdin.read_line(&mut line);
-    if let Some(t) = saved {
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &t);
-        eprintln!();
+        Err(REPORTED.into())
     }
-    read.map_err(|e| format!("cannot read the {what}: {e}; pass --password-stdin"))?;
-    Ok(line.trim_end_matches(['\r', '\n']).to_string())
-}
-
-pub fn login(args: LoginArgs) -> Result<i32, String> {
-    let user = match args.username {
-        Some(u) => u,
-        None => prompt("Username", false)?,
-    };
-    let password = if args.password_stdin {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| format!("cannot read the password from stdin: {e}; pipe it in"))?;
-        s.trim_end_matches(['\r', '\n']).to_string()
-    } else {
-        prompt("Password", true)?
-    };
-    if user.is_empty() || password.is_empty() {
-        return Err("empty user name or password; give both".into());
-    }
-    let path =
-        minnow_registry::auth::login(&args.registry, &user, &password, &args.flags.options())
-            .map_err(|e| e.to_string())?;
-    println!(
-        "logged in to {} (credentials in {})",
-        args.registry,
-        path.display()
-    );
-    Ok(0)
-}
-
-pub fn logout(args: LogoutArgs) -> Result<i32, String> {
-    if minnow_registry::auth::logout(&args.registry).map_err(|e| e.to_string())? {
-        println!("logged out of {}", args.registry);
-    } else {
-        println!("not logged in to {}", args.registry);
-    }
-    Ok(0)
 }
