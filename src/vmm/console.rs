@@ -2,7 +2,7 @@
 //! tty), Ctrl-A x quits as in QEMU, and SIGTERM/SIGINT stop the VM cleanly.
 
 use std::collections::VecDeque;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
@@ -129,15 +129,23 @@ impl Console {
         self.watch_stdin(ops, idle);
     }
 
+    /// Takes everything stdin has: std's `Stdin` is buffered, and bytes left in its
+    /// buffer would wait, unseen by epoll (which watches the fd), until more input came.
+    /// At most one buffer (8 KiB) joins `pending`; stdin is then not watched until the
+    /// UART has taken it.
     fn read_stdin(&mut self, ops: &mut EventOps) {
-        let mut buf = [0u8; 64];
-        match std::io::stdin().lock().read(&mut buf) {
-            Ok(0) => {
+        let mut stdin = std::io::stdin().lock();
+        match stdin.fill_buf() {
+            Ok([]) => {
                 self.watch_stdin(ops, false);
                 self.stdin_open = false;
             }
-            Ok(n) => {
-                if self.escape.filter(&buf[..n], &mut self.pending) {
+            Ok(buf) => {
+                let n = buf.len();
+                let quit = self.escape.filter(buf, &mut self.pending);
+                stdin.consume(n);
+                drop(stdin);
+                if quit {
                     self.exit.trigger(ExitReason::UserQuit);
                     return;
                 }
@@ -145,6 +153,7 @@ impl Console {
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
+                drop(stdin);
                 log::warn!("console: stdin read failed: {e}");
                 self.watch_stdin(ops, false);
                 self.stdin_open = false;
