@@ -27,7 +27,7 @@ KERNELS=("$@")
 # On the lab's tmpfs: its 9p root cannot hold the FIFO that is the shell's input.
 T=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 NS=minnow-boot-$$
-VM_PID=
+VM_PID= STARTED=0
 cleanup() {
     [ -n "$VM_PID" ] && kill "$VM_PID" 2>/dev/null
     ip netns del "$NS" 2>/dev/null
@@ -49,8 +49,8 @@ said() {
     kernel=$(tr -d '\r' <"$T/$1.out" | grep -a -o -E -- "\] $2" | wc -l)
     [ "$all" -gt "$kernel" ]
 }
-show() { # name: exit status, the console lines of interest and minnow's log
-    echo "--- $1: exit $(cat "$T/$1.rc"); guest lines of interest and minnow's log:"
+show() { # name: exit status, time taken, the console lines of interest and minnow's log
+    echo "--- $1: exit $(cat "$T/$1.rc") after $((SECONDS - STARTED)) s; guest lines of interest and minnow's log:"
     tr -d '\r' <"$T/$1.out" | grep -a -E 'MINNOW|nproc=|blk:|typed-|irq-|net-|minnow.shell' | sed 's/^/    /'
     sed 's/^/    /' "$T/$1.err"
 }
@@ -58,6 +58,7 @@ show() { # name: exit status, the console lines of interest and minnow's log
 boot() { # name, extra cmdline, vcpus, extra minnow args...
     local name=$1 cmdline=$2 vcpus=$3
     shift 3
+    STARTED=$SECONDS
     timeout 300 "$MINNOW" run --kernel "$KERNEL" --initrd "$INITRD" --vcpus "$vcpus" \
         --mem-mib 512 --cmdline "quiet $cmdline" "$@" </dev/null >"$T/$name.out" 2>"$T/$name.err"
     echo $? >"$T/$name.rc"
@@ -70,6 +71,7 @@ boot() { # name, extra cmdline, vcpus, extra minnow args...
 start_shell() {
     local name=$1 cmdline=$2 vcpus=$3
     shift 3
+    STARTED=$SECONDS
     mkfifo "$T/$name.in" || return 1
     exec {IN}<>"$T/$name.in"
     in_ns "$MINNOW" run --kernel "$KERNEL" --initrd "$INITRD" --vcpus "$vcpus" \
@@ -84,7 +86,7 @@ wait_for() {
     while [ "$SECONDS" -lt "$end" ]; do
         has "$1.out" "$2" && return 0
         kill -0 "$VM_PID" 2>/dev/null || break
-        sleep 0.2
+        sleep 0.5
     done
     has "$1.out" "$2"
 }
@@ -93,7 +95,7 @@ wait_for() {
 stop_shell() {
     local end=$((SECONDS + 120)) rc=1
     if [ -n "$VM_PID" ]; then
-        while kill -0 "$VM_PID" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; done
+        while kill -0 "$VM_PID" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.5; done
         kill "$VM_PID" 2>/dev/null
         wait "$VM_PID"
         rc=$?
@@ -139,6 +141,7 @@ for v in "${KERNELS[@]}"; do
         start_shell "$name" "minnow.blktest" 2 --disk "$T/root-$v.ext4" --disk "$T/ro.img,ro" \
             --net "tap=$tap"; then
         wait_for "$name" "minnow.shell: starting a shell" 300 && wait_for "$name" "# " 60 && up=1
+        echo "    ($name: shell prompt after $((SECONDS - STARTED)) s)"
     else
         : >"$T/$name.out"
         echo "boot-test: could not start the VM" >"$T/$name.err"
@@ -148,8 +151,10 @@ for v in "${KERNELS[@]}"; do
         # What is typed is echoed as typed; only the shell's output has the results.
         type_line 'echo typed-$((40 + 2)) nproc=$(nproc) irq-$(grep -c "IO-APIC.*4-edge.*ttyS0" /proc/interrupts)'
         wait_for "$name" "typed-42 " 60
+        echo "    ($name: typed command answered after $((SECONDS - STARTED)) s)"
         type_line "ip addr add $GUEST_IP/30 dev eth0 && ip link set eth0 up && ping -c 1 -W 20 $HOST_IP >/dev/null && echo net-\$((1 + 1))-ok"
         wait_for "$name" "net-2-ok" 90
+        echo "    ($name: ping answered after $((SECONDS - STARTED)) s)"
         type_line "poweroff -f"
     fi
     stop_shell "$name"
