@@ -40,8 +40,9 @@ lab-kernel:
 	bash resources/guest/kernel/build.sh
 
 ## lab-test: real Linux guests under minnow inside the nested-KVM lab: the Debian cloud
-## kernel (ACPI, SMP, virtio-blk), the minimal kernel (ext4 root, PVH, exit status),
-## virtio-net (TAP, bridge, 64 MiB streams), images as microVMs, the jail; one lab boot per script.
+## kernels 6.1 and 6.12 (ACPI, console in/out, SMP, virtio-blk, virtio-net), the minimal
+## kernel (ext4 root, PVH, exit status), virtio-net (TAP, bridge, 64 MiB streams), images
+## as microVMs, the jail; one lab boot per script.
 lab-test: lab-setup lab-kernel build
 	bash tests/lab/all.sh
 

@@ -6,9 +6,11 @@
 #   $MINNOW_CACHE/lab/host-vmlinuz       generic Debian 6.1 kernel (lab host)
 #   $MINNOW_CACHE/lab/host-initrd.img    busybox + virtio/9p/kvm_amd modules
 #   $MINNOW_CACHE/lab/host-kver          its ABI version (e.g. 6.1.0-56-amd64)
-#   $MINNOW_CACHE/guest/vmlinuz-cloud    Debian cloud kernel (guest for benchmarks)
+#   $MINNOW_CACHE/guest/vmlinuz-cloud    Debian cloud kernel 6.1 (guest for benchmarks)
 #   $MINNOW_CACHE/guest/cloud-kver       its ABI version
 #   $MINNOW_CACHE/guest/initramfs.cpio.gz  built by resources/guest/mkinitramfs.sh
+#   $MINNOW_CACHE/guest/vmlinuz-cloud-6.12, cloud-6.12-kver, initramfs-6.12.cpio.gz
+#                                        the same for Debian 12's 6.12 cloud kernel
 #
 # Env: MINNOW_CACHE, MINNOW_SETUP_QUIET=1 (no output when nothing to do).
 set -euo pipefail
@@ -200,32 +202,43 @@ if [ ! -s "$LAB/host-initrd.img" ] || [ "$(cat "$LAB/host-initrd.img.stamp" 2>/d
     say "lab-host initramfs: $(du -h "$LAB/host-initrd.img" | cut -f1)"
 fi
 
-# ---- 4. guest kernel (Debian cloud flavour) ---------------------------------
+# ---- 4. guest kernels (Debian cloud flavour) and their initramfs -----------
 G=$CACHE/guest
 # Modules the guest's initramfs loads to find minnow's virtio-mmio devices via ACPI.
 GUEST_MODULES="virtio_mmio virtio_blk virtio_net"
-if [ ! -s "$G/vmlinuz-cloud" ] || [ ! -s "$G/cloud-kver" ] || [ ! -s "$G/modules/order" ]; then
-    pkg=$(resolve_dep linux-image-cloud-amd64)
-    mktmp
-    kver=$(fetch_kernel "$pkg" cloud)
-    rm -rf "$G/modules.new"
-    collect_modules "$TMPD/cloud" "$kver" "$G/modules.new" $GUEST_MODULES
-    rm -rf "$G/modules"; mv "$G/modules.new" "$G/modules"
-    cp "$TMPD/cloud/boot/vmlinuz-$kver" "$G/vmlinuz-cloud.new" && mv "$G/vmlinuz-cloud.new" "$G/vmlinuz-cloud"
-    cp "$TMPD/cloud/boot/config-$kver" "$G/config-cloud" 2>/dev/null || true
-    echo "$kver" >"$G/cloud-kver"
-    rm -rf "$TMPD/cloud"
-    say "guest kernel $kver"
-fi
-
-# ---- 5. guest initramfs -----------------------------------------------------
 MK=$REPO/resources/guest/mkinitramfs.sh
-G_STAMP=$( { cat "$MK"; md5sum <"$BUSYBOX"; cat "$G/modules/order"; } | md5sum | cut -d' ' -f1)
-if [ ! -s "$G/initramfs.cpio.gz" ] || [ "$(cat "$G/initramfs.cpio.gz.stamp" 2>/dev/null)" != "$G_STAMP" ]; then
-    say "building guest initramfs"
-    bash "$MK" --modules "$G/modules" "$G/initramfs.cpio.gz.new" >&2
-    mv "$G/initramfs.cpio.gz.new" "$G/initramfs.cpio.gz"
-    echo "$G_STAMP" >"$G/initramfs.cpio.gz.stamp"
-fi
 
-[ "$QUIET" = 1 ] || say "ready: lab host $(cat "$LAB/host-kver"), guest $(cat "$G/cloud-kver") in $CACHE"
+# guest_kernel META SUFFIX: the kernel package META depends on, as
+# $G/vmlinuz-cloud$SUFFIX, cloud$SUFFIX-kver, config-cloud$SUFFIX, modules$SUFFIX/ and
+# an initramfs with those modules, initramfs$SUFFIX.cpio.gz.
+guest_kernel() {
+    local meta=$1 sfx=$2 pkg kver stamp
+    local vmlinuz=$G/vmlinuz-cloud$sfx kverf=$G/cloud$sfx-kver mods=$G/modules$sfx
+    local initrd=$G/initramfs$sfx.cpio.gz
+    if [ ! -s "$vmlinuz" ] || [ ! -s "$kverf" ] || [ ! -s "$mods/order" ]; then
+        pkg=$(resolve_dep "$meta")
+        mktmp
+        kver=$(fetch_kernel "$pkg" "cloud$sfx")
+        rm -rf "$mods.new"
+        collect_modules "$TMPD/cloud$sfx" "$kver" "$mods.new" $GUEST_MODULES
+        rm -rf "$mods"; mv "$mods.new" "$mods"
+        cp "$TMPD/cloud$sfx/boot/vmlinuz-$kver" "$vmlinuz.new" && mv "$vmlinuz.new" "$vmlinuz"
+        cp "$TMPD/cloud$sfx/boot/config-$kver" "$G/config-cloud$sfx" 2>/dev/null || true
+        echo "$kver" >"$kverf"
+        rm -rf "${TMPD:?}/cloud$sfx"
+        say "guest kernel $kver"
+    fi
+    stamp=$( { cat "$MK"; md5sum <"$BUSYBOX"; cat "$mods/order"; } | md5sum | cut -d' ' -f1)
+    if [ ! -s "$initrd" ] || [ "$(cat "$initrd.stamp" 2>/dev/null)" != "$stamp" ]; then
+        say "building guest initramfs for $(cat "$kverf")"
+        bash "$MK" --modules "$mods" "$initrd.new" >&2
+        mv "$initrd.new" "$initrd"
+        echo "$stamp" >"$initrd.stamp"
+    fi
+}
+
+# Debian 12's cloud kernel (6.1), and the 6.12 one from its security suite.
+guest_kernel linux-image-cloud-amd64 ""
+guest_kernel linux-image-6.12-cloud-amd64 -6.12
+
+[ "$QUIET" = 1 ] || say "ready: lab host $(cat "$LAB/host-kver"), guests $(cat "$G/cloud-kver") and $(cat "$G/cloud-6.12-kver") in $CACHE"

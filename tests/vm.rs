@@ -139,6 +139,48 @@ fn console_input_reaches_the_guest() {
     assert_eq!(status.code(), Some(0));
 }
 
+#[test]
+fn console_input_longer_than_the_uart_fifo_arrives_whole() {
+    // One write of more than the UART's 64-byte receive FIFO, with stdin kept open: the
+    // part that does not fit must follow when the guest has drained the FIFO, without
+    // waiting for more input.
+    let mut child = minnow()
+        .args(["run", "--mem-mib", "32", "--kernel"])
+        .arg(guest("echo.elf"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains("echo ready"), "{line}");
+    let payload: Vec<u8> = b"0123456789abcdef".repeat(20);
+    stdin.write_all(&payload).unwrap();
+    stdin.write_all(b"q").unwrap();
+    stdin.flush().unwrap();
+    let status = wait_with_deadline(&mut child, 20);
+    drop(stdin);
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut rest).unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "the guest did not get all {} bytes within 20 s; it echoed {:?}",
+            payload.len() + 1,
+            rest
+        )
+    });
+    assert!(
+        rest.contains(std::str::from_utf8(&payload).unwrap()),
+        "echoed: {rest:?}"
+    );
+    assert!(rest.contains("echo done"), "{rest:?}");
+    assert_eq!(status.code(), Some(0));
+}
+
 /// Starts the halting guest and waits until it has halted.
 fn start_halted_guest() -> std::process::Child {
     let mut child = minnow()

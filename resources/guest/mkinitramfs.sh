@@ -5,8 +5,9 @@
 # the lab). Its /init mounts proc/sys/devtmpfs, prints `MINNOW-GUEST-UP` and
 # `nproc=N` (to the console and to /dev/kmsg at <1>), pokes the boot-timer
 # device (MMIO byte write of 123 to 0xd0000000, Firecracker's convention), and
-# then `reboot -f` (the VMM uses reboot=k: an i8042 reset) -- or, if the kernel
-# command line has `minnow.shell`, starts a shell on the console instead.
+# then `reboot -f` (the VMM uses reboot=k: an i8042 reset). Kernel command-line flags,
+# which combine: `minnow.blktest` (disk checks on vda/vdb), `minnow.shell` (a shell on
+# the console first), `minnow.poweroff` (poweroff -f instead of reboot -f).
 # Needs busybox-static (Debian package) and cpio.
 set -euo pipefail
 
@@ -56,7 +57,9 @@ say "MINNOW-GUEST-UP"
 say "nproc=$(nproc)"
 # minnow's boot-timer device (same convention as Firecracker): MMIO byte write.
 devmem 0xd0000000 8 123 || echo "boot-timer: devmem write failed"
-case " $(cat /proc/cmdline) " in
+# The flags below combine (tests/lab/boot.sh boots with minnow.blktest and minnow.shell).
+CMDLINE=" $(cat /proc/cmdline) "
+case "$CMDLINE" in
 *" minnow.blktest "*)
     # vda: ext4 with hello.txt (write guest.txt); vdb: read-only (a write must fail).
     sleep 0.2   # let the block devices appear
@@ -78,10 +81,14 @@ case " $(cat /proc/cmdline) " in
     fi
     sync
     ;;
+esac
+case "$CMDLINE" in
 *" minnow.shell "*)
     echo "minnow.shell: starting a shell (exit or 'reboot -f' to leave)"
     setsid cttyhack sh -l
     ;;
+esac
+case "$CMDLINE" in
 *" minnow.poweroff "*)
     sleep 0.1   # let the console drain
     poweroff -f

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
@@ -351,15 +351,24 @@ impl Console {
         }
     }
 
+    /// Takes everything stdin has: std's `Stdin` is buffered, and bytes left in its
+    /// buffer would wait, unseen by epoll (which watches the fd), until more input came.
+    /// At most one buffer (8 KiB) joins `pending`; stdin is then not watched until the
+    /// UART has taken it.
     fn read_stdin(&mut self, ops: &mut EventOps) {
-        let mut buf = [0u8; 64];
-        match std::io::stdin().lock().read(&mut buf) {
-            Ok(0) => {
+        let mut stdin = std::io::stdin().lock();
+        match stdin.fill_buf() {
+            Ok([]) => {
+                drop(stdin);
                 self.watch_stdin(ops, false);
                 self.stdin_open = false;
             }
-            Ok(n) => {
-                if self.escape.filter(&buf[..n], &mut self.pending) {
+            Ok(buf) => {
+                let n = buf.len();
+                let quit = self.escape.filter(buf, &mut self.pending);
+                stdin.consume(n);
+                drop(stdin);
+                if quit {
                     self.exit.trigger(ExitReason::UserQuit);
                     return;
                 }
@@ -367,6 +376,7 @@ impl Console {
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
+                drop(stdin);
                 log::warn!("console: stdin read failed: {e}");
                 self.watch_stdin(ops, false);
                 self.stdin_open = false;

@@ -1,6 +1,15 @@
 //! ACPI tables, for kernels that find CPUs and devices only through ACPI (Debian's cloud
 //! kernel has no MP-table support): RSDP, XSDT, a hardware-reduced FADT, the MADT and a
-//! DSDT with the `_S5_` sleep state and one `LNRO0005` device per virtio-mmio window.
+//! DSDT with the `_S5_` sleep state, the COM1 UART (`PNP0501`) and one `LNRO0005` device
+//! per virtio-mmio window.
+//!
+//! The UART must be in the DSDT. With a hardware-reduced FADT Linux has no legacy PIC
+//! (`acpi_generic_reduced_hw_init` installs `null_legacy_pic`), so it preallocates no
+//! IRQs 0-15 and maps no ISA IRQ to an IO-APIC pin: the built-in 8250 port's "IRQ 4"
+//! names no interrupt, the port cannot start, and every userspace write to the console
+//! fails with EIO (kernel messages still print, by polling). Described in the DSDT, the
+//! port is claimed by the 8250 PNP driver with an interrupt mapped from GSI 4, as under
+//! QEMU's `-M microvm` and Cloud Hypervisor (docs/design.md, "ACPI and the console").
 //!
 //! Built with the `acpi_tables` crate; placed in the BIOS area at 0xe0000, which is not
 //! RAM in the e820 map.
@@ -13,12 +22,12 @@ use acpi_tables::madt::{
 use acpi_tables::rsdp::Rsdp;
 use acpi_tables::sdt::Sdt;
 use acpi_tables::xsdt::XSDT;
-use acpi_tables::{aml, Aml};
+use acpi_tables::{aml, Aml, AmlSink};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryError, GuestMemoryMmap};
 
 use super::layout::{
-    APIC_START_32, I8042_PORT, I8042_RESET_COMMAND, IOAPIC_START_32, S5_SLEEP_TYPE,
-    SLEEP_CONTROL_PORT,
+    APIC_START_32, COM1_IRQ, COM1_LEN, COM1_PORT, I8042_PORT, I8042_RESET_COMMAND, IOAPIC_START_32,
+    S5_SLEEP_TYPE, SLEEP_CONTROL_PORT,
 };
 
 /// Where the RSDP goes (Linux scans 0xe0000-0xfffff for it).
@@ -59,7 +68,46 @@ fn bytes(table: &dyn Aml) -> Vec<u8> {
     v
 }
 
-/// The DSDT: `\_S5_` (so that poweroff works) and the virtio-mmio devices under `\_SB_`.
+/// `_STA` of a device that is present, enabled, shown in the UI and working.
+const STA_PRESENT: u8 = 0x0f;
+
+/// `\_SB_.COM1`: the 16550 UART at [`COM1_PORT`] on GSI [`COM1_IRQ`] (edge, active high,
+/// as its irqfd raises it), so that Linux's 8250 PNP driver binds it with a mapped
+/// interrupt.
+struct Com1;
+
+/// COM1's ports as the I/O descriptor holds them (16-bit base, 8-bit length).
+const COM1_IO: u16 = u16_port(COM1_PORT);
+const COM1_IO_LEN: u8 = u8_len(COM1_LEN);
+
+/// `x` as a u16 port number; in constants, so a value that does not fit fails the build.
+#[allow(clippy::cast_possible_truncation)]
+const fn u16_port(x: u64) -> u16 {
+    assert!(x <= u16::MAX as u64);
+    x as u16
+}
+
+/// `x` as a u8 length; in constants, so a value that does not fit fails the build.
+#[allow(clippy::cast_possible_truncation)]
+const fn u8_len(x: u64) -> u8 {
+    assert!(x <= u8::MAX as u64);
+    x as u8
+}
+
+impl Aml for Com1 {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        let hid = aml::Name::new("_HID".into(), &aml::EISAName::new("PNP0501"));
+        let uid = aml::Name::new("_UID".into(), &0u8);
+        let sta = aml::Name::new("_STA".into(), &STA_PRESENT);
+        let io = aml::IO::new(COM1_IO, COM1_IO, 1, COM1_IO_LEN);
+        let irq = aml::Interrupt::new(true, true, false, false, COM1_IRQ);
+        let crs = aml::Name::new("_CRS".into(), &aml::ResourceTemplate::new(vec![&io, &irq]));
+        aml::Device::new("COM1".into(), vec![&hid, &uid, &sta, &crs]).to_aml_bytes(sink);
+    }
+}
+
+/// The DSDT: `\_S5_` (so that poweroff works), and under `\_SB_` the UART and the
+/// virtio-mmio devices.
 pub fn dsdt(devices: &[MmioDevice]) -> Result<Vec<u8>, Error> {
     let mut body = Vec::new();
     let s5 = aml::Package::new(vec![&S5_SLEEP_TYPE, &S5_SLEEP_TYPE, &0u8, &0u8]);
@@ -98,7 +146,9 @@ pub fn dsdt(devices: &[MmioDevice]) -> Result<Vec<u8>, Error> {
         .zip(uid_names.iter().zip(&crs))
         .map(|(n, (u, c))| aml::Device::new(n.as_str().into(), vec![&hid, u, c]))
         .collect();
-    let children: Vec<&dyn Aml> = devs.iter().map(|d| d as &dyn Aml).collect();
+    let children: Vec<&dyn Aml> = std::iter::once(&Com1 as &dyn Aml)
+        .chain(devs.iter().map(|d| d as &dyn Aml))
+        .collect();
     aml::Scope::new("\\_SB_".into(), children).to_aml_bytes(&mut body);
 
     let mut table = Sdt::new(*b"DSDT", 36, 6, OEM_ID, OEM_TABLE_ID, OEM_REVISION);
@@ -251,6 +301,80 @@ mod tests {
         assert_eq!(apic_ids, vec![0, 1, 2]);
         assert_eq!(m[44 + 24], 1, "IO-APIC structure type");
         assert_eq!(u32_at(&m, 44 + 24 + 4), IOAPIC_START_32);
+    }
+
+    /// `Device (COM1)` as iasl assembles it (the bytes are written out here, not taken
+    /// from the crate, so a change in the crate's encoding shows):
+    ///
+    /// ```text
+    /// Device (COM1) {
+    ///     Name (_HID, EisaId ("PNP0501"))
+    ///     Name (_UID, Zero)
+    ///     Name (_STA, 0x0F)
+    ///     Name (_CRS, ResourceTemplate () {
+    ///         IO (Decode16, 0x03F8, 0x03F8, 0x01, 0x08)
+    ///         Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 4 }
+    ///     })
+    /// }
+    /// ```
+    const COM1_AML: &[u8] = &[
+        0x5b, 0x82, 0x38, b'C', b'O', b'M', b'1', // DeviceOp, PkgLength 56, name
+        0x08, b'_', b'H', b'I', b'D', 0x0c, 0x41, 0xd0, 0x05, 0x01, // EISA ID 0x0105d041
+        0x08, b'_', b'U', b'I', b'D', 0x00, // Zero
+        0x08, b'_', b'S', b'T', b'A', 0x0a, 0x0f, // BytePrefix 0x0f
+        0x08, b'_', b'C', b'R', b'S', 0x11, 0x16, 0x0a, 0x13, // Buffer of 19 bytes
+        0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, // I/O port descriptor
+        0x89, 0x06, 0x00, 0x03, 0x01, 0x04, 0x00, 0x00, 0x00, // extended IRQ, GSI 4
+        0x79, 0x00, // end tag
+    ];
+
+    /// Decodes an AML PkgLength: (value, bytes it takes).
+    fn pkg_length(b: &[u8]) -> (usize, usize) {
+        let follow = usize::from(b[0] >> 6);
+        if follow == 0 {
+            return (usize::from(b[0] & 0x3f), 1);
+        }
+        let mut v = usize::from(b[0] & 0x0f);
+        for i in 0..follow {
+            v |= usize::from(b[1 + i]) << (4 + 8 * i);
+        }
+        (v, 1 + follow)
+    }
+
+    fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+        haystack.windows(needle.len()).position(|w| w == needle)
+    }
+
+    #[test]
+    fn dsdt_describes_the_uart_where_the_device_is() {
+        // The AML above spells out these values; the device must be where it says.
+        assert_eq!(COM1_PORT, 0x3f8);
+        assert_eq!(COM1_LEN, 8);
+        assert_eq!(COM1_IRQ, 4);
+        for devs in [
+            vec![],
+            vec![MmioDevice {
+                addr: 0xd000_1000,
+                len: 0x1000,
+                irq: 5,
+            }],
+        ] {
+            let d = dsdt(&devs).unwrap();
+            assert_eq!(sum(&d), 0, "DSDT checksum");
+            assert_eq!(u32_at(&d, 4) as usize, d.len(), "DSDT length");
+            let at = find(&d, COM1_AML).expect("Device (COM1) in the DSDT");
+            assert_eq!(find(&d[at + 1..], COM1_AML), None, "one COM1");
+            // It sits in \_SB_, whose scope runs from before it to the table's end.
+            let name = find(&d, b"\\_SB_").expect("Scope (\\_SB_)");
+            let (start, len) = (1..=4)
+                .filter(|n| name > *n && d[name - n - 1] == 0x10)
+                .map(|n| (name - n, pkg_length(&d[name - n..])))
+                .find(|(start, (_, used))| start + used == name)
+                .map(|(start, (len, _))| (start, len))
+                .expect("ScopeOp and PkgLength before \\_SB_");
+            assert!(start < at, "COM1 after the scope opens");
+            assert_eq!(start + len, d.len(), "scope ends with the table");
+        }
     }
 
     #[test]
