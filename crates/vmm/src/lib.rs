@@ -368,7 +368,12 @@ impl Vmm {
         }
         self.ctx.stop.store(true, Ordering::Release);
         stop_threads(threads);
+        // The guest's last output goes out before anything is said about the stop: on a
+        // terminal, stdout and stderr share one screen.
         self.output.flush_for(FINAL_FLUSH);
+        if let Some(reason) = self.ctx.exit.reason() {
+            log::debug!("exit requested: {reason:?}");
+        }
         let dropped = self.output.dropped();
         if dropped > 0 {
             log::warn!(

@@ -58,7 +58,6 @@ impl ExitEvent {
     pub fn trigger(&self, reason: ExitReason) {
         let mut slot = self.reason.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
-            log::debug!("exit requested: {reason:?}");
             *slot = Some(reason);
         }
         self.fired.store(true, Ordering::SeqCst);
