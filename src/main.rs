@@ -231,7 +231,7 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
         return minnow_jail::run(&spec).map_err(|e| e.to_string());
     }
     // Holds the run's private copy of an image disk until the VM has stopped.
-    let mut prepared = minnow_vmdisk::prepare(&config)?;
+    let mut prepared = minnow_vmdisk::prepare(&config).map_err(|e| e.to_string())?;
     prepared.workload.raw = !std::io::stdout().is_terminal();
     let mut opts = Options::new(start);
     opts.kvm_device = kvm_device;

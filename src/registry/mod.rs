@@ -109,7 +109,7 @@ pub fn main() -> ExitCode {
             ),
         })
         .init();
-    let store = || Store::open(&store_path(cli.store.clone()));
+    let store = || Store::open(&store_path(cli.store.clone())).map_err(String::from);
     let result = match cli.command {
         Command::Pull {
             reference,

@@ -70,9 +70,8 @@ pub enum Error {
     NotInRepo { what: &'static str },
     #[error("{what}; {fix}")]
     Missing { what: String, fix: String },
-    /// minnow-image reports its errors as one-line text already.
-    #[error("{0}")]
-    Image(String),
+    #[error(transparent)]
+    Image(#[from] minnow_image::Error),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

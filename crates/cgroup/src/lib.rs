@@ -222,7 +222,7 @@ impl Cgroup {
     /// Creates `minnow-<id>` in every hierarchy that has one of the controllers, and
     /// writes `limits`. v1 cgroups go under this process's own cgroup (so any limit the
     /// caller is under still holds); v2 ones under the root. On error, nothing is left.
-    pub fn create(id: &str, limits: &Limits, layout: &Layout) -> Result<Cgroup, String> {
+    pub fn create(id: &str, limits: &Limits, layout: &Layout) -> Result<Cgroup, Error> {
         Cgroup::create_with(id, limits, layout, &CONTAINER_FLAGS)
     }
 
@@ -232,13 +232,14 @@ impl Cgroup {
         limits: &Limits,
         layout: &Layout,
         flags: &Flags,
-    ) -> Result<Cgroup, String> {
+    ) -> Result<Cgroup, Error> {
         for (ctrl, flag) in needed_with(limits, flags) {
             if !layout.controllers.contains_key(ctrl) {
-                return Err(format!(
-                    "this host cannot enforce {flag}: no {ctrl} cgroup controller is available (cgroup layout: {}); drop {flag} or enable the {ctrl} controller",
-                    layout.kind
-                ));
+                return Err(Error::NoController {
+                    flag,
+                    ctrl,
+                    layout: layout.kind,
+                });
             }
         }
         let mut cg = Cgroup::default();
@@ -256,7 +257,7 @@ impl Cgroup {
         limits: &Limits,
         layout: &Layout,
         flags: &Flags,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let name = format!("minnow-{id}");
         let mut by_dir: BTreeMap<PathBuf, (u8, Vec<&str>)> = BTreeMap::new();
         for (ctrl, (version, mount)) in &layout.controllers {
@@ -288,12 +289,15 @@ impl Cgroup {
                 let enable: Vec<String> = ctrls.iter().map(|c| format!("+{c}")).collect();
                 write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
             }
-            fs::create_dir(&dir).map_err(|e| match e.kind() {
-                std::io::ErrorKind::AlreadyExists => format!(
-                    "cgroup {} already exists: another container or jail has id {id}; give another id, or remove it (rmdir) if nothing runs in it",
-                    dir.display()
-                ),
-                _ => format!("cannot create cgroup {}: {e}; run as root", dir.display()),
+            fs::create_dir(&dir).map_err(|source| match source.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::Exists {
+                    dir: dir.clone(),
+                    id: id.into(),
+                },
+                _ => Error::Create {
+                    dir: dir.clone(),
+                    source,
+                },
             })?;
             self.dirs.push(dir.clone());
             for (ctrl, file, value, required) in files(version) {
@@ -310,9 +314,10 @@ impl Cgroup {
                             .into_iter()
                             .find(|(c, _)| *c == ctrl)
                             .map_or(ctrl, |(_, f)| f);
-                        return Err(format!(
-                            "this host cannot enforce {flag}: {e}; give {flag} a value the kernel accepts, or drop it"
-                        ));
+                        return Err(Error::Limit {
+                            flag,
+                            source: Box::new(e),
+                        });
                     }
                     Err(e) => log::debug!("optional cgroup setting skipped: {e}"),
                     Ok(()) => {}
@@ -327,7 +332,7 @@ impl Cgroup {
     /// caller alone without taking the global threadgroup lock for writing, which costs an
     /// RCU grace period (5-15 ms here) on `cgroup.procs` (docs/containers.md). A v2 domain
     /// cgroup has no such file, so `cgroup.procs` it is.
-    pub fn join_self(&self) -> Result<(), String> {
+    pub fn join_self(&self) -> Result<(), Error> {
         for dir in &self.dirs {
             let tasks = dir.join("tasks");
             let file = if tasks.exists() {
@@ -387,8 +392,52 @@ impl Cgroup {
     }
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    fs::write(path, value).map_err(|e| format!("cannot write {value:?} to {}: {e}", path.display()))
+fn write(path: &Path, value: &str) -> Result<(), Error> {
+    fs::write(path, value).map_err(|source| Error::Write {
+        value: value.into(),
+        path: path.into(),
+        source,
+    })
+}
+
+/// Why a cgroup could not be made, limited or joined; each message is `<what>; <fix>`
+/// where there is a fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("this host cannot enforce {flag}: no {ctrl} cgroup controller is available (cgroup layout: {layout}); drop {flag} or enable the {ctrl} controller")]
+    NoController {
+        flag: &'static str,
+        ctrl: &'static str,
+        layout: &'static str,
+    },
+    #[error("cgroup {} already exists: another container or jail has id {id}; give another id, or remove it (rmdir) if nothing runs in it", dir.display())]
+    Exists { dir: PathBuf, id: String },
+    #[error("cannot create cgroup {}: {source}; run as root", dir.display())]
+    Create {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {value:?} to {}: {source}", path.display())]
+    Write {
+        value: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("this host cannot enforce {flag}: {source}; give {flag} a value the kernel accepts, or drop it")]
+    Limit {
+        flag: &'static str,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+/// For callers whose errors are still one-line strings.
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -436,6 +485,11 @@ mod tests {
             &l,
         )
         .unwrap_err();
+        assert!(
+            matches!(e, Error::NoController { ctrl: "memory", .. }),
+            "{e}"
+        );
+        let e = e.to_string();
         assert!(
             e.contains("cannot enforce --mem-mib") && e.contains("drop --mem-mib"),
             "{e}"

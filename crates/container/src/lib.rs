@@ -373,6 +373,7 @@ fn supervise(mut p: Prepared, started: impl FnOnce(Result<(), &str>)) -> Result<
     let cg = match Cgroup::create(&p.state.id, &p.limits, &layout) {
         Ok(cg) => cg,
         Err(e) => {
+            let e = e.to_string();
             started(Err(&e));
             return Err(e);
         }
@@ -536,7 +537,7 @@ fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let started = cg
         .join_self()
-        .map_err(|e| (1, e))
+        .map_err(|e| (1, e.to_string()))
         .and_then(|()| rootfs::setup(plan))
         .and_then(|()| {
             let mut byte = [0u8; 1];

@@ -5,7 +5,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::store::io_err;
+use crate::Error;
 
 /// Returns whether the ELF file at `path` is statically linked (has no PT_INTERP).
 pub fn is_static_elf(path: &Path) -> io::Result<bool> {
@@ -29,11 +29,13 @@ pub fn is_static_elf(path: &Path) -> io::Result<bool> {
 }
 
 /// Builds the default busybox root filesystem in `root` from the host's busybox-static.
-pub(crate) fn make_busybox_rootfs(root: &Path) -> Result<(), String> {
-    let host = ["/bin/busybox", "/usr/bin/busybox"].iter().map(Path::new).find(|p| is_static_elf(p).unwrap_or(false)).ok_or(
-        "no statically linked busybox on this host; install it with `apt-get install busybox-static`",
-    )?;
-    let e = |p: &Path, err: io::Error| io_err("cannot create", p, err);
+pub(crate) fn make_busybox_rootfs(root: &Path) -> Result<(), Error> {
+    let host = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(Path::new)
+        .find(|p| is_static_elf(p).unwrap_or(false))
+        .ok_or(Error::NoBusybox)?;
+    let e = |p: &Path, err: io::Error| Error::io("cannot create", p, err);
     for (dir, mode) in [
         ("bin", 0o755),
         ("sbin", 0o755),
@@ -57,7 +59,10 @@ pub(crate) fn make_busybox_rootfs(root: &Path) -> Result<(), String> {
     let list = std::process::Command::new(host)
         .arg("--list-full")
         .output()
-        .map_err(|err| format!("cannot run {} --list-full: {err}", host.display()))?;
+        .map_err(|source| Error::BusyboxList {
+            path: host.into(),
+            source,
+        })?;
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         let link = root.join(applet.trim_start_matches('/'));
         if applet.is_empty() || link == bb || link.exists() {

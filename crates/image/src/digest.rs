@@ -5,22 +5,33 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
+/// Why a digest was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DigestError {
+    #[error("unsupported digest {0:?} (only sha256 is supported)")]
+    Unsupported(String),
+    #[error("malformed digest {0:?}")]
+    Malformed(String),
+    #[error("digest mismatch for blob {expected}: its content hashes to {actual}")]
+    Mismatch { expected: Digest, actual: Digest },
+}
+
 /// A `sha256:<64 hex>` content digest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest(String);
 
 impl Digest {
     /// Parses `sha256:<64 lowercase hex>`; other algorithms are refused.
-    pub fn parse(s: &str) -> Result<Digest, String> {
+    pub fn parse(s: &str) -> Result<Digest, DigestError> {
         let hex = s
             .strip_prefix("sha256:")
-            .ok_or_else(|| format!("unsupported digest {s:?} (only sha256 is supported)"))?;
+            .ok_or_else(|| DigestError::Unsupported(s.into()))?;
         if hex.len() != 64
             || !hex
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(format!("malformed digest {s:?}"));
+            return Err(DigestError::Malformed(s.into()));
         }
         Ok(Digest(hex.to_string()))
     }
@@ -48,18 +59,19 @@ impl fmt::Display for Digest {
 }
 
 /// Checks that `data` has digest `expected`; the error names both digests.
-pub fn verify(expected: &Digest, data: &[u8]) -> Result<(), String> {
+pub fn verify(expected: &Digest, data: &[u8]) -> Result<(), DigestError> {
     check(expected, &Digest::of(data))
 }
 
 /// Compares an expected and a computed digest.
-pub fn check(expected: &Digest, actual: &Digest) -> Result<(), String> {
+pub fn check(expected: &Digest, actual: &Digest) -> Result<(), DigestError> {
     if expected == actual {
         Ok(())
     } else {
-        Err(format!(
-            "digest mismatch for blob {expected}: its content hashes to {actual}"
-        ))
+        Err(DigestError::Mismatch {
+            expected: expected.clone(),
+            actual: actual.clone(),
+        })
     }
 }
 
@@ -154,7 +166,7 @@ mod tests {
     fn verifies_content() {
         let d = Digest::parse(EMPTY).unwrap();
         assert!(verify(&d, b"").is_ok());
-        let err = verify(&d, b"x").unwrap_err();
+        let err = verify(&d, b"x").unwrap_err().to_string();
         assert!(err.contains("digest mismatch"), "{err}");
         assert!(err.contains(EMPTY), "{err}");
     }

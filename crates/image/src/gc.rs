@@ -5,11 +5,11 @@ use std::fs;
 
 use crate::digest::Digest;
 use crate::oci::{self, Descriptor, Manifest};
-use crate::{Store, MAX_INDEX_DEPTH};
+use crate::{Error, Store, MAX_INDEX_DEPTH};
 
 impl Store {
     /// `minnow image rm NAME`: drops the name, then garbage-collects. Returns blobs freed.
-    pub fn remove(&self, name: &str) -> Result<usize, String> {
+    pub fn remove(&self, name: &str) -> Result<usize, Error> {
         let _lock = self.lock()?;
         let mut index = self.read_index()?;
         let before = index.manifests.len();
@@ -17,10 +17,11 @@ impl Store {
             .manifests
             .retain(|m| m.annotations.get(oci::REF_NAME).map(String::as_str) != Some(name));
         if index.manifests.len() == before {
-            return Err(format!(
-                "no image {name:?} in store {}; see `minnow image ls`",
-                self.root().display()
-            ));
+            return Err(Error::NotFound {
+                name: name.into(),
+                store: self.root().into(),
+                hint: "see `minnow image ls`".into(),
+            });
         }
         self.write_index(&index)?;
         self.gc_locked()
@@ -28,7 +29,7 @@ impl Store {
 
     /// Removes blobs and extracted layers that no image and no container refers to.
     /// The caller holds the lock.
-    pub(crate) fn gc_locked(&self) -> Result<usize, String> {
+    pub(crate) fn gc_locked(&self) -> Result<usize, Error> {
         let index = self.read_index()?;
         let mut keep: BTreeSet<String> = BTreeSet::new();
         for desc in &index.manifests {
@@ -103,7 +104,7 @@ impl Store {
         desc: &Descriptor,
         keep: &mut BTreeSet<String>,
         depth: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         keep.insert(desc.digest.trim_start_matches("sha256:").to_string());
         let blob = fs::read(self.blob_path(&Digest::parse(&desc.digest)?)).ok();
         if oci::is_index(&desc.media_type) {

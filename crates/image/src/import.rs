@@ -10,8 +10,9 @@ use crate::busybox::make_busybox_rootfs;
 use crate::digest::{Digest, HashingWriter};
 use crate::layer::{append_tree, ExtractError, UnpackError};
 use crate::oci::{self, Descriptor, History, ImageConfig, Manifest, RootFs, RunConfig};
-use crate::store::io_err;
-use crate::{check_name, now_rfc3339, Image, Store, DEFAULT_IMAGE, PLATFORM_ARCH, PLATFORM_OS};
+use crate::{
+    check_name, now_rfc3339, Error, Image, Store, DEFAULT_IMAGE, PLATFORM_ARCH, PLATFORM_OS,
+};
 
 impl Store {
     /// Writes config and manifest for `layers` and names the result `name`.
@@ -23,7 +24,7 @@ impl Store {
         mut history: Vec<History>,
         created_by: &str,
         base: Option<&ImageConfig>,
-    ) -> Result<Image, String> {
+    ) -> Result<Image, Error> {
         check_name("image", name)?;
         let created = now_rfc3339();
         history.push(History {
@@ -80,12 +81,12 @@ impl Store {
     }
 
     /// Turns a directory into an uncompressed tar layer blob; returns (descriptor, diff id).
-    pub(crate) fn layer_from_dir(&self, dir: &Path) -> Result<(Descriptor, Digest), String> {
+    pub(crate) fn layer_from_dir(&self, dir: &Path) -> Result<(Descriptor, Digest), Error> {
         if !dir.is_dir() {
-            return Err(format!("{} is not a directory", dir.display()));
+            return Err(Error::NotADirectory(dir.into()));
         }
         let tmp = self.tmp_path("layer");
-        let file = File::create(&tmp).map_err(|e| io_err("cannot create", &tmp, e))?;
+        let file = File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
         let written = (|| -> io::Result<(Digest, u64)> {
             let mut b = tar::Builder::new(HashingWriter::new(BufWriter::new(file)));
             b.follow_symlinks(false);
@@ -98,7 +99,7 @@ impl Store {
         })();
         let (d, n) = written.map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            io_err("cannot make a layer from", dir, e)
+            Error::io("cannot make a layer from", dir, e)
         })?;
         self.commit_blob(&tmp, &d)?;
         Ok((
@@ -115,49 +116,56 @@ impl Store {
     /// Stores a tar (or gzip'd tar) root filesystem as an uncompressed layer blob and
     /// extracts it, so that a tar that is not one, or whose entries minnow refuses, is
     /// refused here (one error line, nothing kept) and not at the first run.
-    pub(crate) fn layer_from_tar(&self, path: &Path) -> Result<(Descriptor, Digest), String> {
+    pub(crate) fn layer_from_tar(&self, path: &Path) -> Result<(Descriptor, Digest), Error> {
         let shown = crate::printable(&path.display().to_string());
-        let mut f = File::open(path).map_err(|e| io_err("cannot open", path, e))?;
+        let mut f = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
         let mut magic = [0u8; 2];
         let gz = f.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
         drop(f);
-        let f = BufReader::new(File::open(path).map_err(|e| io_err("cannot open", path, e))?);
+        let f = BufReader::new(File::open(path).map_err(|e| Error::io("cannot open", path, e))?);
         let (d, n) = if gz {
             self.put_blob(flate2::read::GzDecoder::new(f))
         } else {
             self.put_blob(f)
         }
-        .map_err(|e| format!("cannot import {shown}: {}", crate::printable(&e)))?;
+        .map_err(|e| Error::Import {
+            path: shown.clone(),
+            message: crate::printable(&e.to_string()),
+            source: Box::new(e),
+        })?;
         let desc = Descriptor {
             media_type: oci::MEDIA_LAYER.into(),
             digest: d.to_string(),
             size: n,
             annotations: BTreeMap::new(),
         };
-        let not_tar = |why: &str| {
-            format!("{shown} is not a tar archive of a root filesystem ({why}); pass a directory or a .tar/.tar.gz")
+        let not_tar = |why: String| Error::NotATar {
+            path: shown.clone(),
+            why,
         };
         let err = match self.extract_layer(&desc) {
-            Ok((_, Some(s))) if s.entries == 0 => not_tar("no entries"),
+            Ok((_, Some(s))) if s.entries == 0 => not_tar("no entries".into()),
             Ok(_) => return Ok((desc, d)),
             Err(ExtractError::Unpack {
                 source: UnpackError::Tar { source },
                 ..
-            }) => not_tar(&crate::tar_message(&source)),
-            Err(e) => format!("cannot import {shown}: {e}"),
+            }) => not_tar(crate::tar_message(&source)),
+            Err(e) => Error::Import {
+                path: shown.clone(),
+                message: e.to_string(),
+                source: Box::new(e.into()),
+            },
         };
         let _ = self.gc_locked();
         Err(err)
     }
 
     /// `minnow image import SRC --name NAME`: a one-layer image from a directory or tar.
-    pub fn import(&self, src: &Path, name: &str) -> Result<Image, String> {
+    pub fn import(&self, src: &Path, name: &str) -> Result<Image, Error> {
         check_name("image", name)?;
-        let meta = fs::metadata(src).map_err(|e| {
-            format!(
-                "cannot import {}: {e}; pass an existing directory, .tar or .tar.gz",
-                crate::printable(&src.display().to_string())
-            )
+        let meta = fs::metadata(src).map_err(|source| Error::ImportSource {
+            path: crate::printable(&src.display().to_string()),
+            source,
         })?;
         let _lock = self.lock()?;
         let layer = if meta.is_dir() {
@@ -182,12 +190,12 @@ impl Store {
     }
 
     /// Builds the default `busybox` image from the host's static busybox.
-    pub fn import_default(&self) -> Result<Image, String> {
+    pub fn import_default(&self) -> Result<Image, Error> {
         let _lock = self.lock()?;
         self.import_default_locked()
     }
 
-    pub(crate) fn import_default_locked(&self) -> Result<Image, String> {
+    pub(crate) fn import_default_locked(&self) -> Result<Image, Error> {
         let tmp = self.tmp_path("busybox-rootfs");
         let result = make_busybox_rootfs(&tmp).and_then(|()| self.layer_from_dir(&tmp));
         let _ = fs::remove_dir_all(&tmp);
@@ -209,7 +217,7 @@ impl Store {
     }
 
     /// `minnow image build --from BASE --add DIR --tag NAME`: BASE's layers plus DIR's.
-    pub fn build(&self, from: &str, add: &Path, tag: &str) -> Result<Image, String> {
+    pub fn build(&self, from: &str, add: &Path, tag: &str) -> Result<Image, Error> {
         check_name("image", tag)?;
         let base = self.resolve_or_default(from)?;
         let _lock = self.lock()?;
@@ -224,11 +232,11 @@ impl Store {
             layers.push((l.clone(), Digest::parse(diff_id)?));
         }
         if layers.len() != base.manifest.layers.len() {
-            return Err(format!(
-                "image {from} has {} layers but {} diff_ids",
-                base.manifest.layers.len(),
-                base.config.rootfs.diff_ids.len()
-            ));
+            return Err(Error::DiffIds {
+                name: from.into(),
+                layers: base.manifest.layers.len(),
+                diff_ids: base.config.rootfs.diff_ids.len(),
+            });
         }
         layers.push((desc, diff));
         self.commit_image(

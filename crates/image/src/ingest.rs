@@ -22,8 +22,8 @@ use crate::{Image, Store};
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The store itself failed (its messages are already one line with a fix).
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] crate::Error),
     #[error("cannot store {path}: {source}")]
     Io {
         path: PathBuf,
@@ -36,12 +36,6 @@ pub enum IngestError {
     Missing(Vec<Digest>),
     #[error("invalid image name {0:?}; use a reference such as registry.example:5000/team/app:1.0 (letters, digits, / and . _ - : @ +)")]
     BadName(String),
-}
-
-impl From<String> for IngestError {
-    fn from(s: String) -> Self {
-        IngestError::Store(s)
-    }
 }
 
 /// Checks a name as the OCI `org.opencontainers.image.ref.name` annotation allows it
@@ -153,16 +147,15 @@ impl Store {
     }
 
     /// The `index.json` entry named `name` (its descriptor and annotations).
-    pub fn entry(&self, name: &str) -> Result<Descriptor, String> {
+    pub fn entry(&self, name: &str) -> Result<Descriptor, crate::Error> {
         self.read_index()?
             .manifests
             .into_iter()
             .find(|m| m.annotations.get(oci::REF_NAME).map(String::as_str) == Some(name))
-            .ok_or_else(|| {
-                format!(
-                    "no image {name:?} in store {}; list images with `minnow image ls`",
-                    self.root().display()
-                )
+            .ok_or_else(|| crate::Error::NotFound {
+                name: name.into(),
+                store: self.root().into(),
+                hint: "list images with `minnow image ls`".into(),
             })
     }
 
@@ -173,17 +166,15 @@ impl Store {
 
     /// The raw bytes of an image's manifest blob, verified (for a push, which must send
     /// them as they are so the digest stays the same).
-    pub fn manifest_bytes(&self, image: &Image) -> Result<Vec<u8>, String> {
+    pub fn manifest_bytes(&self, image: &Image) -> Result<Vec<u8>, crate::Error> {
         let path = self.blob_path(&image.manifest_digest);
-        let data = fs::read(&path).map_err(|e| {
-            format!(
-                "manifest {} of image {} is missing from the store ({e}); pull or import the image again",
-                image.manifest_digest, image.name
-            )
+        let data = fs::read(&path).map_err(|source| crate::Error::ManifestMissing {
+            digest: image.manifest_digest.clone(),
+            name: image.name.clone(),
+            source,
         })?;
-        crate::digest::verify(&image.manifest_digest, &data).map_err(|e| {
-            format!("{e}; the store is corrupt: remove the image and pull it again")
-        })?;
+        crate::digest::verify(&image.manifest_digest, &data)
+            .map_err(|source| crate::Error::BlobCorrupt { source })?;
         Ok(data)
     }
 

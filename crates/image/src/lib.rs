@@ -22,6 +22,7 @@
 pub mod busybox;
 pub mod compress;
 pub mod digest;
+pub mod error;
 pub mod gc;
 pub mod import;
 pub mod ingest;
@@ -30,6 +31,7 @@ pub mod oci;
 pub mod store;
 
 pub use busybox::is_static_elf;
+pub use error::Error;
 pub use store::Store;
 
 use digest::Digest;
@@ -53,7 +55,7 @@ pub fn now_rfc3339() -> String {
 }
 
 /// Checks an image or container name: `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`.
-pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
+pub fn check_name(kind: &'static str, name: &str) -> Result<(), Error> {
     let ok = !name.is_empty()
         && name.len() <= 128
         && name.as_bytes()[0].is_ascii_alphanumeric()
@@ -63,9 +65,10 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "invalid {kind} name {name:?}; use letters, digits and _ . : - (starting with a letter or digit)"
-        ))
+        Err(Error::BadName {
+            kind,
+            name: name.into(),
+        })
     }
 }
 

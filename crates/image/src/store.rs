@@ -11,7 +11,8 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::digest::{self, Digest, HashingWriter};
 use crate::oci::{self, Descriptor, Index, Manifest};
 use crate::{
-    Image, ImageConfig, ImageSummary, DEFAULT_IMAGE, MAX_INDEX_DEPTH, PLATFORM_ARCH, PLATFORM_OS,
+    Error, Image, ImageConfig, ImageSummary, DEFAULT_IMAGE, MAX_INDEX_DEPTH, PLATFORM_ARCH,
+    PLATFORM_OS,
 };
 
 /// An open image store.
@@ -20,13 +21,9 @@ pub struct Store {
     pub(crate) limits: crate::layer::Limits,
 }
 
-pub(crate) fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
-    format!("{what} {}: {e}", path.display())
-}
-
 impl Store {
     /// Opens the store at `root`, creating the layout if it is not there yet.
-    pub fn open(root: &Path) -> Result<Store, String> {
+    pub fn open(root: &Path) -> Result<Store, Error> {
         let store = Store {
             root: root.to_path_buf(),
             limits: crate::layer::Limits::default(),
@@ -37,12 +34,7 @@ impl Store {
             store.containers_dir(),
             store.tmp_dir(),
         ] {
-            fs::create_dir_all(&dir).map_err(|e| {
-                format!(
-                    "cannot create image store directory {}: {e}; run as root or choose a writable store with --store DIR (or MINNOW_STORE)",
-                    dir.display()
-                )
-            })?;
+            fs::create_dir_all(&dir).map_err(|source| Error::StoreDir { path: dir, source })?;
         }
         let layout = store.root.join("oci-layout");
         if !layout.exists() {
@@ -85,54 +77,61 @@ impl Store {
     }
 
     /// Takes the store's exclusive lock (held until the returned guard drops).
-    pub fn lock(&self) -> Result<Flock<File>, String> {
+    pub fn lock(&self) -> Result<Flock<File>, Error> {
         let path = self.root.join(".lock");
         let f = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| io_err("cannot open lock file", &path, e))?;
-        Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io_err("cannot lock", &path, e))
+            .map_err(|e| Error::io("cannot open lock file", &path, e))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io("cannot lock", path, e.into()))
     }
 
-    pub(crate) fn read_index(&self) -> Result<Index, String> {
+    pub(crate) fn read_index(&self) -> Result<Index, Error> {
         let path = self.root.join("index.json");
-        let text = fs::read(&path).map_err(|e| io_err("cannot read", &path, e))?;
-        serde_json::from_slice(&text).map_err(|e| io_err("corrupt", &path, e))
+        let text = fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        serde_json::from_slice(&text).map_err(|source| Error::Index { path, source })
     }
 
-    pub(crate) fn write_index(&self, index: &Index) -> Result<(), String> {
-        let text = serde_json::to_vec_pretty(index).map_err(|e| e.to_string())?;
+    pub(crate) fn write_index(&self, index: &Index) -> Result<(), Error> {
+        let text = serde_json::to_vec_pretty(index).map_err(|source| Error::Serialize {
+            what: "index.json",
+            source,
+        })?;
         write_atomic(&self.root.join("index.json"), &text)
     }
 
     /// Copies `src` into a new blob, hashing it on the way; returns its digest and size.
-    pub(crate) fn put_blob(&self, mut src: impl Read) -> Result<(Digest, u64), String> {
+    pub(crate) fn put_blob(&self, mut src: impl Read) -> Result<(Digest, u64), Error> {
         let tmp = self.tmp_path("blob");
-        let file = File::create(&tmp).map_err(|e| io_err("cannot create", &tmp, e))?;
+        let file = File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
         let mut w = HashingWriter::new(BufWriter::new(file));
         let copied = io::copy(&mut src, &mut w).and_then(|_| w.flush());
         if let Err(e) = copied {
             let _ = fs::remove_file(&tmp);
-            return Err(io_err("cannot write blob", &tmp, e));
+            return Err(Error::io("cannot write blob", tmp, e));
         }
         let (_, d, n) = w.finish();
         self.commit_blob(&tmp, &d)?;
         Ok((d, n))
     }
 
-    pub(crate) fn put_json<T: serde::Serialize>(&self, v: &T) -> Result<(Digest, u64), String> {
-        let bytes = serde_json::to_vec(v).map_err(|e| e.to_string())?;
+    pub(crate) fn put_json<T: serde::Serialize>(&self, v: &T) -> Result<(Digest, u64), Error> {
+        let bytes = serde_json::to_vec(v).map_err(|source| Error::Serialize {
+            what: "an image blob",
+            source,
+        })?;
         self.put_blob(&bytes[..])
     }
 
-    pub(crate) fn commit_blob(&self, tmp: &Path, d: &Digest) -> Result<(), String> {
+    pub(crate) fn commit_blob(&self, tmp: &Path, d: &Digest) -> Result<(), Error> {
         let dst = self.blob_path(d);
         let _ = fs::set_permissions(tmp, fs::Permissions::from_mode(0o444));
         fs::rename(tmp, &dst).map_err(|e| {
             let _ = fs::remove_file(tmp);
-            io_err("cannot store blob", &dst, e)
+            Error::io("cannot store blob", &dst, e)
         })
     }
 
@@ -144,33 +143,30 @@ impl Store {
     }
 
     /// Reads a small blob (manifest, config) and verifies its digest and size.
-    pub(crate) fn read_verified(&self, desc: &Descriptor) -> Result<Vec<u8>, String> {
+    pub(crate) fn read_verified(&self, desc: &Descriptor) -> Result<Vec<u8>, Error> {
         let d = Digest::parse(&desc.digest)?;
         let path = self.blob_path(&d);
-        let data = fs::read(&path).map_err(|e| {
-            format!(
-                "blob {d} is missing from the store ({e}); remove the image and import it again"
-            )
-        })?;
-        digest::verify(&d, &data).map_err(|e| {
-            format!("{e}; the store is corrupt: remove the image and import it again")
-        })?;
+        let data = match fs::read(&path) {
+            Ok(data) => data,
+            Err(source) => return Err(Error::BlobMissing { digest: d, source }),
+        };
+        digest::verify(&d, &data).map_err(|source| Error::BlobCorrupt { source })?;
         if data.len() as u64 != desc.size {
-            return Err(format!(
-                "blob {d} has size {} but its descriptor says {}",
-                data.len(),
-                desc.size
-            ));
+            return Err(Error::BlobSize {
+                digest: d,
+                actual: data.len() as u64,
+                expected: desc.size,
+            });
         }
         Ok(data)
     }
 
-    pub(crate) fn load(&self, name: &str, desc: &Descriptor) -> Result<Image, String> {
+    pub(crate) fn load(&self, name: &str, desc: &Descriptor) -> Result<Image, Error> {
         let desc = self.platform_manifest(name, desc)?;
         let manifest: Manifest = serde_json::from_slice(&self.read_verified(&desc)?)
-            .map_err(|e| format!("manifest of image {name} is not valid JSON: {e}"))?;
+            .map_err(|source| bad_json("manifest", name, source))?;
         let config: ImageConfig = serde_json::from_slice(&self.read_verified(&manifest.config)?)
-            .map_err(|e| format!("config of image {name} is not valid JSON: {e}"))?;
+            .map_err(|source| bad_json("config", name, source))?;
         Ok(Image {
             name: name.to_string(),
             manifest_digest: Digest::parse(&desc.digest)?,
@@ -187,14 +183,14 @@ impl Store {
         &self,
         name: &str,
         desc: &Descriptor,
-    ) -> Result<Descriptor, String> {
+    ) -> Result<Descriptor, Error> {
         let mut desc = desc.clone();
         for _ in 0..MAX_INDEX_DEPTH {
             if !oci::is_index(&desc.media_type) {
                 return Ok(desc);
             }
             let index: oci::PlatformIndex = serde_json::from_slice(&self.read_verified(&desc)?)
-                .map_err(|e| format!("image index of image {name} is not valid JSON: {e}"))?;
+                .map_err(|source| bad_json("image index", name, source))?;
             let ours = |p: &oci::Platform| p.os == PLATFORM_OS && p.architecture == PLATFORM_ARCH;
             let found = index
                 .manifests
@@ -215,20 +211,22 @@ impl Store {
                             .unwrap_or_else(|| "unknown".into())
                     })
                     .collect();
-                return Err(format!(
-                    "image {name} has no {PLATFORM_OS}/{PLATFORM_ARCH} manifest (it has: {}); copy the {PLATFORM_OS}/{PLATFORM_ARCH} image into the store",
-                    if have.is_empty() { "none".to_string() } else { have.join(", ") }
-                ));
+                return Err(Error::NoPlatform {
+                    name: name.into(),
+                    have: if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    },
+                });
             };
             desc = found.desc.clone();
         }
-        Err(format!(
-            "image {name} nests image indexes more than {MAX_INDEX_DEPTH} deep; copy a single-platform image into the store"
-        ))
+        Err(Error::IndexTooDeep { name: name.into() })
     }
 
     /// Finds an image by name (or `sha256:` manifest digest prefix).
-    pub fn resolve(&self, name: &str) -> Result<Image, String> {
+    pub fn resolve(&self, name: &str) -> Result<Image, Error> {
         let index = self.read_index()?;
         let found = index
             .manifests
@@ -245,15 +243,16 @@ impl Store {
             });
         match found {
             Some(desc) => self.load(name, desc),
-            None => Err(format!(
-                "no image {name:?} in store {}; list images with `minnow image ls`, or import one with `minnow image import DIR --name {name}`",
-                self.root.display()
-            )),
+            None => Err(Error::NotFound {
+                name: name.into(),
+                store: self.root.clone(),
+                hint: format!("list images with `minnow image ls`, or import one with `minnow image import DIR --name {name}`"),
+            }),
         }
     }
 
     /// Like [`Store::resolve`], but builds the default `busybox` image on first use.
-    pub fn resolve_or_default(&self, name: &str) -> Result<Image, String> {
+    pub fn resolve_or_default(&self, name: &str) -> Result<Image, Error> {
         if name == DEFAULT_IMAGE {
             let _lock = self.lock()?;
             if self.resolve(name).is_err() {
@@ -267,7 +266,7 @@ impl Store {
     }
 
     /// `minnow image ls`.
-    pub fn list(&self) -> Result<Vec<ImageSummary>, String> {
+    pub fn list(&self) -> Result<Vec<ImageSummary>, Error> {
         let index = self.read_index()?;
         let mut out = Vec::new();
         for desc in &index.manifests {
@@ -297,12 +296,20 @@ impl Store {
     }
 }
 
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
+fn bad_json(what: &'static str, name: &str, source: serde_json::Error) -> Error {
+    Error::Json {
+        what,
+        name: name.into(),
+        source,
+    }
+}
+
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     fs::write(&tmp, data)
         .and_then(|()| fs::rename(&tmp, path))
         .map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            io_err("cannot write", path, e)
+            Error::io("cannot write", path, e)
         })
 }

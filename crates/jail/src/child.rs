@@ -49,7 +49,7 @@ use crate::Plan;
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StepError {
     #[error("cannot put the jailed VMM in its cgroup: {0}")]
-    Cgroup(String),
+    Cgroup(#[source] minnow_cgroup::Error),
     #[error("cannot join network namespace {path}: {source}; give a network namespace file such as /var/run/netns/NAME")]
     SetNs {
         path: PathBuf,

@@ -113,8 +113,8 @@ pub enum Error {
     },
     #[error("jail name {0:?} is not a plain path inside the jail; this is a bug in minnow")]
     BadName(String),
-    #[error("{0}")]
-    Cgroup(String),
+    #[error(transparent)]
+    Cgroup(minnow_cgroup::Error),
     #[error("cannot start the jail: {what}: {source}; check that this kernel has PID and mount namespaces")]
     Start {
         what: &'static str,

@@ -101,6 +101,10 @@ pub enum Error {
     #[error(transparent)]
     Ingest(#[from] minnow_image::ingest::IngestError),
     #[error(transparent)]
+    Image(#[from] minnow_image::Error),
+    #[error(transparent)]
+    Digest(#[from] minnow_image::digest::DigestError),
+    #[error(transparent)]
     Credentials(#[from] crate::auth::CredentialError),
     #[error("cannot start the transfer runtime: {source}; check the process limits (threads, open files)")]
     Runtime {

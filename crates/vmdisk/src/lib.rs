@@ -33,6 +33,9 @@ use minnow_image::{Image, Store};
 use minnow_vmm::boot::cmdline::{self, shell_quote, Workload};
 use minnow_vmm::config::{DiskConfig, VmConfig};
 
+mod error;
+pub use error::Error;
+
 /// minnow's guest init: the same script `resources/guest/mkrootfs.sh` installs.
 pub const INIT: &str = include_str!("../../../resources/guest/init.sh");
 
@@ -129,18 +132,14 @@ impl Drop for RunDisk {
     }
 }
 
-fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> String {
-    format!("{what} {}: {e}", path.display())
-}
-
-fn sha256_file(path: &Path) -> Result<String, String> {
-    let mut f = File::open(path).map_err(|e| io_err("cannot read", path, e))?;
+fn sha256_file(path: &Path) -> Result<String, Error> {
+    let mut f = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = f
             .read(&mut buf)
-            .map_err(|e| io_err("cannot read", path, e))?;
+            .map_err(|e| Error::io("cannot read", path, e))?;
         if n == 0 {
             break;
         }
@@ -149,51 +148,46 @@ fn sha256_file(path: &Path) -> Result<String, String> {
     Ok(hex::encode(h.finalize()))
 }
 
-fn host_busybox() -> Result<PathBuf, String> {
+fn host_busybox() -> Result<PathBuf, Error> {
     ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
         .map(PathBuf::from)
         .find(|p| minnow_image::is_static_elf(p).unwrap_or(false))
-        .ok_or_else(|| {
-            "no statically linked busybox on this host; install it with `apt-get install busybox-static`".into()
-        })
+        .ok_or(Error::NoBusybox)
 }
 
-fn run_tool(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
+fn run_tool(cmd: &mut Command, what: &'static str) -> Result<(), Error> {
+    let out = cmd.output().map_err(|source| Error::Tool {
+        what: what.into(),
+        source,
+    })?;
     if out.status.success() {
         Ok(())
     } else {
         let err = String::from_utf8_lossy(&out.stderr);
-        Err(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            err.lines().last().unwrap_or("").trim()
-        ))
+        Err(Error::ToolFailed {
+            what,
+            status: out.status,
+            stderr: err.lines().last().unwrap_or("").trim().into(),
+        })
     }
 }
 
 /// The disk for `image`, building it on first use. Returns its path and whether it was
 /// built now.
-pub fn cached_disk(store: &Store, image: &Image, kind: Kind) -> Result<(PathBuf, bool), String> {
-    let mkfs = minnow_host::which("mkfs.ext4").ok_or(
-        "mkfs.ext4 not found; install e2fsprogs (apt-get install e2fsprogs) to run images in VMs",
-    )?;
+pub fn cached_disk(store: &Store, image: &Image, kind: Kind) -> Result<(PathBuf, bool), Error> {
+    let mkfs = minnow_host::which("mkfs.ext4").ok_or(Error::NoMkfs)?;
     let busybox = host_busybox()?;
     let minnow_bin = match kind {
         Kind::Plain => None,
-        Kind::Container => Some(
-            std::env::current_exe().map_err(|e| format!("cannot find minnow's own binary: {e}"))?,
-        ),
+        Kind::Container => Some(std::env::current_exe().map_err(Error::OwnBinary)?),
     };
     let extra = match &minnow_bin {
         Some(bin) => sha256_file(bin)?,
         None => String::new(),
     };
     let dir = store.root().join("vm-disks");
-    fs::create_dir_all(&dir).map_err(|e| io_err("cannot create", &dir, e))?;
+    fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
     let path = dir.join(cache_key(&image.manifest_digest, kind, extra.as_bytes()));
     if path.is_file() {
         return Ok((path, false));
@@ -204,9 +198,9 @@ pub fn cached_disk(store: &Store, image: &Image, kind: Kind) -> Result<(PathBuf,
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| io_err("cannot open", &lock_path, e))?;
+        .map_err(|e| Error::io("cannot open", &lock_path, e))?;
     let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
-        .map_err(|(_, e)| io_err("cannot lock", &lock_path, e))?;
+        .map_err(|(_, e)| Error::io("cannot lock", &lock_path, e.into()))?;
     if path.is_file() {
         return Ok((path, false));
     }
@@ -218,18 +212,22 @@ pub fn cached_disk(store: &Store, image: &Image, kind: Kind) -> Result<(PathBuf,
     let _ = fs::remove_dir_all(&staging);
     let result = (|| {
         let root = staging.join("root");
-        fs::create_dir_all(&root).map_err(|e| io_err("cannot create", &root, e))?;
+        fs::create_dir_all(&root).map_err(|e| Error::io("cannot create", &root, e))?;
         match kind {
             Kind::Plain => {
                 for layer in store.layer_dirs(image)? {
-                    merge::merge_layer(&layer, &root, MergeMode::Apply).map_err(|e| {
-                        format!("cannot merge the image's layers into the VM disk: {e}; remove the image and import it again")
+                    merge::merge_layer(&layer, &root, MergeMode::Apply).map_err(|source| {
+                        Error::Merge {
+                            what: "merge the image's layers into the VM disk",
+                            source,
+                        }
                     })?;
                 }
                 // /.minnow is minnow's: whatever the image has there goes.
                 fresh_minnow_dir(&root)?;
                 let env = root.join(".minnow/env");
-                fs::write(&env, env_script(image)).map_err(|e| io_err("cannot write", &env, e))?;
+                fs::write(&env, env_script(image))
+                    .map_err(|e| Error::io("cannot write", &env, e))?;
             }
             Kind::Container => {
                 fresh_minnow_dir(&root)?;
@@ -254,7 +252,7 @@ pub fn cached_disk(store: &Store, image: &Image, kind: Kind) -> Result<(PathBuf,
             "mkfs.ext4",
         )?;
         let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444));
-        fs::rename(&tmp, &path).map_err(|e| io_err("cannot store", &path, e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io("cannot store", &path, e))?;
         log::info!(
             "built VM disk for image {} ({} MiB ext4, {} MiB of files): {}",
             image.name,
@@ -271,7 +269,7 @@ pub fn cached_disk(store: &Store, image: &Image, kind: Kind) -> Result<(PathBuf,
 /// A private copy of `cached` for one run (reflink where the filesystem can, else a
 /// sparse copy), removed when the returned value drops. Also removes copies left by
 /// runs that died.
-pub fn private_copy(cached: &Path) -> Result<RunDisk, String> {
+pub fn private_copy(cached: &Path) -> Result<RunDisk, Error> {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let dir = cached.parent().unwrap_or(Path::new("."));
     if let Ok(entries) = fs::read_dir(dir) {
@@ -297,7 +295,7 @@ pub fn private_copy(cached: &Path) -> Result<RunDisk, String> {
         "cp (private copy of the VM disk)",
     )?;
     fs::set_permissions(&disk.path, fs::Permissions::from_mode(0o600))
-        .map_err(|e| io_err("cannot chmod", &disk.path, e))?;
+        .map_err(|e| Error::io("cannot chmod", &disk.path, e))?;
     Ok(disk)
 }
 
@@ -322,9 +320,9 @@ pub fn default_kernel() -> PathBuf {
 /// guest init is told. Without an image the command goes to the init as it is. With one:
 /// resolves it in the store, checks the command fits the kernel command line, gets (or
 /// builds) the cached disk and makes this run's copy.
-pub fn prepare(config: &VmConfig) -> Result<Prepared, String> {
+pub fn prepare(config: &VmConfig) -> Result<Prepared, Error> {
     let Some(name) = config.image.as_deref() else {
-        config.validate().map_err(|e| e.to_string())?;
+        config.validate()?;
         return Ok(Prepared {
             config: config.clone(),
             workload: Workload {
@@ -338,14 +336,11 @@ pub fn prepare(config: &VmConfig) -> Result<Prepared, String> {
     if config.kernel.as_os_str().is_empty() {
         let k = default_kernel();
         if !k.is_file() {
-            return Err(format!(
-                "no minnow guest kernel at {}; build it with `bash resources/guest/kernel/build.sh` (or pass --kernel PATH)",
-                k.display()
-            ));
+            return Err(Error::NoKernel(k));
         }
         config.kernel = k;
     }
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
     let kind = if config.container {
         Kind::Container
     } else {
@@ -377,11 +372,9 @@ pub fn prepare(config: &VmConfig) -> Result<Prepared, String> {
         }
     };
     if argv.is_empty() {
-        return Err(format!(
-            "image {name} has no command; give one: minnow run --image {name} -- CMD"
-        ));
+        return Err(Error::NoCommand(name.into()));
     }
-    cmdline::check_command(&argv).map_err(|e| e.to_string())?;
+    cmdline::check_command(&argv)?;
     let (cached, built) = cached_disk(&store, &image, kind)?;
     if !built {
         log::info!("using cached VM disk {}", cached.display());
@@ -394,7 +387,7 @@ pub fn prepare(config: &VmConfig) -> Result<Prepared, String> {
             read_only: false,
         },
     );
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
     Ok(Prepared {
         config,
         workload: Workload {
@@ -409,12 +402,12 @@ pub fn prepare(config: &VmConfig) -> Result<Prepared, String> {
 
 /// Makes `root/.minnow` a new empty directory (removing what an image had there,
 /// without following it).
-fn fresh_minnow_dir(root: &Path) -> Result<(), String> {
-    let r = Root::open(root).map_err(|e| io_err("cannot open", root, e))?;
+fn fresh_minnow_dir(root: &Path) -> Result<(), Error> {
+    let r = Root::open(root).map_err(|e| Error::io("cannot open", root, e))?;
     let name = std::ffi::OsStr::new(".minnow");
     minnow_image::layer::root::remove_at(r.fd(), name)
         .and_then(|()| minnow_image::layer::root::ensure_dir_at(r.fd(), name, 0o755))
-        .map_err(|e| io_err("cannot make", &root.join(".minnow"), e))
+        .map_err(|e| Error::io("cannot make", root.join(".minnow"), e))
 }
 
 fn tree_size(dir: &Path) -> u64 {
@@ -432,20 +425,20 @@ fn tree_size(dir: &Path) -> u64 {
 }
 
 /// Directories the init needs, busybox in /.minnow/bin, and the init itself.
-fn install_base(busybox: &Path, root: &Path) -> Result<(), String> {
+fn install_base(busybox: &Path, root: &Path) -> Result<(), Error> {
     // Made where the image has nothing of that name; never through the image's symlinks.
-    let r = Root::open(root).map_err(|e| io_err("cannot open", root, e))?;
-    let mk = |rel: &str, mode: u32| -> Result<(), String> {
+    let r = Root::open(root).map_err(|e| Error::io("cannot open", root, e))?;
+    let mk = |rel: &str, mode: u32| -> Result<(), Error> {
         let p = root.join(rel);
         let (parent, name) = match rel.split_once('/') {
             Some((dir, name)) => (
                 minnow_image::layer::root::open_dir_at(r.fd(), std::ffi::OsStr::new(dir))
-                    .map_err(|e| io_err("cannot open", &root.join(dir), e))?,
+                    .map_err(|e| Error::io("cannot open", root.join(dir), e))?,
                 name,
             ),
             None => (
                 r.dir_beneath(&[])
-                    .map_err(|e| io_err("cannot open", root, e))?,
+                    .map_err(|e| Error::io("cannot open", root, e))?,
                 rel,
             ),
         };
@@ -454,7 +447,7 @@ fn install_base(busybox: &Path, root: &Path) -> Result<(), String> {
             std::ffi::OsStr::new(name),
             mode,
         )
-        .map_err(|e| io_err("cannot create", &p, e))
+        .map_err(|e| Error::io("cannot create", &p, e))
     };
     for (d, m) in [
         ("dev", 0o755),
@@ -470,11 +463,14 @@ fn install_base(busybox: &Path, root: &Path) -> Result<(), String> {
     }
     let bin = root.join(".minnow/bin");
     let bb = bin.join("busybox");
-    fs::copy(busybox, &bb).map_err(|e| io_err("cannot copy busybox to", &bb, e))?;
+    fs::copy(busybox, &bb).map_err(|e| Error::io("cannot copy busybox to", &bb, e))?;
     let list = Command::new(busybox)
         .arg("--list")
         .output()
-        .map_err(|e| format!("cannot run {} --list: {e}", busybox.display()))?;
+        .map_err(|source| Error::Tool {
+            what: format!("{} --list", busybox.display()),
+            source,
+        })?;
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet.is_empty() || applet.contains('/') || applet == "busybox" {
             continue;
@@ -487,44 +483,46 @@ fn install_base(busybox: &Path, root: &Path) -> Result<(), String> {
         Some(rest) => format!("#!/.minnow/bin/sh\n{rest}"),
         None => INIT.to_string(),
     };
-    fs::write(&init, text).map_err(|e| io_err("cannot write", &init, e))?;
+    fs::write(&init, text).map_err(|e| Error::io("cannot write", &init, e))?;
     fs::set_permissions(&init, fs::Permissions::from_mode(0o755))
-        .map_err(|e| io_err("cannot chmod", &init, e))?;
+        .map_err(|e| Error::io("cannot chmod", &init, e))?;
     Ok(())
 }
 
 /// A store at `root/.minnow/store` holding only `image`: the OCI layout, its manifest and
 /// config blobs, and its extracted layers (layer blobs are left out: extracted layers are
 /// what containers use).
-fn guest_store(store: &Store, image: &Image, root: &Path) -> Result<(), String> {
+fn guest_store(store: &Store, image: &Image, root: &Path) -> Result<(), Error> {
     let gs = root.join(GUEST_STORE.trim_start_matches('/'));
     let layers = store.layer_dirs(image)?;
     let blobs = gs.join("blobs/sha256");
     for d in [&blobs, &gs.join("layers")] {
-        fs::create_dir_all(d).map_err(|e| io_err("cannot create", d, e))?;
+        fs::create_dir_all(d).map_err(|e| Error::io("cannot create", d, e))?;
     }
     fs::write(gs.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
-        .map_err(|e| io_err("cannot write", &gs, e))?;
+        .map_err(|e| Error::io("cannot write", &gs, e))?;
     let config = Digest::parse(&image.manifest.config.digest)?;
     for d in [&image.manifest_digest, &config] {
         let dst = blobs.join(d.hex());
-        fs::copy(store.blob_path(d), &dst).map_err(|e| io_err("cannot copy blob to", &dst, e))?;
+        fs::copy(store.blob_path(d), &dst)
+            .map_err(|e| Error::io("cannot copy blob to", &dst, e))?;
     }
     for (desc, dir) in image.manifest.layers.iter().zip(&layers) {
         let d = Digest::parse(&desc.digest)?;
         let dst = gs.join("layers").join(d.hex());
         let dst_root = dst.join("rootfs");
-        fs::create_dir_all(&dst_root).map_err(|e| io_err("cannot create", &dst_root, e))?;
-        merge::merge_layer(dir, &dst_root, MergeMode::Verbatim).map_err(|e| {
-            format!("cannot copy a layer into the guest store: {e}; remove the image and import it again")
+        fs::create_dir_all(&dst_root).map_err(|e| Error::io("cannot create", &dst_root, e))?;
+        merge::merge_layer(dir, &dst_root, MergeMode::Verbatim).map_err(|source| Error::Merge {
+            what: "copy a layer into the guest store",
+            source,
         })?;
         // The guest's minnow uses an extracted layer only with its marker.
         let marker = dst.join("complete");
         fs::copy(store.layers_dir().join(d.hex()).join("complete"), &marker)
-            .map_err(|e| io_err("cannot copy layer marker to", &marker, e))?;
+            .map_err(|e| Error::io("cannot copy layer marker to", &marker, e))?;
     }
     let size = fs::metadata(blobs.join(image.manifest_digest.hex()))
-        .map_err(|e| io_err("cannot stat", &blobs, e))?
+        .map_err(|e| Error::io("cannot stat", &blobs, e))?
         .len();
     let mut annotations = std::collections::BTreeMap::new();
     annotations.insert(oci::REF_NAME.to_string(), guest_image_name(image));
@@ -537,8 +535,8 @@ fn guest_store(store: &Store, image: &Image, root: &Path) -> Result<(), String> 
         }],
         ..Default::default()
     };
-    let text = serde_json::to_vec_pretty(&index).map_err(|e| e.to_string())?;
-    fs::write(gs.join("index.json"), text).map_err(|e| io_err("cannot write", &gs, e))?;
+    let text = serde_json::to_vec_pretty(&index).map_err(Error::Serialize)?;
+    fs::write(gs.join("index.json"), text).map_err(|e| Error::io("cannot write", &gs, e))?;
     Ok(())
 }
 
@@ -555,13 +553,13 @@ pub fn guest_image_name(image: &Image) -> String {
 /// ELF interpreter (PT_INTERP) and the shared libraries this very process has mapped
 /// (`/proc/self/maps`: it is the same binary), at their host paths; the container disk's
 /// root is minnow's own, so nothing of the image is overwritten.
-fn install_minnow(bin: &Path, root: &Path) -> Result<(), String> {
+fn install_minnow(bin: &Path, root: &Path) -> Result<(), Error> {
     let dst = root.join(GUEST_MINNOW.trim_start_matches('/'));
     if let Some(p) = dst.parent() {
-        fs::create_dir_all(p).map_err(|e| io_err("cannot create", p, e))?;
+        fs::create_dir_all(p).map_err(|e| Error::io("cannot create", p, e))?;
     }
-    fs::copy(bin, &dst).map_err(|e| io_err("cannot copy minnow to", &dst, e))?;
-    let data = fs::read(bin).map_err(|e| io_err("cannot read", bin, e))?;
+    fs::copy(bin, &dst).map_err(|e| Error::io("cannot copy minnow to", &dst, e))?;
+    let data = fs::read(bin).map_err(|e| Error::io("cannot read", bin, e))?;
     let Some(interp) = elf_interp(&data) else {
         return Ok(());
     };
@@ -571,14 +569,12 @@ fn install_minnow(bin: &Path, root: &Path) -> Result<(), String> {
     for lib in libs {
         let to = root.join(lib.trim_start_matches('/'));
         if let Some(p) = to.parent() {
-            fs::create_dir_all(p).map_err(|e| io_err("cannot create", p, e))?;
+            fs::create_dir_all(p).map_err(|e| Error::io("cannot create", p, e))?;
         }
         // Follows symlinks: the guest gets the real file under this name.
-        fs::copy(&lib, &to).map_err(|e| {
-            format!(
-                "cannot copy library {lib} into the VM disk ({e}); or build a static minnow: RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release --target x86_64-unknown-linux-gnu"
-            )
-        })?;
+        if let Err(source) = fs::copy(&lib, &to) {
+            return Err(Error::Library { lib, source });
+        }
     }
     Ok(())
 }

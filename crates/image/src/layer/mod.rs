@@ -37,7 +37,7 @@ const MARKER_FORMAT: &str = "minnow-layer-1";
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     #[error("{0}")]
-    BadDigest(String),
+    BadDigest(crate::digest::DigestError),
     #[error("layer {digest} has unsupported media type {media_type}; minnow reads uncompressed, gzip and zstd tar layers: copy the image again with gzip (skopeo copy --dest-compress-format gzip ...)")]
     MediaType { digest: Digest, media_type: String },
     #[error("layer blob {digest} is missing from the store ({source}); remove the image and import it again")]
@@ -91,16 +91,12 @@ fn unpack_hint(e: &UnpackError) -> String {
 impl Store {
     /// Makes sure every layer of `image` is extracted (verifying each blob's digest while
     /// extracting) and returns the extracted roots, bottom layer first.
-    pub fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, String> {
+    pub fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, crate::Error> {
         image
             .manifest
             .layers
             .iter()
-            .map(|l| {
-                self.extract_layer(l)
-                    .map(|(p, _)| p)
-                    .map_err(|e| e.to_string())
-            })
+            .map(|l| Ok(self.extract_layer(l)?.0))
             .collect()
     }
 
