@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Docker's security defaults and flags (issue 12, part 1).
+#[path = "container/security.rs"]
 mod security;
 
 struct Store {
