@@ -93,7 +93,7 @@ pub struct RunArgs {
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
     /// Run a command in a new container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers: id, name, image, status, pid.
     Ls,
     /// Stop a container: SIGTERM, then SIGKILL after the grace period.
@@ -170,6 +170,7 @@ pub fn run(args: ContainerArgs, log_level: &str) -> Result<i32, String> {
     let store = Store::open(&path)?;
     match args.command {
         ContainerCommand::Run(r) => {
+            let r = *r;
             super::registry::ensure_image(&store, &r.image, log_level)?;
             let opts = RunOptions {
                 limits: limits(&r)?,
