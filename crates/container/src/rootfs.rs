@@ -194,7 +194,8 @@ pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
 /// /dev: a tmpfs with the standard nodes, symlinks, /dev/pts and /dev/shm. With `nodev`
 /// (not privileged) each node is bound onto itself and the tmpfs then made nodev, so the
 /// standard nodes work but a node made later with mknod (CAP_MKNOD is one of Docker's)
-/// cannot be opened: EACCES, as Docker's devices cgroup gives (the root is nodev too).
+/// cannot be opened (EACCES; under Docker its devices cgroup refuses it with EPERM). The
+/// overlay root is nodev too.
 fn setup_dev(dev: &Path, nodev: bool) -> Result<(), Failure> {
     mnt(
         "tmpfs",
