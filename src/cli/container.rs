@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use minnow_container::cgroup::Limits;
+use minnow_container::defaults::Flags;
 use minnow_container::RunOptions;
 use minnow_image::{store_path, Store};
 
@@ -62,6 +63,26 @@ pub struct RunArgs {
     /// Run in the background and print the id.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    /// Lift Docker's defaults: every capability of the host, no seccomp, no masked or
+    /// read-only paths, any device node usable.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a capability to Docker's 14 (NAME, CAP_NAME or ALL); may repeat.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (NAME, CAP_NAME or ALL); may repeat.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// seccomp=unconfined, seccomp=FILE (a Docker or OCI profile) or no-new-privileges;
+    /// may repeat.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Mount the container's root file system read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Run the command as UID[:GID] (or a user in the image's /etc/passwd).
+    #[arg(short = 'u', long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
     /// Image name.
     pub image: String,
     /// Command and arguments [default: the image's].
@@ -72,7 +93,7 @@ pub struct RunArgs {
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
     /// Run a command in a new container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers: id, name, image, status, pid.
     Ls,
     /// Stop a container: SIGTERM, then SIGKILL after the grace period.
@@ -125,20 +146,35 @@ pub fn limits(args: &RunArgs) -> Result<Limits, String> {
     })
 }
 
+/// The security flags, as the runtime takes them (Docker's names and meaning).
+fn security_flags(args: &RunArgs) -> Flags {
+    Flags {
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        privileged: args.privileged,
+        security_opt: args.security_opt.clone(),
+        read_only: args.read_only,
+        user: args.user.clone(),
+    }
+}
+
 /// Runs a `container` subcommand; returns the exit code.
 pub fn run(args: ContainerArgs, log_level: &str) -> Result<i32, String> {
     let path = store_path(args.store);
     if let ContainerCommand::Run(r) = &args.command {
         // Check arguments and rights before touching the store.
         limits(r)?;
+        minnow_container::security::check_flags(&security_flags(r))?;
         minnow_container::require_root()?;
     }
     let store = Store::open(&path)?;
     match args.command {
         ContainerCommand::Run(r) => {
+            let r = *r;
             super::registry::ensure_image(&store, &r.image, log_level)?;
             let opts = RunOptions {
                 limits: limits(&r)?,
+                security: security_flags(&r),
                 name: r.name,
                 image: r.image,
                 command: r.command,

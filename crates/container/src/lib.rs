@@ -10,8 +10,10 @@
 
 pub mod caps;
 pub mod defaults;
+pub mod paths;
 pub mod rootfs;
 pub mod seccomp;
+pub mod security;
 pub mod veth;
 
 /// Cgroups live in their own crate (the jail uses them too); re-exported under the old path.
@@ -112,6 +114,9 @@ pub struct RunOptions {
     /// as happens where a new one cannot be mounted (tests use it to check that every
     /// mount under /sys is read-only).
     pub bind_sys: bool,
+    /// Docker's security flags (`--privileged`, `--cap-add`, ...); the default is
+    /// Docker's defaults (docs/containers.md, "Security defaults").
+    pub security: defaults::Flags,
 }
 
 /// Refuses to go on without root: namespaces, mounts and cgroups need it.
@@ -194,6 +199,9 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
             opts.image, opts.image
         ));
     }
+    // Before anything exists: a bad flag or profile leaves nothing behind.
+    let security =
+        security::Security::from_flags(&opts.security, security::passwd_root(&lowers).as_deref())?;
     let _lock = store.lock()?;
     let id = new_id();
     let name = opts.name.clone().unwrap_or_else(|| id.clone());
@@ -253,6 +261,7 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
             .clone()
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "/".into()),
+        security,
     };
     Ok(Prepared {
         dir,
@@ -531,7 +540,8 @@ fn forward_signals(child: Pid) -> Option<signal_hook::iterator::Handle> {
 }
 
 /// The cloned child: joins its cgroup first (so everything after is limited), sets up,
-/// waits for the supervisor's "g" (its veth is ready), execs; reports failure on `err`.
+/// waits for the supervisor's "g" (its veth is ready), applies capabilities, user and
+/// seccomp (`security.rs`), execs; reports failure on `err`.
 /// Joining from the child is what keeps a v1 host fast: see `Cgroup::join_self`.
 fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -542,7 +552,7 @@ fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
         .and_then(|()| {
             let mut byte = [0u8; 1];
             match fs::File::from(go).read(&mut byte) {
-                Ok(1) => rootfs::exec(plan),
+                Ok(1) => plan.security.apply().and_then(|()| rootfs::exec(plan)),
                 // The supervisor failed before "g" and is killing us: nothing to report.
                 _ => exit_now(1),
             }

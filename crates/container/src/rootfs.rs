@@ -15,6 +15,9 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, execve, pivot_root, sethostname};
 
+use crate::paths;
+use crate::security::Security;
+
 /// The overlayfs mount options for `lowers` (bottom layer first), `upper` and `work`.
 /// overlayfs lists lower dirs top first, separated by ':'; paths with ':' or ',' would be
 /// misparsed, and the whole string must fit in one page.
@@ -69,6 +72,8 @@ pub struct ChildPlan {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub workdir: String,
+    /// Capabilities, seccomp, user, masked and read-only paths.
+    pub security: Security,
 }
 
 /// A setup failure: the exit code the child uses and the message for the parent.
@@ -112,11 +117,17 @@ pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
     )
     .map_err(fail("cannot make / private"))?;
     let root = &plan.rootfs;
+    // Not privileged: a device node works only where /dev's standard nodes are (setup_dev).
+    let root_flags = if plan.security.privileged {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_NODEV
+    };
     mount(
         Some("overlay"),
         root,
         Some("overlay"),
-        MsFlags::empty(),
+        root_flags,
         Some(plan.overlay_options.as_str()),
     )
     .map_err(fail(format!(
@@ -157,8 +168,12 @@ pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
         .map_err(fail("cannot bind /sys"))?;
     }
     // Read-only all the way down: every mount under /sys, not only the top one.
-    read_only_recursive(&sys).map_err(fail("cannot make /sys read-only"))?;
-    setup_dev(&root.join("dev"))?;
+    let locked = libc::MOUNT_ATTR_RDONLY
+        | libc::MOUNT_ATTR_NOSUID
+        | libc::MOUNT_ATTR_NODEV
+        | libc::MOUNT_ATTR_NOEXEC;
+    paths::set_attr(&sys, locked, true).map_err(fail("cannot make /sys read-only"))?;
+    setup_dev(&root.join("dev"), !plan.security.privileged)?;
     sethostname(&plan.hostname).map_err(fail("cannot set hostname"))?;
     if plan.new_net {
         loopback_up().map_err(fail("cannot bring up lo"))?;
@@ -168,6 +183,7 @@ pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
     umount2(".", MntFlags::MNT_DETACH).map_err(fail("cannot detach the old root"))?;
     chdir("/").map_err(fail("cannot chdir to /"))?;
     let _ = fs::create_dir_all(&plan.workdir);
+    paths::apply(&plan.security)?;
     chdir(plan.workdir.as_str()).map_err(fail(format!(
         "cannot chdir to working directory {}",
         plan.workdir
@@ -175,43 +191,12 @@ pub fn setup(plan: &ChildPlan) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `AT_RECURSIVE` for mount_setattr (linux/fcntl.h; not in the libc crate for Linux).
-const AT_RECURSIVE: libc::c_uint = 0x8000;
-
-/// Makes the mount at `target` and every mount under it read-only, nosuid, nodev and
-/// noexec with one `mount_setattr(AT_RECURSIVE)` (Linux 5.12; a remount with `MS_RDONLY`
-/// changes only the top mount).
-fn read_only_recursive(target: &Path) -> std::io::Result<()> {
-    let path = CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| std::io::Error::other("mount point path holds a NUL byte"))?;
-    let attr = libc::mount_attr {
-        attr_set: libc::MOUNT_ATTR_RDONLY
-            | libc::MOUNT_ATTR_NOSUID
-            | libc::MOUNT_ATTR_NODEV
-            | libc::MOUNT_ATTR_NOEXEC,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: mount_setattr reads a NUL-terminated path and `size` bytes of `attr`, both
-    // valid for the call; it writes no user memory. nix and rustix have no wrapper.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            AT_RECURSIVE,
-            &attr as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn setup_dev(dev: &Path) -> Result<(), Failure> {
+/// /dev: a tmpfs with the standard nodes, symlinks, /dev/pts and /dev/shm. With `nodev`
+/// (not privileged) each node is bound onto itself and the tmpfs then made nodev, so the
+/// standard nodes work but a node made later with mknod (CAP_MKNOD is one of Docker's)
+/// cannot be opened (EACCES; under Docker its devices cgroup refuses it with EPERM). The
+/// overlay root is nodev too.
+fn setup_dev(dev: &Path, nodev: bool) -> Result<(), Failure> {
     mnt(
         "tmpfs",
         dev,
@@ -237,6 +222,15 @@ fn setup_dev(dev: &Path) -> Result<(), Failure> {
         .map_err(fail(format!("cannot create {}", p.display())))?;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o666))
             .map_err(fail(format!("cannot chmod {}", p.display())))?;
+        if nodev {
+            let flags = MsFlags::MS_BIND;
+            mount(Some(&p), &p, None::<&str>, flags, None::<&str>)
+                .map_err(fail(format!("cannot bind {}", p.display())))?;
+        }
+    }
+    if nodev {
+        paths::set_attr(dev, libc::MOUNT_ATTR_NODEV, false)
+            .map_err(fail("cannot make /dev nodev"))?;
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),

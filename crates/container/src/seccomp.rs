@@ -560,7 +560,7 @@ impl Filter {
     /// profile must then allow what the init still does (capset, prctl, setresuid,
     /// execve: Docker's does). With noNewPrivileges true, set no_new_privs and load it
     /// last, just before exec. Without either this returns [`Error::NeedsPrivilege`].
-    pub fn load(self) -> Result<(), Error> {
+    pub fn load(&self) -> Result<(), Error> {
         let prog = libc::sock_fprog {
             len: self.program.len() as libc::c_ushort,
             filter: self.program.as_ptr().cast_mut(),
