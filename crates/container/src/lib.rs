@@ -461,9 +461,11 @@ fn start_and_wait(
     let setup = veth
         .as_ref()
         .map_or(Ok(()), |v| v.setup(child.as_raw()))
-        .and_then(|()| {
-            go.write_all(b"g")
-                .map_err(|e| format!("cannot start the container: {e}"))
+        .and_then(|()| match go.write_all(b"g") {
+            // The child failed before the go-ahead and closed its end: its message is
+            // on the error pipe, read below.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => r.map_err(|e| format!("cannot start the container: {e}")),
         });
     drop(go);
     if let Err(e) = setup {
