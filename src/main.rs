@@ -128,6 +128,13 @@ struct RunArgs {
     /// minnow with a one-line report), log (the kernel logs such calls), off.
     #[arg(long, value_name = "on|off|log", default_value = "on")]
     seccomp: minnow_vmm::seccomp::Mode,
+    /// When the VM stops, print its exits by kind (count, handling time), the time in
+    /// KVM_RUN and a timeline of boot milestones on stderr.
+    #[arg(long, conflicts_with = "jail")]
+    profile: bool,
+    /// Write the --profile report as JSON to FILE (implies --profile).
+    #[arg(long, value_name = "FILE", conflicts_with = "jail")]
+    profile_json: Option<PathBuf>,
     /// The workload and its arguments, run by minnow's guest init (after --).
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -205,6 +212,7 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
     let jail = std::mem::take(&mut args.jail);
     let jail_dir = jail.dir()?.map(PathBuf::from);
     let seccomp = args.seccomp;
+    let (profile, profile_json) = (args.profile, args.profile_json.take());
     let config = args.into_config().map_err(|e| e.to_string())?;
     if let Some(name) = config.image.as_deref() {
         if minnow_registry::names_a_registry(name) {
@@ -236,6 +244,17 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
     let mut opts = Options::new(start);
     opts.kvm_device = kvm_device;
     opts.seccomp = seccomp;
+    opts.profile = profile || profile_json.is_some();
+    // Opened now: once the VM runs, the main thread's seccomp filter allows no open.
+    let profile_file = match &profile_json {
+        Some(path) => Some(std::fs::File::create(path).map_err(|e| {
+            format!(
+                "cannot write the profile to {}: {e}; give a writable --profile-json FILE",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
     opts.seccomp_trip = match std::env::var(SECCOMP_TRIP_ENV).as_deref() {
         Ok("main") => Some("main"),
         Ok("vcpu") => Some("vcpu"),
@@ -251,6 +270,18 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
         vmm.run().map_err(|e| e.to_string())?
     };
     let code = summary.exit_code();
+    if let Some(report) = &summary.profile {
+        if profile {
+            eprint!("{}", report.text());
+        }
+        if let Some(mut file) = profile_file {
+            use std::io::Write as _;
+            serde_json::to_writer_pretty(&mut file, report)
+                .map_err(std::io::Error::from)
+                .and_then(|()| file.write_all(b"\n"))
+                .map_err(|e| format!("cannot write the profile: {e}; check the disk"))?;
+        }
+    }
     if summary.reason.exit_code() == 0 {
         log::info!("VM stopped: {:?}", summary.reason);
     } else {

@@ -608,3 +608,99 @@ fn a_terminal_console_works_under_seccomp() {
     assert!(stdout.contains("virtio-blk: done"), "{stdout}");
     assert!(!stdout.contains("seccomp"), "{stdout}");
 }
+
+#[test]
+fn profile_counts_the_exits_of_a_guest_whose_exits_are_known() {
+    // hello64 writes its 32-byte line to COM1 one byte at a time (each after an LSR
+    // read), writes the boot timer once and resets through the i8042 once.
+    let line = "minnow-guest: hello from 64-bit\n";
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("profile.json");
+    let out = run_guest(
+        "hello64.elf",
+        &["--profile", "--profile-json", json.to_str().unwrap()],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, line);
+    assert!(stderr.contains("minnow: profile of the run"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let count = |kind: &str| {
+        report["exits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == kind)
+            .map_or(0, |e| e["count"].as_u64().unwrap())
+    };
+    assert_eq!(
+        count("port out 0x3f8 (COM1)"),
+        line.len() as u64,
+        "{report}"
+    );
+    assert!(
+        count("port in 0x3fd (COM1)") >= line.len() as u64,
+        "{report}"
+    );
+    assert_eq!(count("mmio write 0xd0000000 (boot timer)"), 1, "{report}");
+    assert_eq!(count("port out 0x64 (i8042)"), 1, "{report}");
+    let all: u64 = report["exits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(report["vcpus"][0]["runs"].as_u64(), Some(all), "{report}");
+    let at = |label: &str| {
+        report["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["label"].as_str().unwrap().starts_with(label))
+            .and_then(|m| m["at_ns"].as_u64())
+            .unwrap_or_else(|| panic!("no milestone {label}: {report}"))
+    };
+    let first_run = at("first KVM_RUN");
+    let first_byte = at("first byte of guest console output");
+    let timer = at("boot timer");
+    let stopped = at("VM stopped");
+    assert!(
+        first_run <= first_byte && first_byte <= timer && timer <= stopped,
+        "{report}"
+    );
+}
+
+#[test]
+fn profile_names_the_virtio_device_and_its_driver_ready_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = disk_image(dir.path());
+    let out = run_guest(
+        "virtioblk.elf",
+        &["--profile", "--disk", disk.to_str().unwrap()],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("virtio-blk: done"), "{stdout}");
+    assert!(
+        stderr.contains("mmio write 0xd0001000 (virtio-blk0)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("virtio-blk0: driver ready (DRIVER_OK)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unwritable_profile_file_is_a_one_line_error_before_the_boot() {
+    let out = run_guest("hello64.elf", &["--profile-json", "/nonexistent/p.json"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "the guest ran: {stdout}");
+    let line = stderr.lines().last().unwrap_or("");
+    assert!(
+        line.starts_with("minnow: error: cannot write the profile to /nonexistent/p.json")
+            && line.contains("give a writable --profile-json FILE"),
+        "{stderr}"
+    );
+}

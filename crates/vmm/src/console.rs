@@ -50,6 +50,8 @@ pub struct Output {
     pub(crate) ready: EventFd,
     out: File,
     broken: AtomicBool,
+    /// With `--profile`: the guest's first console byte.
+    first_byte: std::sync::OnceLock<Arc<crate::profile::Mark>>,
 }
 
 /// How a drain ended.
@@ -69,6 +71,7 @@ impl Output {
             ready: EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK)?,
             out,
             broken: AtomicBool::new(false),
+            first_byte: std::sync::OnceLock::new(),
         }))
     }
 
@@ -78,6 +81,9 @@ impl Output {
 
     /// Takes what fits of `data`; the rest is dropped and counted. Never blocks on I/O.
     pub fn push(&self, data: &[u8]) {
+        if let Some(m) = self.first_byte.get() {
+            m.hit();
+        }
         let mut p = self.lock();
         let was_empty = p.bytes.is_empty();
         let room = OUTPUT_CAPACITY.saturating_sub(p.bytes.len());
@@ -94,6 +100,11 @@ impl Output {
                 log::debug!("console: cannot signal output: {e}");
             }
         }
+    }
+
+    /// Marks `m` at the guest's first console byte (`--profile`).
+    pub fn mark_first_byte(&self, m: Arc<crate::profile::Mark>) {
+        let _ = self.first_byte.set(m);
     }
 
     /// Whether the buffer is full (the UART then reports its transmitter busy).

@@ -43,6 +43,8 @@ pub struct Devices {
     pub handlers: Vec<Box<dyn MutEventSubscriber + Send>>,
     /// The virtio-mmio windows, for ACPI and the kernel command line.
     pub virtio: Vec<MmioDevice>,
+    /// What each window holds ("virtio-blk", "virtio-net"), for the profile.
+    pub virtio_kinds: Vec<&'static str>,
 }
 
 fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> Error {
@@ -127,6 +129,7 @@ impl Devices {
             serial_rx_ready: rx_ready,
             handlers: Vec::new(),
             virtio: Vec::new(),
+            virtio_kinds: Vec::new(),
         })
     }
 
@@ -184,6 +187,15 @@ impl Devices {
         on_event_loop: bool,
     ) -> Result<(), Error> {
         let index = u32::try_from(self.virtio.len()).map_err(|_| Error::TooManyDevices)?;
+        let kind = device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .device_type();
+        self.virtio_kinds.push(match kind {
+            1 => "virtio-net",
+            2 => "virtio-blk",
+            _ => "virtio",
+        });
         let addr = VIRTIO_MMIO_START + u64::from(index) * MMIO_DEVICE_SIZE;
         let irq = VIRTIO_IRQ_BASE + index;
         let irqfd = EventFd::new(EFD_NONBLOCK).map_err(io_err("virtio interrupt"))?;
@@ -214,6 +226,7 @@ impl Devices {
             len: MMIO_DEVICE_SIZE,
             irq,
         });
+
         Ok(())
     }
 

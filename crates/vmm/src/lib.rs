@@ -15,6 +15,7 @@ pub mod device_manager;
 pub mod devices;
 pub mod kvm;
 pub mod memory;
+pub mod profile;
 pub mod seccomp;
 pub mod vcpu;
 
@@ -37,6 +38,7 @@ use crate::boot::cmdline::Workload;
 use crate::boot::BootInput;
 use crate::config::VmConfig;
 use crate::devices::{ExitEvent, ExitReason};
+use crate::profile::Profile;
 
 /// A VMM failure, phrased for the user. The text is one line; the failure underneath
 /// stays reachable through `source()`.
@@ -130,6 +132,8 @@ pub struct RunSummary {
     pub boot_time: Option<Duration>,
     /// The exit status the guest's workload reported, if it did.
     pub workload_status: Option<u8>,
+    /// With `--profile`: exits, times and the boot timeline.
+    pub profile: Option<profile::Report>,
 }
 
 impl RunSummary {
@@ -156,6 +160,8 @@ pub struct Options {
     /// Test aid, set by the CLI from `MINNOW_TEST_SECCOMP_TRIP` (`main`, `vcpu` or
     /// `disk`): that thread makes one call outside its filter once it is installed.
     pub seccomp_trip: Option<&'static str>,
+    /// Count exits and record boot milestones (`--profile`): [`RunSummary::profile`].
+    pub profile: bool,
 }
 
 impl Options {
@@ -167,6 +173,7 @@ impl Options {
             console_out: None,
             seccomp: seccomp::Mode::On,
             seccomp_trip: None,
+            profile: false,
         }
     }
 }
@@ -184,6 +191,7 @@ pub struct Vmm {
     workload_status: Arc<OnceLock<u8>>,
     output: Arc<console::Output>,
     filters: seccomp::Filters,
+    start: Instant,
 }
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> Error {
@@ -201,6 +209,7 @@ impl Vmm {
             console_out,
             seccomp,
             seccomp_trip,
+            profile,
         } = opts;
         let filters = seccomp::Filters::new(seccomp, seccomp_trip)?;
         let kvm = kvm::open(&kvm_device)?;
@@ -285,6 +294,14 @@ impl Vmm {
         .map_err(|e| Error::device("console", e))?;
 
         let vcpus = create_vcpus(&kvm, &vm, &mem, count, entry)?;
+        let profile = profile.then(|| {
+            let mut p = Profile::new(start);
+            for (i, (d, kind)) in devs.virtio.iter().zip(&devs.virtio_kinds).enumerate() {
+                p.device(d.addr, &format!("{kind}{i}"));
+            }
+            output.mark_first_byte(p.mark("first byte of guest console output"));
+            Arc::new(p)
+        });
         log::debug!("VM built in {:?}", start.elapsed());
         Ok(Vmm {
             vcpus,
@@ -297,7 +314,9 @@ impl Vmm {
                 mmio_bus: Arc::new(devs.mmio_bus),
                 exit,
                 stop: Arc::new(AtomicBool::new(false)),
+                profile,
             },
+            start,
             booted,
             workload_status,
             output,
@@ -383,10 +402,16 @@ impl Vmm {
         if let Some(e) = loop_error {
             return Err(e);
         }
+        let boot_time = self.booted.get().copied();
         Ok(RunSummary {
             reason: self.ctx.exit.reason().unwrap_or(ExitReason::UserQuit),
-            boot_time: self.booted.get().copied(),
+            boot_time,
             workload_status: self.workload_status.get().copied(),
+            profile: self
+                .ctx
+                .profile
+                .as_ref()
+                .map(|p| p.report(boot_time, self.start.elapsed())),
         })
     }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use kvm_bindings::{kvm_msr_entry, CpuId, Msrs};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -12,6 +13,7 @@ use crate::arch::x86_64::{cpuid, interrupts, msr, regs};
 use crate::boot::BootEntry;
 use crate::devices::bus::Bus;
 use crate::devices::{ExitEvent, ExitReason};
+use crate::profile::{Kind, Profile, VcpuProfile};
 
 /// KVM system event types (`struct kvm_run.system_event.type`).
 const KVM_SYSTEM_EVENT_SHUTDOWN: u32 = 1;
@@ -25,6 +27,8 @@ pub struct VcpuContext {
     pub mmio_bus: Arc<Bus>,
     pub exit: Arc<ExitEvent>,
     pub stop: Arc<AtomicBool>,
+    /// Set with `--profile`: exits are counted and timed.
+    pub profile: Option<Arc<Profile>>,
 }
 
 /// Sets CPUID, MSRs and the local APIC of vCPU `index` of `count`.
@@ -68,7 +72,14 @@ pub fn set_boot_state(fd: &VcpuFd, mem: &GuestMemoryMmap, boot: BootEntry) -> Re
 }
 
 /// Runs vCPU `index` until the VM stops. Every way out records an [`ExitReason`].
-pub fn run(mut fd: VcpuFd, index: u8, ctx: VcpuContext) {
+pub fn run(fd: VcpuFd, index: u8, ctx: VcpuContext) {
+    match ctx.profile.clone() {
+        None => run_plain(fd, index, &ctx),
+        Some(profile) => run_profiled(fd, index, &ctx, &profile),
+    }
+}
+
+fn run_plain(mut fd: VcpuFd, index: u8, ctx: &VcpuContext) {
     while !ctx.stop.load(Ordering::Acquire) {
         let exit = match fd.run() {
             Ok(exit) => exit,
@@ -80,14 +91,58 @@ pub fn run(mut fd: VcpuFd, index: u8, ctx: VcpuContext) {
                 return;
             }
         };
-        if let Some(reason) = handle_exit(exit, index, &ctx) {
-            if reason == ExitReason::TripleFault {
-                log_state(&fd, index);
-            }
-            ctx.exit.trigger(reason);
+        if let Some(reason) = handle_exit(exit, index, ctx) {
+            stop(&fd, index, ctx, reason);
             return;
         }
     }
+}
+
+/// [`run_plain`], counting and timing every exit into `profile`.
+fn run_profiled(mut fd: VcpuFd, index: u8, ctx: &VcpuContext, profile: &Profile) {
+    let mut counts = VcpuProfile {
+        index,
+        ..VcpuProfile::default()
+    };
+    profile.started();
+    while !ctx.stop.load(Ordering::Acquire) {
+        let entered = Instant::now();
+        let result = fd.run();
+        let returned = Instant::now();
+        let exit = match result {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                profile.count(
+                    &mut counts,
+                    Kind::Interrupt,
+                    returned - entered,
+                    returned.elapsed(),
+                );
+                continue;
+            }
+            Err(e) => {
+                ctx.exit.trigger(ExitReason::Crash(format!(
+                    "vCPU {index}: KVM_RUN failed: {e}"
+                )));
+                break;
+            }
+        };
+        let kind = profile.observe(&exit);
+        let stopping = handle_exit(exit, index, ctx);
+        profile.count(&mut counts, kind, returned - entered, returned.elapsed());
+        if let Some(reason) = stopping {
+            stop(&fd, index, ctx, reason);
+            break;
+        }
+    }
+    profile.add(counts);
+}
+
+fn stop(fd: &VcpuFd, index: u8, ctx: &VcpuContext, reason: ExitReason) {
+    if reason == ExitReason::TripleFault {
+        log_state(fd, index);
+    }
+    ctx.exit.trigger(reason);
 }
 
 /// Logs where a vCPU was when the guest triple-faulted. On AMD hosts KVM re-initialises
