@@ -575,8 +575,44 @@ fn install_minnow(bin: &Path, root: &Path) -> Result<(), Error> {
         if let Err(source) = fs::copy(&lib, &to) {
             return Err(Error::Library { lib, source });
         }
+        // The loader looks a library up by its soname (libseccomp.so.2), which on the
+        // host is a symlink to the mapped file (libseccomp.so.2.5.4): the same links go in.
+        for alias in soname_links(Path::new(&lib)) {
+            let name = alias.file_name().unwrap_or_default();
+            let link = to.with_file_name(name);
+            let target = to.file_name().unwrap_or_default();
+            if !link.exists() {
+                std::os::unix::fs::symlink(target, &link)
+                    .map_err(|e| Error::io("cannot link", &link, e))?;
+            }
+        }
     }
     Ok(())
+}
+
+/// The shorter names of `lib` in its directory that are symlinks to it on the host
+/// (`libseccomp.so.2` for `libseccomp.so.2.5.4`): each version suffix dropped in turn.
+fn soname_links(lib: &Path) -> Vec<PathBuf> {
+    let (Some(dir), Some(name)) = (lib.parent(), lib.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let Ok(real) = fs::canonicalize(lib) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut shorter = name;
+    while let Some((head, _)) = shorter.rsplit_once('.') {
+        if !head.contains(".so") {
+            break;
+        }
+        let candidate = dir.join(head);
+        let is_link = fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link && fs::canonicalize(&candidate).is_ok_and(|c| c == real) {
+            out.push(candidate);
+        }
+        shorter = head;
+    }
+    out
 }
 
 /// The ELF interpreter (PT_INTERP) of a 64-bit little-endian ELF, if it has one.
@@ -621,6 +657,17 @@ pub fn mapped_libraries(maps: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soname_links_are_the_hosts_symlinks_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("libx.so.2.5.4");
+        fs::write(&lib, b"elf").unwrap();
+        std::os::unix::fs::symlink("libx.so.2.5.4", dir.path().join("libx.so.2")).unwrap();
+        fs::write(dir.path().join("libx.so.2.5"), b"another file").unwrap();
+        assert_eq!(soname_links(&lib), vec![dir.path().join("libx.so.2")]);
+        assert!(soname_links(&dir.path().join("libc.so.6")).is_empty());
+    }
 
     #[test]
     fn cache_key_depends_on_digest_kind_and_recipe() {
