@@ -1,0 +1,334 @@
+//! From an OCI `config.json` ([`Spec`]) to the engine's [`Plan`]: what minnow supports is
+//! converted, what it does not is refused with a one-line error naming the field (never
+//! silently ignored).
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::resource::Resource;
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
+
+use super::cgroup::CgroupPlan;
+use super::mounts::{self, MountPlan};
+use super::{Plan, ProcessPlan};
+use crate::security::Security;
+
+fn refuse(field: &str, why: &str) -> String {
+    format!("config.json: {field} is not supported by minnow ({why}); remove it from the bundle's config.json")
+}
+
+fn set<T>(o: &Option<Vec<T>>) -> bool {
+    o.as_ref().is_some_and(|v| !v.is_empty())
+}
+
+/// The clone flag of a namespace type, or the refusal.
+fn ns_flag(t: LinuxNamespaceType) -> Result<CloneFlags, String> {
+    Ok(match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::User => {
+            return Err(refuse(
+                "linux.namespaces type \"user\"",
+                "no user namespaces or uid/gid mappings",
+            ))
+        }
+        LinuxNamespaceType::Time => {
+            return Err(refuse(
+                "linux.namespaces type \"time\"",
+                "no time namespaces",
+            ))
+        }
+    })
+}
+
+fn rlimit(name: &str) -> Option<Resource> {
+    Some(match name {
+        "RLIMIT_AS" => Resource::RLIMIT_AS,
+        "RLIMIT_CORE" => Resource::RLIMIT_CORE,
+        "RLIMIT_CPU" => Resource::RLIMIT_CPU,
+        "RLIMIT_DATA" => Resource::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => Resource::RLIMIT_FSIZE,
+        "RLIMIT_NOFILE" => Resource::RLIMIT_NOFILE,
+        "RLIMIT_STACK" => Resource::RLIMIT_STACK,
+        "RLIMIT_LOCKS" => Resource::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => Resource::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => Resource::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => Resource::RLIMIT_NICE,
+        "RLIMIT_NPROC" => Resource::RLIMIT_NPROC,
+        "RLIMIT_RSS" => Resource::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => Resource::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
+        _ => return None,
+    })
+}
+
+/// The fields minnow refuses, checked before anything is created.
+fn check_unsupported(spec: &Spec) -> Result<(), String> {
+    if let Some(h) = spec.hooks() {
+        #[allow(deprecated)]
+        let lists = [
+            ("prestart", h.prestart()),
+            ("createRuntime", h.create_runtime()),
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+            ("poststart", h.poststart()),
+            ("poststop", h.poststop()),
+        ];
+        for (name, list) in lists {
+            if set(list) {
+                return Err(refuse(&format!("hooks.{name}"), "hooks are not run yet"));
+            }
+        }
+    }
+    if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(refuse("domainname", "only hostname is set"));
+    }
+    let p = spec
+        .process()
+        .as_ref()
+        .ok_or("config.json has no process; add process.args")?;
+    if p.terminal() == Some(true) {
+        return Err(refuse(
+            "process.terminal=true",
+            "no console socket; run without -t",
+        ));
+    }
+    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("process.apparmorProfile", "no AppArmor"));
+    }
+    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("process.selinuxLabel", "no SELinux"));
+    }
+    if p.io_priority().is_some() {
+        return Err(refuse("process.ioPriority", "not implemented"));
+    }
+    if p.scheduler().is_some() {
+        return Err(refuse("process.scheduler", "not implemented"));
+    }
+    if p.exec_cpu_affinity().is_some() {
+        return Err(refuse("process.execCPUAffinity", "not implemented"));
+    }
+    let Some(l) = spec.linux() else {
+        return Ok(());
+    };
+    if set(l.uid_mappings()) || set(l.gid_mappings()) {
+        return Err(refuse(
+            "linux.uidMappings/gidMappings",
+            "no user namespaces",
+        ));
+    }
+    if l.mount_label().as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("linux.mountLabel", "no SELinux"));
+    }
+    if l.intel_rdt().is_some() {
+        return Err(refuse("linux.intelRdt", "not implemented"));
+    }
+    if l.personality().is_some() {
+        return Err(refuse("linux.personality", "not implemented"));
+    }
+    if l.memory_policy().is_some() {
+        return Err(refuse("linux.memoryPolicy", "not implemented"));
+    }
+    if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(refuse("linux.timeOffsets", "no time namespaces"));
+    }
+    if l.net_devices().as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(refuse("linux.netDevices", "not implemented"));
+    }
+    Ok(())
+}
+
+/// The resources minnow applies (memory, cpu quota/period/shares, pids, the devices
+/// cgroup); a non-zero setting of any other is refused.
+fn check_resources(r: &LinuxResources) -> Result<(), String> {
+    if let Some(m) = r.memory() {
+        let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
+        if nz(m.kernel()) || nz(m.kernel_tcp()) {
+            return Err(refuse(
+                "linux.resources.memory.kernel/kernelTCP",
+                "deprecated kernel memory limits",
+            ));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if c.cpus().as_ref().is_some_and(|s| !s.is_empty())
+            || c.mems().as_ref().is_some_and(|s| !s.is_empty())
+        {
+            return Err(refuse("linux.resources.cpu.cpus/mems", "no cpuset cgroup"));
+        }
+        let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
+        if nz(c.realtime_runtime()) || c.realtime_period().is_some_and(|v| v != 0) {
+            return Err(refuse("linux.resources.cpu.realtime*", "no RT scheduling"));
+        }
+        if nz(c.idle()) {
+            return Err(refuse("linux.resources.cpu.idle", "not implemented"));
+        }
+    }
+    if let Some(b) = r.block_io() {
+        let weighted = b.weight().is_some_and(|w| w != 0)
+            || b.leaf_weight().is_some_and(|w| w != 0)
+            || set(b.weight_device())
+            || set(b.throttle_read_bps_device())
+            || set(b.throttle_write_bps_device())
+            || set(b.throttle_read_iops_device())
+            || set(b.throttle_write_iops_device());
+        if weighted {
+            return Err(refuse("linux.resources.blockIO", "no blkio cgroup"));
+        }
+    }
+    if set(r.hugepage_limits()) {
+        return Err(refuse(
+            "linux.resources.hugepageLimits",
+            "no hugetlb cgroup",
+        ));
+    }
+    if r.network().is_some() {
+        return Err(refuse(
+            "linux.resources.network",
+            "no net_cls/net_prio cgroup",
+        ));
+    }
+    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(refuse("linux.resources.rdma", "no rdma cgroup"));
+    }
+    if r.unified().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(refuse("linux.resources.unified", "not implemented"));
+    }
+    Ok(())
+}
+
+/// The root file system's path: `root.path`, relative to the bundle unless absolute.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or("config.json has no root; add root.path (e.g. \"rootfs\")")?;
+    let path = bundle.join(root.path());
+    let path = path.canonicalize().map_err(|e| {
+        format!(
+            "root.path {}: {e}; create it or fix root.path",
+            path.display()
+        )
+    })?;
+    if !path.is_dir() {
+        return Err(format!(
+            "root.path {} is not a directory; point root.path at the root file system",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// Converts `spec` for container `id` (the bundle is where relative paths start).
+pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, String> {
+    check_unsupported(spec)?;
+    let rootfs = rootfs_path(spec, bundle)?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let process = spec.process().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err("config.json: process.args is empty; give the command to run".into());
+    }
+    let mut namespaces = Vec::new();
+    for ns in linux.namespaces().iter().flatten() {
+        let flag = ns_flag(ns.typ())?;
+        if namespaces.iter().any(|(f, _)| *f == flag) {
+            return Err(format!(
+                "config.json: linux.namespaces lists {:?} twice; keep one",
+                ns.typ()
+            ));
+        }
+        namespaces.push((flag, ns.path().clone()));
+    }
+    let new_mount_ns = namespaces
+        .iter()
+        .any(|(f, p)| *f == CloneFlags::CLONE_NEWNS && p.is_none());
+    if !new_mount_ns {
+        return Err(refuse(
+            "a container without a new mount namespace",
+            "the root needs one",
+        ));
+    }
+    if let Some(r) = linux.resources() {
+        check_resources(r)?;
+    }
+    let mut rlimits = Vec::new();
+    for r in process.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let res = rlimit(&name)
+            .ok_or_else(|| refuse(&format!("process.rlimits type {name}"), "unknown here"))?;
+        rlimits.push((res, r.soft(), r.hard()));
+    }
+    let mut mounts_plan = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        mounts_plan.push(MountPlan::from_oci(m, bundle)?);
+    }
+    let propagation = match linux.rootfs_propagation().as_deref() {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => mounts::propagation(p).ok_or_else(|| {
+            format!("config.json: linux.rootfsPropagation {p:?} is unknown; use private, rprivate, slave, rslave, shared or rshared")
+        })?,
+    };
+    let mut security = Security::from_spec(spec, false)?;
+    // Exactly the spec's lists (from_spec adds to Docker's for `container run`).
+    security.masked_paths = linux
+        .masked_paths()
+        .iter()
+        .flatten()
+        .map(PathBuf::from)
+        .collect();
+    // runc raises an ambient capability only where the kernel allows it (in permitted
+    // and inheritable) and goes on without the others; `runc spec` relies on it.
+    let caps = &mut security.capabilities;
+    if let Some(ambient) = caps.ambient().clone() {
+        let keep = |c: &oci_spec::runtime::Capability| {
+            caps.permitted().as_ref().is_some_and(|p| p.contains(c))
+                && caps.inheritable().as_ref().is_some_and(|i| i.contains(c))
+        };
+        let kept: oci_spec::runtime::Capabilities =
+            ambient.iter().filter(|c| keep(c)).copied().collect();
+        caps.set_ambient(Some(kept));
+    }
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    sysctl.sort();
+    let cwd = process.cwd().to_string_lossy().to_string();
+    if !cwd.starts_with('/') {
+        return Err(format!(
+            "config.json: process.cwd {cwd:?} is not absolute; give an absolute path"
+        ));
+    }
+    Ok(Plan {
+        id: id.to_string(),
+        rootfs,
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        namespaces,
+        mounts: mounts_plan,
+        devices: linux.devices().clone().unwrap_or_default(),
+        sysctl,
+        propagation,
+        process: ProcessPlan {
+            args,
+            env: process.env().clone().unwrap_or_default(),
+            cwd,
+            umask: process.user().umask(),
+            rlimits,
+            oom_score_adj: process.oom_score_adj(),
+        },
+        security,
+        cgroup: CgroupPlan::from_spec(&linux, id)?,
+    })
+}
