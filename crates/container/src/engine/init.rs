@@ -105,6 +105,7 @@ pub fn main(plan: &Plan, cg: &Cgroup, fds: InitFds) -> ! {
 fn set_up(plan: &Plan, cg: &Cgroup) -> Result<PathBuf, Failure> {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     cg.join_self().map_err(|e| (1, e.to_string()))?;
+    let own = mounts::own_cgroups();
     let mut new = CloneFlags::empty();
     for (flag, path) in &plan.namespaces {
         match path {
@@ -137,7 +138,7 @@ fn set_up(plan: &Plan, cg: &Cgroup) -> Result<PathBuf, Failure> {
     )
     .map_err(fail(format!("cannot bind the root {}", root.display())))?;
     for m in &plan.mounts {
-        mounts::apply(m, root)?;
+        mounts::apply(m, root, &own)?;
     }
     let dev_is_tmpfs = plan.mounts.iter().any(|m| {
         m.destination == Path::new("/dev") && m.typ != "bind" && !m.flags.contains(MsFlags::MS_BIND)

@@ -231,7 +231,7 @@ fn bind(src: &Path, target: &Path, flags: MsFlags) -> Result<(), Failure> {
 }
 
 /// Does one mount under `root` (the container's root, before pivot_root).
-pub fn apply(m: &MountPlan, root: &Path) -> Result<(), Failure> {
+pub fn apply(m: &MountPlan, root: &Path, own: &[(String, String)]) -> Result<(), Failure> {
     let target = secure_join(root, &m.destination);
     if m.is_bind() {
         let src = m.source.clone().unwrap_or_default();
@@ -248,7 +248,7 @@ pub fn apply(m: &MountPlan, root: &Path) -> Result<(), Failure> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(m.typ.as_str()));
         match m.typ.as_str() {
-            "cgroup" | "cgroup2" => cgroup(&target, m.flags)?,
+            "cgroup" | "cgroup2" => cgroup(&target, m.flags, own)?,
             typ => {
                 let r = mount(Some(&source), &target, Some(typ), m.flags, data);
                 match (r, typ) {
@@ -279,29 +279,49 @@ pub fn apply(m: &MountPlan, root: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A `cgroup` mount: cgroup2 where the host is v2 only, else the host's cgroup tree bound
-/// (recursively; read-only all the way down with `ro`).
-fn cgroup(target: &Path, flags: MsFlags) -> Result<(), Failure> {
-    let layout = minnow_cgroup::detect(Path::new(minnow_cgroup::MOUNTINFO));
-    let data_flags = flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
-    if layout.kind == "v2" {
-        return mount(
-            Some("cgroup2"),
-            target,
-            Some("cgroup2"),
-            data_flags,
-            None::<&str>,
-        )
-        .map_err(fail("cannot mount cgroup2".into()));
-    }
-    mount(
-        Some("/sys/fs/cgroup"),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(fail("cannot bind /sys/fs/cgroup".into()))?;
+/// This process's cgroups as /proc/self/cgroup lists them: (controllers, path). Read by
+/// the init after it joined its cgroup and before a new cgroup namespace hides the paths.
+pub fn own_cgroups() -> Vec<(String, String)> {
+    fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, ctrls, path) = (p.next()?, p.next()?, p.next()?);
+            Some((ctrls.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// The host's cgroup mounts under /sys/fs/cgroup: (mount point, controllers; "" for cgroup2).
+fn host_cgroup_mounts() -> Vec<(PathBuf, String)> {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let l: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            let point = PathBuf::from(*l.get(4)?);
+            let ctrls = match *r.first()? {
+                "cgroup2" => String::new(),
+                "cgroup" => r
+                    .get(2)?
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => return None,
+            };
+            point
+                .starts_with("/sys/fs/cgroup")
+                .then_some((point, ctrls))
+        })
+        .collect()
+}
+
+fn cgroup_attr(flags: MsFlags) -> u64 {
     let mut attr = 0;
     for (f, a) in [
         (MsFlags::MS_RDONLY, libc::MOUNT_ATTR_RDONLY),
@@ -313,8 +333,58 @@ fn cgroup(target: &Path, flags: MsFlags) -> Result<(), Failure> {
             attr |= a;
         }
     }
+    attr
+}
+
+/// A `cgroup` mount: cgroup2 where the host is v2 only; else, as runc does on v1, a
+/// tmpfs with each host hierarchy's directory of this container bound in it (the
+/// container sees its own cgroups at /sys/fs/cgroup/<hierarchy>), locked with the
+/// mount's flags.
+fn cgroup(target: &Path, flags: MsFlags, own: &[(String, String)]) -> Result<(), Failure> {
+    let data_flags = flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+    let hosts = host_cgroup_mounts();
+    if hosts.iter().all(|(_, c)| c.is_empty()) {
+        return mount(
+            Some("cgroup2"),
+            target,
+            Some("cgroup2"),
+            data_flags,
+            None::<&str>,
+        )
+        .map_err(fail("cannot mount cgroup2".into()));
+    }
+    let base = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("tmpfs"), target, Some("tmpfs"), base, Some("mode=755"))
+        .map_err(fail("cannot mount a tmpfs on /sys/fs/cgroup".into()))?;
+    for (point, ctrls) in &hosts {
+        let Ok(rel) = point.strip_prefix("/sys/fs/cgroup") else {
+            continue;
+        };
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let path = own
+            .iter()
+            .find(|(c, _)| *c == *ctrls)
+            .map_or("/", |(_, p)| p.as_str());
+        let src = point.join(path.trim_start_matches('/'));
+        let dst = target.join(rel);
+        fs::create_dir_all(&dst).map_err(fail(format!("cannot create {}", dst.display())))?;
+        mount(
+            Some(&src),
+            &dst,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(fail(format!("cannot bind {}", src.display())))?;
+        let attr = cgroup_attr(flags | base);
+        paths::set_attr(&dst, attr, true)
+            .map_err(fail(format!("cannot lock {}", dst.display())))?;
+    }
+    let attr = cgroup_attr(flags);
     if attr != 0 {
-        paths::set_attr(target, attr, true).map_err(fail("cannot lock /sys/fs/cgroup".into()))?;
+        paths::set_attr(target, attr, false).map_err(fail("cannot lock /sys/fs/cgroup".into()))?;
     }
     Ok(())
 }
