@@ -431,8 +431,8 @@ fn unsupported_fields_are_refused_by_name() {
         ("process.apparmorProfile", |s| {
             s["process"]["apparmorProfile"] = json!("docker-default")
         }),
-        ("hooks.prestart", |s| {
-            s["hooks"] = json!({"prestart": [{"path": "/bin/true"}]})
+        ("hooks.createContainer", |s| {
+            s["hooks"] = json!({"createContainer": [{"path": "/bin/true"}]})
         }),
         ("user", |s| {
             s["linux"]["namespaces"]
@@ -443,8 +443,18 @@ fn unsupported_fields_are_refused_by_name() {
     ];
     for (field, edit) in cases {
         let b = bundle(&["true"], edit);
-        let o = rt.out(&["create", "--bundle", b.path().to_str().unwrap(), "u1"]);
-        let err = text(&o.stderr);
+        // A file, not a pipe: a container created by mistake would hold a pipe open.
+        let err_file = b.path().join("err");
+        let o = rt
+            .cmd(&["create", "--bundle", b.path().to_str().unwrap(), "u1"])
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err_file).unwrap())
+            .output()
+            .unwrap();
+        let err = fs::read_to_string(&err_file).unwrap();
+        if o.status.success() {
+            rt.out(&["delete", "--force", "u1"]);
+        }
         assert!(!o.status.success(), "{field}: {o:?}");
         assert!(
             err.starts_with("minnow-runc: error: ") && err.contains(field),
@@ -496,4 +506,61 @@ fn a_killed_run_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(mounts_under(b.path()), Vec::<String>::new());
+}
+
+#[test]
+fn hooks_get_the_state_on_stdin() {
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().to_str().unwrap().to_string();
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {o}/$RT.{name}")], "env": ["RT=X"]});
+    let b = bundle(&["true"], |s| {
+        s["hooks"] = json!({
+            "prestart": [hook("prestart")],
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")],
+        });
+    });
+    for rt in Runtime::both() {
+        let cfg = b.path().join("config.json");
+        let text = fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("RT=X", &format!("RT={}", rt.name));
+        fs::write(
+            &cfg,
+            text.replace(
+                &format!(
+                    "RT={}",
+                    if rt.name == "runc" {
+                        "minnow-runc"
+                    } else {
+                        "runc"
+                    }
+                ),
+                &format!("RT={}", rt.name),
+            ),
+        )
+        .unwrap();
+        let o = rt.out(&["run", "--bundle", b.path().to_str().unwrap(), "hk"]);
+        assert!(o.status.success(), "{}: {o:?}", rt.name);
+        for (name, status) in [
+            ("prestart", "creating"),
+            ("createRuntime", "creating"),
+            ("poststop", "stopped"),
+        ] {
+            let path = out.path().join(format!("{}.{name}", rt.name));
+            let v: Value = serde_json::from_slice(&fs::read(&path).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{}: {name}: {e}", rt.name));
+            assert_eq!(v["id"], "hk", "{}: {name}", rt.name);
+            assert_eq!(v["status"], status, "{}: {name}: {v}", rt.name);
+            if status == "creating" {
+                assert!(v["pid"].as_i64().unwrap() > 0, "{}: {name}: {v}", rt.name);
+            }
+        }
+        assert!(
+            out.path().join(format!("{}.poststart", rt.name)).exists(),
+            "{}",
+            rt.name
+        );
+    }
 }

@@ -20,7 +20,7 @@ use nix::unistd::{fork, mkfifo, pipe2, ForkResult, Pid};
 use oci_spec::runtime::Spec;
 
 use super::state::{self, Saved};
-use super::{debug, Global};
+use super::{debug, hooks, warn, Global};
 
 /// How `create` was called.
 pub struct CreateArgs {
@@ -187,17 +187,40 @@ fn create_in(
         let _ = waitpid(pid, None);
         e
     };
-    child.ready().map_err(abort)?;
-    let saved = Saved {
+    let mut saved = Saved {
         id: a.id.clone(),
         pid: pid.as_raw(),
-        start_time: state::start_time(pid.as_raw()).unwrap_or(0),
+        start_time: 0,
         bundle: bundle.to_path_buf(),
         rootfs: plan.rootfs.clone(),
         created: minnow_image::now_rfc3339(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         cgroup: placed,
+        hooks: spec.hooks().clone(),
     };
+    loop {
+        match child.next().map_err(abort)? {
+            engine::Stage::Ready => break,
+            engine::Stage::Hooks => {
+                saved.start_time = state::start_time(pid.as_raw()).unwrap_or(0);
+                let st = saved.oci_as("creating");
+                #[allow(deprecated)]
+                let h = spec.hooks().clone().unwrap_or_default();
+                #[allow(deprecated)]
+                hooks::run("prestart", h.prestart().as_deref().unwrap_or(&[]), &st)
+                    .and_then(|()| {
+                        hooks::run(
+                            "createRuntime",
+                            h.create_runtime().as_deref().unwrap_or(&[]),
+                            &st,
+                        )
+                    })
+                    .map_err(abort)?;
+                child.resume().map_err(abort)?;
+            }
+        }
+    }
+    saved.start_time = state::start_time(pid.as_raw()).unwrap_or(0);
     state::write_json(&dir.join("state.json"), &saved).map_err(abort)?;
     if let Some(p) = &a.pid_file {
         write_pid_file(p, pid.as_raw()).map_err(abort)?;
@@ -253,7 +276,11 @@ pub fn release(root: &Path, saved: &Saved) -> Result<(), String> {
 pub fn start(g: &Global, id: &str) -> Result<(), String> {
     let saved = state::load(&g.root, id)?;
     match saved.status(&g.root) {
-        "created" => release(&g.root, &saved),
+        "created" => {
+            release(&g.root, &saved)?;
+            poststart(&g.root, &saved);
+            Ok(())
+        }
         "stopped" => Err(format!(
             "cannot start a container that has stopped; delete it (minnow-runc delete {id})"
         )),
@@ -267,6 +294,9 @@ pub fn start(g: &Global, id: &str) -> Result<(), String> {
 pub fn run(g: &Global, a: &CreateArgs, detach: bool) -> Result<i32, String> {
     let mut c = create(g, a)?;
     let started = release(&g.root, &c.saved);
+    if started.is_ok() {
+        poststart(&g.root, &c.saved);
+    }
     if detach {
         c.guard.done();
         return started.map(|()| 0);
@@ -276,9 +306,28 @@ pub fn run(g: &Global, a: &CreateArgs, detach: bool) -> Result<i32, String> {
     let code = if started.is_ok() { wait(pid) } else { Ok(1) };
     drop(forwarder);
     state::destroy(&state::dir(&g.root, &a.id));
+    poststop(&c.saved);
     c.guard.done();
     started?;
     code
+}
+
+/// The poststart hooks; a failure is a warning (the process runs already).
+fn poststart(root: &Path, saved: &Saved) {
+    if let Some(list) = saved.hooks.as_ref().and_then(|h| h.poststart().clone()) {
+        if let Err(e) = hooks::run("poststart", &list, &saved.oci(root)) {
+            warn(&e);
+        }
+    }
+}
+
+/// The poststop hooks (in `delete` and at the end of `run`); failures are warnings.
+pub fn poststop(saved: &Saved) {
+    if let Some(list) = saved.hooks.as_ref().and_then(|h| h.poststop().clone()) {
+        if let Err(e) = hooks::run("poststop", &list, &saved.oci_as("stopped")) {
+            warn(&e);
+        }
+    }
 }
 
 fn wait(pid: Pid) -> Result<i32, String> {

@@ -3,6 +3,7 @@
 //! <fix>`, on stderr and in `--log` (text or JSON lines, which containerd's shim reads).
 
 mod create;
+mod hooks;
 mod ops;
 mod state;
 
@@ -140,6 +141,15 @@ fn log_line(level: &str, msg: &str) {
         let _ = writeln!(f, "{line}");
     } else if level == "debug" {
         eprintln!("minnow-runc: debug: {msg}");
+    }
+}
+
+/// A warning, to --log or stderr.
+pub fn warn(msg: &str) {
+    if LOG.get().is_some_and(|l| l.file.is_some()) {
+        log_line("warning", msg);
+    } else {
+        eprintln!("minnow-runc: warning: {msg}");
     }
 }
 

@@ -88,6 +88,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<(), String> {
     }
     stop_now(&saved);
     state::destroy(&dir);
+    super::create::poststop(&saved);
     Ok(())
 }
 

@@ -22,6 +22,9 @@ pub struct Saved {
     #[serde(default)]
     pub annotations: HashMap<String, String>,
     pub cgroup: Placed,
+    /// The spec's hooks (poststart runs in `start`, poststop in `delete`).
+    #[serde(default)]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// A container id as runc accepts it.
@@ -115,7 +118,11 @@ impl Saved {
 
     /// The state JSON of the runtime spec, with runc's extra fields.
     pub fn oci(&self, root: &Path) -> serde_json::Value {
-        let status = self.status(root);
+        self.oci_as(self.status(root))
+    }
+
+    /// The state JSON with `status` (hooks see "creating" during create).
+    pub fn oci_as(&self, status: &str) -> serde_json::Value {
         serde_json::json!({
             "ociVersion": "1.0.2",
             "id": self.id,

@@ -54,12 +54,13 @@ pub fn main(plan: &Plan, cg: &Cgroup, fds: InitFds) -> ! {
     let mut report = fs::File::from(report);
     let report = &mut report;
     let committed = std::cell::Cell::new(false);
-    let result = set_up(plan, cg).and_then(|program| {
+    let mut go = fs::File::from(go);
+    let result = set_up(plan, cg, report, &mut go).and_then(|program| {
         report
             .write_all(b"r")
             .map_err(fail("cannot report to the runtime"))?;
         let mut b = [0u8; 1];
-        match fs::File::from(go).read(&mut b) {
+        match go.read(&mut b) {
             Ok(1) if b[0] == b'c' => {}
             // The runtime failed after set-up and is killing us.
             _ => exit_now(1),
@@ -102,7 +103,12 @@ pub fn main(plan: &Plan, cg: &Cgroup, fds: InitFds) -> ! {
     exit_now(code)
 }
 
-fn set_up(plan: &Plan, cg: &Cgroup) -> Result<PathBuf, Failure> {
+fn set_up(
+    plan: &Plan,
+    cg: &Cgroup,
+    report: &mut fs::File,
+    go: &mut fs::File,
+) -> Result<PathBuf, Failure> {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     cg.join_self().map_err(|e| (1, e.to_string()))?;
     let own = mounts::own_cgroups();
@@ -148,6 +154,16 @@ fn set_up(plan: &Plan, cg: &Cgroup) -> Result<PathBuf, Failure> {
     }
     for d in &plan.devices {
         device(root, d)?;
+    }
+    if plan.hooks_pause {
+        report
+            .write_all(b"h")
+            .map_err(fail("cannot report to the runtime"))?;
+        let mut b = [0u8; 1];
+        match go.read(&mut b) {
+            Ok(1) if b[0] == b'g' => {}
+            _ => exit_now(1),
+        }
     }
     chdir(root).map_err(fail(format!("cannot enter {}", root.display())))?;
     pivot_root(".", ".").map_err(fail("pivot_root failed"))?;

@@ -62,6 +62,19 @@ pub struct Plan {
     pub process: ProcessPlan,
     pub security: Security,
     pub cgroup: CgroupPlan,
+    /// Stop after the mounts (before pivot_root) for the runtime to run the prestart and
+    /// createRuntime hooks ([`Child::next`] says [`Stage::Hooks`]).
+    pub hooks_pause: bool,
+}
+
+/// Where the init is, as [`Child::next`] reports it.
+#[derive(Debug, PartialEq)]
+pub enum Stage {
+    /// Namespaces and mounts are done: run the prestart and createRuntime hooks, then
+    /// [`Child::resume`].
+    Hooks,
+    /// Set up, waiting for [`Child::commit`].
+    Ready,
 }
 
 /// The cloned init, seen from the runtime.
@@ -127,11 +140,12 @@ pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Chil
 }
 
 impl Child {
-    /// Waits until the init is set up (or failed: its message).
-    pub fn ready(&mut self) -> Result<(), String> {
+    /// Waits until the init is set up, or stops for the hooks (or failed: its message).
+    pub fn next(&mut self) -> Result<Stage, String> {
         let mut b = [0u8; 1];
         match self.report.read(&mut b) {
-            Ok(1) if b[0] == b'r' => Ok(()),
+            Ok(1) if b[0] == b'r' => Ok(Stage::Ready),
+            Ok(1) if b[0] == b'h' => Ok(Stage::Hooks),
             Ok(1) if b[0] == b'E' => {
                 let mut msg = String::new();
                 let _ = self.report.read_to_string(&mut msg);
@@ -139,6 +153,16 @@ impl Child {
                 Err(format!("container init: {}", text.trim()))
             }
             _ => Err("the container's init died during set-up; run with --debug".into()),
+        }
+    }
+
+    /// Lets the init go on after the hooks.
+    pub fn resume(&mut self) -> Result<(), String> {
+        match self.go.as_mut() {
+            Some(go) => go
+                .write_all(b"g")
+                .map_err(|e| format!("cannot signal the container's init: {e}")),
+            None => Ok(()),
         }
     }
 

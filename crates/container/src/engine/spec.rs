@@ -73,16 +73,15 @@ fn check_unsupported(spec: &Spec) -> Result<(), String> {
     if let Some(h) = spec.hooks() {
         #[allow(deprecated)]
         let lists = [
-            ("prestart", h.prestart()),
-            ("createRuntime", h.create_runtime()),
             ("createContainer", h.create_container()),
             ("startContainer", h.start_container()),
-            ("poststart", h.poststart()),
-            ("poststop", h.poststop()),
         ];
         for (name, list) in lists {
             if set(list) {
-                return Err(refuse(&format!("hooks.{name}"), "hooks are not run yet"));
+                return Err(refuse(
+                    &format!("hooks.{name}"),
+                    "hooks in the container's namespaces are not run; prestart, createRuntime, poststart and poststop are",
+                ));
             }
         }
     }
@@ -311,8 +310,14 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, String> {
             "config.json: process.cwd {cwd:?} is not absolute; give an absolute path"
         ));
     }
+    #[allow(deprecated)]
+    let hooks_pause = spec
+        .hooks()
+        .as_ref()
+        .is_some_and(|h| set(h.prestart()) || set(h.create_runtime()));
     Ok(Plan {
         id: id.to_string(),
+        hooks_pause,
         rootfs,
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         namespaces,
