@@ -199,7 +199,7 @@ fn create_in(
         hooks: spec.hooks().clone(),
     };
     loop {
-        match child.next().map_err(abort)? {
+        match child.stage().map_err(abort)? {
             engine::Stage::Ready => break,
             engine::Stage::Hooks => {
                 saved.start_time = state::start_time(pid.as_raw()).unwrap_or(0);

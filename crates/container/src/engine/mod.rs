@@ -63,11 +63,11 @@ pub struct Plan {
     pub security: Security,
     pub cgroup: CgroupPlan,
     /// Stop after the mounts (before pivot_root) for the runtime to run the prestart and
-    /// createRuntime hooks ([`Child::next`] says [`Stage::Hooks`]).
+    /// createRuntime hooks ([`Child::stage`] says [`Stage::Hooks`]).
     pub hooks_pause: bool,
 }
 
-/// Where the init is, as [`Child::next`] reports it.
+/// Where the init is, as [`Child::stage`] reports it.
 #[derive(Debug, PartialEq)]
 pub enum Stage {
     /// Namespaces and mounts are done: run the prestart and createRuntime hooks, then
@@ -141,7 +141,7 @@ pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Chil
 
 impl Child {
     /// Waits until the init is set up, or stops for the hooks (or failed: its message).
-    pub fn next(&mut self) -> Result<Stage, String> {
+    pub fn stage(&mut self) -> Result<Stage, String> {
         let mut b = [0u8; 1];
         match self.report.read(&mut b) {
             Ok(1) if b[0] == b'r' => Ok(Stage::Ready),
