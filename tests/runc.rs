@@ -564,3 +564,152 @@ fn hooks_get_the_state_on_stdin() {
         );
     }
 }
+
+/// A private dockerd (its own data-root, exec-root and socket) with minnow-runc added as
+/// the runtime "minnow"; stopped when dropped.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Dockerd {
+    fn start() -> Dockerd {
+        assert!(
+            which("dockerd").is_some(),
+            "this test needs dockerd: apt-get install docker.io"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("pid"))
+            .arg("-H")
+            .arg(format!("unix://{}/sock", d.display()))
+            .args(["--iptables=false", "--bridge=none"])
+            .arg(format!(
+                "--add-runtime=minnow={}",
+                env!("CARGO_BIN_EXE_minnow-runc")
+            ))
+            .stdout(fs::File::create(d.join("log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let dockerd = Dockerd { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !dockerd.docker(&["info"]).status.success() {
+            assert!(Instant::now() < deadline, "dockerd did not answer");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        dockerd
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        Command::new("timeout")
+            .args(["-s", "KILL", "60", "docker", "-H"])
+            .arg(format!("unix://{}/sock", self.dir.path().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn docker_runs_busybox_through_minnow_runc() {
+    let b = bundle(&["true"], |_| {});
+    let d = Dockerd::start();
+    let tar = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cd {}/rootfs && tar -c . | docker -H unix://{}/sock import - bb:1",
+            b.path().display(),
+            d.dir.path().display()
+        ))
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "docker import: {tar:?}");
+    let script = "echo hi; grep -E '^(CapEff|Seccomp):' /proc/self/status; touch /x; \
+                  cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes; id; exit 5";
+    let mut results = Vec::new();
+    for rt in ["runc", "minnow"] {
+        let o = d.docker(&[
+            "run",
+            "--runtime",
+            rt,
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "--memory",
+            "32m",
+            "--pids-limit",
+            "9",
+            "--user",
+            "1000",
+            "bb:1",
+            "sh",
+            "-c",
+            script,
+        ]);
+        results.push((o.status.code(), text(&o.stdout), text(&o.stderr)));
+        // Detached: `docker ps` states, pause, stop.
+        let o = d.docker(&[
+            "run",
+            "-d",
+            "--runtime",
+            rt,
+            "--network",
+            "none",
+            "bb:1",
+            "sleep",
+            "100",
+        ]);
+        assert!(o.status.success(), "{rt}: {o:?}");
+        let id = text(&o.stdout).trim().to_string();
+        let status = || {
+            text(
+                &d.docker(&["ps", "--format", "{{.Status}}", "-f", &format!("id={id}")])
+                    .stdout,
+            )
+        };
+        assert!(status().starts_with("Up"), "{rt}: {}", status());
+        assert!(d.docker(&["pause", &id]).status.success(), "{rt}");
+        assert!(status().contains("(Paused)"), "{rt}: {}", status());
+        assert!(d.docker(&["unpause", &id]).status.success(), "{rt}");
+        assert!(d.docker(&["stop", "-t", "1", &id]).status.success(), "{rt}");
+        let code = d.docker(&["inspect", "-f", "{{.State.ExitCode}}", &id]);
+        assert_eq!(
+            text(&code.stdout).trim(),
+            "137",
+            "{rt}: SIGKILL after the grace time"
+        );
+        assert!(d.docker(&["rm", &id]).status.success(), "{rt}");
+    }
+    assert_eq!(results[0].0, Some(5), "{:?}", results[0]);
+    assert!(
+        results[0]
+            .1
+            .contains("hi\nCapEff:\t0000000000000000\nSeccomp:\t2\n9\n33554432\nuid=1000"),
+        "{:?}",
+        results[0]
+    );
+    assert_eq!(results[1].0, results[0].0, "exit code");
+    assert_eq!(results[1].1, results[0].1, "stdout");
+    assert!(
+        results[1].2.contains("Read-only file system"),
+        "{:?}",
+        results[1]
+    );
+}
