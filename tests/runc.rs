@@ -623,6 +623,10 @@ impl Drop for Dockerd {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let _ = self.child.wait();
+        // Docker's cgroup parent (made by runc, which leaves it); fails unless empty.
+        for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let _ = fs::remove_dir(h.path().join("docker"));
+        }
     }
 }
 
@@ -685,6 +689,12 @@ fn docker_runs_busybox_through_minnow_runc() {
             )
         };
         assert!(status().starts_with("Up"), "{rt}: {}", status());
+        let o = d.docker(&["exec", &id, "sh", "-c", "echo exec-ok; exit 3"]);
+        assert_eq!(
+            (o.status.code(), text(&o.stdout)),
+            (Some(3), "exec-ok\n".into()),
+            "{rt}: {o:?}"
+        );
         assert!(d.docker(&["pause", &id]).status.success(), "{rt}");
         assert!(status().contains("(Paused)"), "{rt}: {}", status());
         assert!(d.docker(&["unpause", &id]).status.success(), "{rt}");
@@ -712,4 +722,54 @@ fn docker_runs_busybox_through_minnow_runc() {
         "{:?}",
         results[1]
     );
+}
+
+#[test]
+fn exec_inline_and_with_a_process_file() {
+    let b = bundle(&["sleep", "30"], |_| {});
+    let process = b.path().join("process.json");
+    fs::write(
+        &process,
+        json!({"args": ["sh", "-c", "id -u; pwd; echo $V"], "cwd": "/tmp",
+               "user": {"uid": 1000, "gid": 1000}, "env": ["PATH=/bin", "V=file"]})
+        .to_string(),
+    )
+    .unwrap();
+    for rt in Runtime::both() {
+        let o = rt
+            .cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), "ex"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {o:?}", rt.name);
+        let o = rt.out(&[
+            "exec",
+            "-e",
+            "V=inline",
+            "ex",
+            "sh",
+            "-c",
+            "echo $V $$; exit 7",
+        ]);
+        // The shell is not PID 1: it runs in the container's PID namespace beside sleep.
+        assert_eq!(
+            text(&o.stdout).split_whitespace().next(),
+            Some("inline"),
+            "{}: {o:?}",
+            rt.name
+        );
+        assert_ne!(text(&o.stdout).trim(), "inline 1", "{}", rt.name);
+        assert_eq!(o.status.code(), Some(7), "{}: {o:?}", rt.name);
+        let o = rt.out(&["exec", "--process", process.to_str().unwrap(), "ex"]);
+        assert_eq!(text(&o.stdout), "1000\n/tmp\nfile\n", "{}: {o:?}", rt.name);
+        let o = rt.out(&["exec", "ex", "no-such-program"]);
+        assert!(!o.status.success(), "{}", rt.name);
+        assert!(
+            text(&o.stderr).contains("executable file not found"),
+            "{}: {o:?}",
+            rt.name
+        );
+        assert!(rt.out(&["delete", "--force", "ex"]).status.success());
+    }
 }

@@ -3,6 +3,7 @@
 //! <fix>`, on stderr and in `--log` (text or JSON lines, which containerd's shim reads).
 
 mod create;
+mod exec;
 mod hooks;
 mod ops;
 mod state;
@@ -106,6 +107,33 @@ enum Command {
         id: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
+    },
+    /// Run a further process in a running container.
+    Exec {
+        /// An OCI process object (JSON), instead of the command line.
+        #[arg(long, short)]
+        process: Option<PathBuf>,
+        #[arg(long, short)]
+        detach: bool,
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// KEY=VALUE, added to the container's environment (inline form).
+        #[arg(long, short)]
+        env: Vec<String>,
+        #[arg(long)]
+        cwd: Option<String>,
+        /// UID[:GID] (inline form).
+        #[arg(long, short)]
+        user: Option<String>,
+        /// Not supported.
+        #[arg(long, short)]
+        tty: bool,
+        /// Not supported.
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
     },
     /// Freeze every process of a container.
     Pause { id: String },
@@ -211,6 +239,33 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
             id,
             ps_args,
         } => ops::ps(&g, id, format, ps_args)?,
+        Command::Exec {
+            process,
+            detach,
+            pid_file,
+            env,
+            cwd,
+            user,
+            tty,
+            console_socket,
+            id,
+            command,
+        } => {
+            if *tty || console_socket.is_some() {
+                return Err("exec --tty/--console-socket is not supported (no terminals yet); run without -t".into());
+            }
+            let a = exec::ExecArgs {
+                id: id.clone(),
+                process: process.clone(),
+                command: command.clone(),
+                env: env.clone(),
+                cwd: cwd.clone(),
+                user: user.clone(),
+                detach: *detach,
+                pid_file: pid_file.clone(),
+            };
+            return exec::exec(&g, &a);
+        }
         Command::Pause { id } => ops::pause(&g, id, true)?,
         Command::Resume { id } => ops::pause(&g, id, false)?,
     }

@@ -280,7 +280,7 @@ fn device(root: &Path, d: &LinuxDevice) -> Result<(), Failure> {
     .map_err(fail(format!("cannot chown {}", path.display())))
 }
 
-fn exec(plan: &Plan, program: &Path) -> Result<std::convert::Infallible, Failure> {
+pub(crate) fn exec(plan: &Plan, program: &Path) -> Result<std::convert::Infallible, Failure> {
     let cstr = |s: &str| {
         CString::new(s).map_err(|_| {
             (

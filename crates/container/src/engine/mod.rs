@@ -10,6 +10,7 @@
 //! - the init waits on the exec fifo in the state directory until `start` opens it.
 
 pub mod cgroup;
+pub mod exec;
 pub mod init;
 pub mod mounts;
 pub mod spec;
