@@ -773,3 +773,29 @@ fn exec_inline_and_with_a_process_file() {
         assert!(rt.out(&["delete", "--force", "ex"]).status.success());
     }
 }
+
+#[test]
+fn minnow_runc_spec_runs_under_both_and_features_parse() {
+    let b = bundle(&["true"], |_| {});
+    let rts = Runtime::both();
+    fs::remove_file(b.path().join("config.json")).unwrap();
+    let o = rts[1].out(&["spec", "--bundle", b.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{o:?}");
+    let again = rts[1].out(&["spec", "--bundle", b.path().to_str().unwrap()]);
+    assert!(!again.status.success(), "spec overwrote config.json");
+    let path = b.path().join("config.json");
+    let mut spec: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    spec["process"]["args"] = json!(["sh", "-c", "hostname; touch /x 2>/dev/null || echo ro"]);
+    fs::write(&path, spec.to_string()).unwrap();
+    for rt in &rts {
+        let o = rt.out(&["run", "--bundle", b.path().to_str().unwrap(), "sp"]);
+        assert_eq!(text(&o.stdout), "minnow\nro\n", "{}: {o:?}", rt.name);
+    }
+    let f = rts[1].out(&["features"]);
+    let v: Value = serde_json::from_slice(&f.stdout).unwrap();
+    assert!(
+        v["hooks"].as_array().unwrap().contains(&json!("prestart")),
+        "{v}"
+    );
+    assert_eq!(v["linux"]["cgroup"]["systemd"], json!(false));
+}

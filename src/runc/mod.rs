@@ -5,6 +5,7 @@
 mod create;
 mod exec;
 mod hooks;
+mod info;
 mod ops;
 mod state;
 
@@ -135,6 +136,16 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// What this runtime supports (JSON).
+    Features,
+    /// Write a starting config.json.
+    Spec {
+        #[arg(long, short, default_value = ".")]
+        bundle: PathBuf,
+        /// Not supported (no user namespaces).
+        #[arg(long)]
+        rootless: bool,
+    },
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -217,6 +228,16 @@ fn create_args(f: &CreateFlags) -> Result<CreateArgs, String> {
 }
 
 fn dispatch(cli: &Cli) -> Result<i32, String> {
+    match &cli.command {
+        Command::Features => return info::features().map(|()| 0),
+        Command::Spec { rootless: true, .. } => {
+            return Err(
+                "spec --rootless is not supported (no user namespaces); drop --rootless".into(),
+            )
+        }
+        Command::Spec { bundle, .. } => return info::spec(bundle).map(|()| 0),
+        _ => {}
+    }
     check(cli)?;
     let g = Global {
         root: cli.root.clone(),
@@ -266,6 +287,7 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
             };
             return exec::exec(&g, &a);
         }
+        Command::Features | Command::Spec { .. } => {}
         Command::Pause { id } => ops::pause(&g, id, true)?,
         Command::Resume { id } => ops::pause(&g, id, false)?,
     }
