@@ -799,3 +799,88 @@ fn minnow_runc_spec_runs_under_both_and_features_parse() {
     );
     assert_eq!(v["linux"]["cgroup"]["systemd"], json!(false));
 }
+
+#[test]
+fn podman_runs_busybox_through_minnow_runc() {
+    assert!(
+        which("podman").is_some(),
+        "this test needs podman: apt-get install podman"
+    );
+    let b = bundle(&["true"], |_| {});
+    let w = tempfile::tempdir().unwrap();
+    let podman = |args: &[&str]| {
+        Command::new("timeout")
+            .args(["-s", "KILL", "60", "podman", "--root"])
+            .arg(w.path().join("root"))
+            .arg("--runroot")
+            .arg(w.path().join("runroot"))
+            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+            .args(["--events-backend", "file"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let tar = w.path().join("bb.tar");
+    let o = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(b.path().join("rootfs"))
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert!(podman(&["import", tar.to_str().unwrap(), "localhost/bb:1"])
+        .status
+        .success());
+    let minnow = env!("CARGO_BIN_EXE_minnow-runc");
+    let limits = [
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+    let mut results = Vec::new();
+    for rt in ["/usr/sbin/runc", minnow] {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--read-only",
+            "--runtime",
+            rt,
+        ];
+        args.extend(limits);
+        args.extend([
+            "localhost/bb:1",
+            "sh",
+            "-c",
+            "echo hi; grep -E '^(CapEff|Seccomp):' /proc/self/status; touch /x; exit 6",
+        ]);
+        let o = podman(&args);
+        results.push((o.status.code(), text(&o.stdout)));
+        assert!(
+            text(&o.stderr).contains("Read-only file system"),
+            "{rt}: {o:?}"
+        );
+        let mut args = vec!["run", "-d", "--network", "none", "--runtime", rt];
+        args.extend(limits);
+        args.extend(["localhost/bb:1", "sleep", "100"]);
+        let o = podman(&args);
+        assert!(o.status.success(), "{rt}: {o:?}");
+        let id = text(&o.stdout).trim().to_string();
+        let o = podman(&["exec", &id, "sh", "-c", "echo exec-ok; exit 2"]);
+        assert_eq!(
+            (o.status.code(), text(&o.stdout)),
+            (Some(2), "exec-ok\n".into()),
+            "{rt}: {o:?}"
+        );
+        let o = podman(&["rm", "-f", "-t", "1", &id]);
+        assert!(o.status.success(), "{rt}: {o:?}");
+    }
+    assert_eq!(results[0].0, Some(6), "{:?}", results[0]);
+    assert!(results[0].1.contains("Seccomp:\t2"), "{:?}", results[0]);
+    assert_eq!(results[1], results[0], "minnow-runc vs runc");
+}

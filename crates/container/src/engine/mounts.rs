@@ -27,6 +27,8 @@ pub struct MountPlan {
     pub propagation: Vec<MsFlags>,
     /// Options the file system takes (mode=755, size=..., newinstance, ...).
     pub data: String,
+    /// runc's `tmpcopyup` (Podman sends it): a tmpfs gets a copy of what was beneath it.
+    pub copy_up: bool,
 }
 
 /// A propagation option's flags, or None.
@@ -94,8 +96,13 @@ impl MountPlan {
         let mut flags = MsFlags::empty();
         let mut prop = Vec::new();
         let mut data = Vec::new();
+        let mut copy_up = false;
         for o in m.options().iter().flatten() {
-            if let Some((f, on)) = flag(o) {
+            if o == "tmpcopyup" {
+                copy_up = true;
+            } else if o == "notmpcopyup" {
+                copy_up = false;
+            } else if let Some((f, on)) = flag(o) {
                 if on {
                     flags |= f
                 } else {
@@ -133,6 +140,7 @@ impl MountPlan {
             flags,
             propagation: prop,
             data: data.join(","),
+            copy_up,
         })
     }
 
@@ -249,6 +257,29 @@ pub fn apply(m: &MountPlan, root: &Path, own: &[(String, String)]) -> Result<(),
             .unwrap_or_else(|| PathBuf::from(m.typ.as_str()));
         match m.typ.as_str() {
             "cgroup" | "cgroup2" => cgroup(&target, m.flags, own)?,
+            "tmpfs" if m.copy_up => {
+                // Mounted aside, filled with what the image has there, moved in place.
+                let aside = root.join(format!(".minnow-copyup-{}", std::process::id()));
+                fs::create_dir_all(&aside)
+                    .map_err(fail(format!("cannot create {}", aside.display())))?;
+                mount(Some("tmpfs"), &aside, Some("tmpfs"), m.flags, data).map_err(fail(
+                    format!("cannot mount tmpfs on {}", m.destination.display()),
+                ))?;
+                copy_tree(&target, &aside)
+                    .map_err(fail(format!("tmpcopyup of {}", m.destination.display())))?;
+                mount(
+                    Some(&aside),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_MOVE,
+                    None::<&str>,
+                )
+                .map_err(fail(format!(
+                    "cannot move the tmpfs to {}",
+                    m.destination.display()
+                )))?;
+                let _ = fs::remove_dir(&aside);
+            }
             typ => {
                 let r = mount(Some(&source), &target, Some(typ), m.flags, data);
                 match (r, typ) {
@@ -277,6 +308,33 @@ pub fn apply(m: &MountPlan, root: &Path, own: &[(String, String)]) -> Result<(),
         )))?;
     }
     Ok(())
+}
+
+/// Copies `from`'s entries (files, directories, symlinks; modes and owners) into `to`.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for e in fs::read_dir(from)? {
+        let e = e?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let meta = fs::symlink_metadata(&src)?;
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&src)?, &dst)?;
+        } else if meta.is_dir() {
+            fs::create_dir(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if meta.is_file() {
+            fs::copy(&src, &dst)?;
+        } else {
+            continue;
+        }
+        if !meta.file_type().is_symlink() {
+            fs::set_permissions(&dst, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+        }
+        std::os::unix::fs::lchown(&dst, Some(meta.uid()), Some(meta.gid()))?;
+    }
+    let meta = fs::metadata(from)?;
+    fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    std::os::unix::fs::chown(to, Some(meta.uid()), Some(meta.gid()))
 }
 
 /// This process's cgroups as /proc/self/cgroup lists them: (controllers, path). Read by
@@ -421,6 +479,8 @@ mod tests {
         );
         assert_eq!(b.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
         assert_eq!(b.source, Some(PathBuf::from("/bundle/data")));
+        let up = m("tmpfs", "tmpfs", &["tmpcopyup", "mode=755"]);
+        assert!(up.copy_up && up.data == "mode=755", "{up:?}");
         let typed = m("bind", "/abs", &["ro"]);
         assert!(typed.flags.contains(MsFlags::MS_BIND | MsFlags::MS_RDONLY));
         assert_eq!(typed.source, Some(PathBuf::from("/abs")));
