@@ -884,3 +884,136 @@ fn podman_runs_busybox_through_minnow_runc() {
     assert!(results[0].1.contains("Seccomp:\t2"), "{:?}", results[0]);
     assert_eq!(results[1], results[0], "minnow-runc vs runc");
 }
+
+#[test]
+fn containerd_ctr_runs_busybox_through_minnow_runc() {
+    for p in ["containerd", "ctr", "podman"] {
+        assert!(
+            which(p).is_some(),
+            "this test needs {p}: apt-get install containerd podman"
+        );
+    }
+    let b = bundle(&["true"], |_| {});
+    let w = tempfile::tempdir().unwrap();
+    let d = w.path();
+    let sock = d.join("sock");
+    fs::write(
+        d.join("config.toml"),
+        format!(
+            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n[grpc]\n  address = \"{1}\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_tcp_service = true\n",
+            d.display(),
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new("containerd")
+        .arg("--config")
+        .arg(d.join("config.toml"))
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(d.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let ctr = |args: &[&str]| {
+        Command::new("timeout")
+            .args(["-s", "KILL", "60", "ctr", "--address"])
+            .arg(&sock)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ctr(&["version"]).status.success() {
+        assert!(Instant::now() < deadline, "containerd did not answer");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // An OCI archive of the busybox root, by way of podman (as docs/ENGINES.md).
+    let img = d.join("img.tar");
+    let script = format!(
+        "set -e; P='podman --root {0}/proot --runroot {0}/prun --storage-driver vfs --cgroup-manager cgroupfs --events-backend file'; \
+         tar -cf {0}/bb.tar -C {1}/rootfs .; $P import {0}/bb.tar localhost/bb:1; $P save --format oci-archive -o {2} localhost/bb:1",
+        d.display(), b.path().display(), img.display()
+    );
+    let o = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let o = ctr(&[
+        "images",
+        "import",
+        "--base-name",
+        "localhost/bb",
+        img.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let mut results = Vec::new();
+    for (i, rt) in ["/usr/sbin/runc", env!("CARGO_BIN_EXE_minnow-runc")]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("c{i}");
+        let o = ctr(&[
+            "run",
+            "--rm",
+            "--runc-binary",
+            rt,
+            "localhost/bb:1",
+            &id,
+            "sh",
+            "-c",
+            "echo hi; grep -E '^(CapEff|Seccomp):' /proc/self/status; exit 6",
+        ]);
+        results.push((o.status.code(), text(&o.stdout)));
+        let id = format!("d{i}");
+        let o = ctr(&[
+            "run",
+            "-d",
+            "--runc-binary",
+            rt,
+            "localhost/bb:1",
+            &id,
+            "sleep",
+            "100",
+        ]);
+        assert!(o.status.success(), "{rt}: {o:?}");
+        let o = ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "e1",
+            &id,
+            "sh",
+            "-c",
+            "echo exec-ok; exit 3",
+        ]);
+        assert_eq!(
+            (o.status.code(), text(&o.stdout)),
+            (Some(3), "exec-ok\n".into()),
+            "{rt}: {o:?}"
+        );
+        assert!(
+            ctr(&["task", "kill", "-s", "SIGKILL", &id])
+                .status
+                .success(),
+            "{rt}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ctr(&["task", "rm", &id]).status.success() {
+            assert!(Instant::now() < deadline, "{rt}: task rm");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(ctr(&["containers", "rm", &id]).status.success(), "{rt}");
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+    // ctr's cgroup parent (made by runc, which leaves it); fails unless empty.
+    for h in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = fs::remove_dir(h.path().join("default"));
+    }
+    assert_eq!(results[0].0, Some(6), "{:?}", results[0]);
+    assert!(results[0].1.starts_with("hi\nCapEff:"), "{:?}", results[0]);
+    assert_eq!(results[1], results[0], "minnow-runc vs runc");
+    assert_eq!(mounts_under(d), Vec::<String>::new());
+}
