@@ -337,3 +337,110 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, String> {
         cgroup: CgroupPlan::from_spec(&linux, id)?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        dir
+    }
+
+    fn spec_with(edit: impl FnOnce(&mut serde_json::Value)) -> Spec {
+        let mut v = serde_json::to_value(Spec::default()).unwrap();
+        edit(&mut v);
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_default_spec_plans() {
+        let b = bundle();
+        let p = plan(&Spec::default(), b.path(), "t").unwrap();
+        assert_eq!(p.rootfs, b.path().join("rootfs").canonicalize().unwrap());
+        assert_eq!(p.process.args, vec!["sh".to_string()]);
+        assert!(p
+            .namespaces
+            .iter()
+            .any(|(f, _)| *f == CloneFlags::CLONE_NEWPID));
+        assert!(p.mounts.iter().any(|m| m.typ == "proc"));
+        assert_eq!(p.cgroup.path, PathBuf::from("minnow-runc-t"));
+        assert!(!p.hooks_pause);
+        // runc's rule: an ambient capability not in inheritable is left out.
+        let s = spec_with(|v| {
+            v["process"]["capabilities"] = serde_json::json!({
+                "bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                "inheritable": [], "ambient": ["CAP_KILL"]
+            })
+        });
+        let c = plan(&s, b.path(), "t").unwrap().security.capabilities;
+        assert!(c.ambient().as_ref().unwrap().is_empty(), "{c:?}");
+        assert_eq!(c.permitted().as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unsupported_fields_are_named() {
+        let b = bundle();
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit); 6] = [
+            ("\"user\"", |v| {
+                v["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"type": "user"}))
+            }),
+            ("process.selinuxLabel", |v| {
+                v["process"]["selinuxLabel"] = "x".into()
+            }),
+            ("process.terminal", |v| {
+                v["process"]["terminal"] = true.into()
+            }),
+            ("linux.resources.cpu.cpus", |v| {
+                v["linux"]["resources"]["cpu"] = serde_json::json!({"cpus": "0"})
+            }),
+            (
+                "hooks.startContainer",
+                |v| v["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/true"}]}),
+            ),
+            ("cgroupsPath", |v| {
+                v["linux"]["cgroupsPath"] = "system.slice:minnow:t".into()
+            }),
+        ];
+        for (field, edit) in cases {
+            let e = plan(&spec_with(edit), b.path(), "t").unwrap_err();
+            assert!(
+                e.contains(field) && e.contains(';') && !e.contains('\n'),
+                "{field}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn resources_become_cgroup_files_and_rules() {
+        let b = bundle();
+        let s = spec_with(|v| {
+            v["linux"]["cgroupsPath"] = "/a/b".into();
+            v["linux"]["resources"] = serde_json::json!({
+                "memory": {"limit": 1048576}, "cpu": {"quota": 50000, "period": 100000},
+                "pids": {"limit": 5}, "devices": [{"allow": false, "access": "rwm"}]
+            });
+        });
+        let p = plan(&s, b.path(), "t").unwrap();
+        assert_eq!(p.cgroup.path, PathBuf::from("a/b"));
+        let files: Vec<(&str, &str)> = p
+            .cgroup
+            .files
+            .iter()
+            .map(|(f, v)| (*f, v.as_str()))
+            .collect();
+        assert!(
+            files.contains(&("memory.limit_in_bytes", "1048576")),
+            "{files:?}"
+        );
+        assert!(files.contains(&("cpu.cfs_quota_us", "50000")), "{files:?}");
+        assert!(files.contains(&("pids.max", "5")), "{files:?}");
+        assert_eq!(p.cgroup.devices[0], (false, "a".to_string()));
+        assert!(p.cgroup.devices.contains(&(true, "c 1:3 rwm".to_string())));
+    }
+}
