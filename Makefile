@@ -1,12 +1,20 @@
 # minnow: see README.md. `make demo` boots a kernel; `make test` runs every tier.
 CARGO ?= cargo
+PREFIX ?= /usr/local
 
-.PHONY: all deps build demo test unit system lint lab-setup lab-kernel lab-test bench clean
+.PHONY: all deps build install demo test unit system lint lab-setup lab-kernel lab-test bench clean
 
 all: build
 
 build:
 	$(CARGO) build --release --workspace
+
+## install: the release build of minnow, minnow-registry and minnow-runc into $(PREFIX)/bin
+## (Docker: dockerd --add-runtime minnow=$(PREFIX)/bin/minnow-runc).
+install:
+	$(CARGO) build --release --bin minnow --bin minnow-registry --bin minnow-runc
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 target/release/minnow target/release/minnow-registry target/release/minnow-runc $(DESTDIR)$(PREFIX)/bin/
 
 ## demo: fetch a Debian cloud kernel + busybox initramfs, boot it, print the boot time.
 demo:

@@ -4,12 +4,15 @@
 # e2fsprogs for disk images, cpio for initramfs images, umoci and skopeo for the tests that
 # check other OCI tools read and write minnow's image store, libseccomp-dev and pkg-config to
 # build the libseccomp crate (container seccomp filters), runc as the control for the
-# container security tests; docker-registry (the CNCF distribution registry), apache2-utils
+# container security tests and tests/runc.rs (minnow-runc against runc), procps (`minnow-runc ps`),
+# docker.io and containerd (a private dockerd and containerd running minnow-runc beside runc in
+# tests/runc.rs);
+# docker-registry (the CNCF distribution registry), apache2-utils
 # (htpasswd), openssl and podman for the registry tests (tests/registry.rs; each starts its
 # own registry on 127.0.0.1, never the package's own service). Idempotent; needs root to install.
 set -euo pipefail
 need=()
-for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio umoci skopeo libseccomp-dev pkg-config runc \
+for p in gcc binutils make busybox-static iproute2 e2fsprogs cpio umoci skopeo libseccomp-dev pkg-config runc procps docker.io containerd \
     docker-registry apache2-utils openssl podman; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done

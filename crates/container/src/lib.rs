@@ -10,6 +10,7 @@
 
 pub mod caps;
 pub mod defaults;
+pub mod engine;
 pub mod paths;
 pub mod rootfs;
 pub mod seccomp;

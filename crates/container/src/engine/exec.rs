@@ -1,0 +1,122 @@
+//! `exec`: a further process in a running container. The runtime joins the init's PID
+//! namespace (for its children), forks; the child joins the container's cgroup and its
+//! other namespaces (mount last), takes the working directory and rlimits, applies the
+//! plan's security settings (the container's seccomp, the process's capabilities and
+//! user) and execs.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use nix::fcntl::OFlag;
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::{umask, Mode};
+use nix::sys::wait::waitpid;
+use nix::unistd::{chdir, fork, pipe2, ForkResult, Pid};
+
+use super::Plan;
+use crate::rootfs::{find_program, Failure};
+use crate::Cgroup;
+
+/// The namespaces to join, in order (cgroup after the cgroup is joined, mount last).
+const ORDER: [(&str, CloneFlags); 5] = [
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+fn differs(pid: i32, name: &str) -> bool {
+    let ino = |p: String| fs::metadata(p).map(|m| m.ino()).ok();
+    ino(format!("/proc/{pid}/ns/{name}")) != ino(format!("/proc/self/ns/{name}"))
+}
+
+/// Starts `plan.process` in the container whose init is `init`; returns its PID once it
+/// has exec'd (or the one-line reason it could not).
+pub fn spawn(init: i32, cg: &Cgroup, plan: &Plan) -> Result<Pid, String> {
+    let open = |name: &str| {
+        fs::File::open(format!("/proc/{init}/ns/{name}")).map_err(|e| {
+            format!("cannot open the container's {name} namespace: {e}; is it running?")
+        })
+    };
+    if differs(init, "pid") {
+        setns(open("pid")?, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| format!("cannot join the container's PID namespace: {e}"))?;
+    }
+    let mut joins = Vec::new();
+    for (name, flag) in ORDER {
+        if differs(init, name) {
+            joins.push((open(name)?, flag));
+        }
+    }
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: the runtime is single-threaded here, so the child cannot inherit a lock
+    // held by another thread; it runs ordinary code and ends in execve or _exit.
+    match unsafe { fork() } {
+        Err(e) => Err(format!("fork: {e}; check the process limit")),
+        Ok(ForkResult::Child) => {
+            drop(err_r);
+            let (code, msg) = match child(cg, &joins, plan) {
+                Ok(never) => match never {},
+                Err(f) => f,
+            };
+            let _ = write!(fs::File::from(err_w), "{msg}");
+            // SAFETY: _exit has no preconditions; it never returns.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(err_w);
+            let mut msg = String::new();
+            let _ = fs::File::from(err_r).read_to_string(&mut msg);
+            if msg.is_empty() {
+                return Ok(child);
+            }
+            let _ = waitpid(child, None);
+            Err(msg)
+        }
+    }
+}
+
+fn child(
+    cg: &Cgroup,
+    joins: &[(fs::File, CloneFlags)],
+    plan: &Plan,
+) -> Result<std::convert::Infallible, Failure> {
+    let fail = |what: &'static str| move |e: nix::errno::Errno| (1, format!("{what}: {e}"));
+    cg.join_self().map_err(|e| (1, e.to_string()))?;
+    for (f, flag) in joins {
+        setns(f, *flag).map_err(fail("cannot join the container's namespaces"))?;
+    }
+    let cwd = plan.process.cwd.as_str();
+    chdir(cwd).map_err(|e| {
+        (
+            1,
+            format!("cannot chdir to {cwd}: {e}; give an existing cwd"),
+        )
+    })?;
+    for (res, soft, hard) in &plan.process.rlimits {
+        nix::sys::resource::setrlimit(*res, *soft, *hard).map_err(fail("cannot set an rlimit"))?;
+    }
+    let cmd = &plan.process.args[0];
+    let is_exec = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    let program = find_program(cmd, &plan.process.env, is_exec)
+        .filter(|p| is_exec(p))
+        .ok_or_else(|| {
+            (
+                127,
+                format!("exec: {cmd:?}: executable file not found in $PATH; check the command"),
+            )
+        })?;
+    plan.security.apply()?;
+    umask(Mode::from_bits_truncate(
+        plan.process.umask.unwrap_or(0o022) as libc::mode_t,
+    ));
+    super::init::exec(plan, &program)
+}

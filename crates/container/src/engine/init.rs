@@ -1,0 +1,315 @@
+//! The container's init, in the cloned child (PID 1 of its PID namespace when it has a
+//! new one): joins the cgroup, joins or creates the namespaces, mounts the root and the
+//! spec's mounts, makes the device nodes, pivot_roots, applies sysctls, read-only and
+//! masked paths, hostname, oom_score_adj, rlimits and the working directory; finds the
+//! program; reports ready, waits for the commit, waits on the exec fifo (start's
+//! go-ahead), then applies the security plan (seccomp, user, capabilities, no_new_privs:
+//! `security.rs`) and execs.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{openat, OFlag};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use nix::sys::signal::Signal;
+use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
+use nix::unistd::{chdir, chown, execve, pivot_root, sethostname, Gid, Uid};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
+
+use super::{mounts, Plan, EXEC_FIFO};
+use crate::rootfs::{find_program, Failure};
+use crate::{paths, Cgroup};
+
+fn fail<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> Failure {
+    move |e| (1, format!("{what}: {e}"))
+}
+
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// The file descriptors the init gets from the runtime.
+pub struct InitFds {
+    /// Where the init reports "r" (ready), "k" (committed) or "E<code> <message>".
+    pub report: OwnedFd,
+    /// Where the runtime sends "c" (commit: the state is saved).
+    pub go: OwnedFd,
+    /// The state directory (O_PATH), holding the exec fifo; None: exec at once.
+    pub fifo_dir: Option<OwnedFd>,
+}
+
+/// The child's whole life; never returns.
+pub fn main(plan: &Plan, cg: &Cgroup, fds: InitFds) -> ! {
+    let InitFds {
+        report,
+        go,
+        fifo_dir,
+    } = fds;
+    let mut report = fs::File::from(report);
+    let report = &mut report;
+    let committed = std::cell::Cell::new(false);
+    let mut go = fs::File::from(go);
+    let result = set_up(plan, cg, report, &mut go).and_then(|program| {
+        report
+            .write_all(b"r")
+            .map_err(fail("cannot report to the runtime"))?;
+        let mut b = [0u8; 1];
+        match go.read(&mut b) {
+            Ok(1) if b[0] == b'c' => {}
+            // The runtime failed after set-up and is killing us.
+            _ => exit_now(1),
+        }
+        // The runtime is alive (it waits for "k"): from here the container outlives it.
+        nix::sys::prctl::set_pdeathsig(None)
+            .map_err(fail("cannot clear the parent-death signal"))?;
+        report
+            .write_all(b"k")
+            .map_err(fail("cannot report to the runtime"))?;
+        committed.set(true);
+        if let Some(dir) = fifo_dir {
+            // Blocks until `start` opens the fifo for reading.
+            let fifo = openat(
+                &dir,
+                EXEC_FIFO,
+                OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(fail("cannot open the exec fifo"))?;
+            fs::File::from(fifo)
+                .write_all(b"0")
+                .map_err(fail("cannot write the exec fifo"))?;
+        }
+        plan.security.apply()?;
+        let mask = plan.process.umask.unwrap_or(0o022);
+        umask(Mode::from_bits_truncate(mask as libc::mode_t));
+        exec(plan, &program)
+    });
+    let (code, msg) = match result {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    // Before the commit the runtime reads this; after, the container's stderr does.
+    if committed.get() {
+        let _ = writeln!(std::io::stderr(), "minnow-runc: error: {msg}");
+    } else {
+        let _ = write!(report, "E{code} {msg}");
+    }
+    exit_now(code)
+}
+
+fn set_up(
+    plan: &Plan,
+    cg: &Cgroup,
+    report: &mut fs::File,
+    go: &mut fs::File,
+) -> Result<PathBuf, Failure> {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    cg.join_self().map_err(|e| (1, e.to_string()))?;
+    let own = mounts::own_cgroups();
+    let mut new = CloneFlags::empty();
+    for (flag, path) in &plan.namespaces {
+        match path {
+            Some(p) if *flag != CloneFlags::CLONE_NEWPID => {
+                let f = fs::File::open(p)
+                    .map_err(fail(format!("cannot open namespace {}", p.display())))?;
+                setns(&f, *flag).map_err(fail(format!("cannot join namespace {}", p.display())))?;
+            }
+            Some(_) => {}
+            None if *flag == CloneFlags::CLONE_NEWPID => {}
+            None => new |= *flag,
+        }
+    }
+    unshare(new).map_err(fail("cannot create namespaces"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        plan.propagation,
+        None::<&str>,
+    )
+    .map_err(fail("cannot set the propagation of /"))?;
+    let root = &plan.rootfs;
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(fail(format!("cannot bind the root {}", root.display())))?;
+    for m in &plan.mounts {
+        mounts::apply(m, root, &own)?;
+    }
+    let dev_is_tmpfs = plan.mounts.iter().any(|m| {
+        m.destination == Path::new("/dev") && m.typ != "bind" && !m.flags.contains(MsFlags::MS_BIND)
+    });
+    if dev_is_tmpfs {
+        default_devices(root)?;
+    }
+    for d in &plan.devices {
+        device(root, d)?;
+    }
+    if plan.hooks_pause {
+        report
+            .write_all(b"h")
+            .map_err(fail("cannot report to the runtime"))?;
+        let mut b = [0u8; 1];
+        match go.read(&mut b) {
+            Ok(1) if b[0] == b'g' => {}
+            _ => exit_now(1),
+        }
+    }
+    chdir(root).map_err(fail(format!("cannot enter {}", root.display())))?;
+    pivot_root(".", ".").map_err(fail("pivot_root failed"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(fail("cannot detach the old root"))?;
+    chdir("/").map_err(fail("cannot chdir to /"))?;
+    for (key, value) in &plan.sysctl {
+        let p = Path::new("/proc/sys").join(key.replace('.', "/"));
+        fs::write(&p, value).map_err(fail(format!("linux.sysctl {key}={value}")))?;
+    }
+    let cwd = &plan.process.cwd;
+    let _ = fs::create_dir_all(cwd);
+    paths::apply(&plan.security)?;
+    if let Some(h) = &plan.hostname {
+        sethostname(h).map_err(fail("cannot set the hostname"))?;
+    }
+    if let Some(adj) = plan.process.oom_score_adj {
+        fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(fail("cannot set process.oomScoreAdj"))?;
+    }
+    for (res, soft, hard) in &plan.process.rlimits {
+        nix::sys::resource::setrlimit(*res, *soft, *hard)
+            .map_err(fail(format!("cannot set rlimit {res:?} to {soft}:{hard}")))?;
+    }
+    chdir(cwd.as_str()).map_err(fail(format!("cannot chdir to process.cwd {cwd}")))?;
+    let cmd = &plan.process.args[0];
+    let is_exec = |p: &Path| {
+        fs::metadata(p)
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
+    find_program(cmd, &plan.process.env, is_exec)
+        .filter(|p| is_exec(p))
+        .ok_or_else(|| {
+            (
+                127,
+                format!("exec: {cmd:?}: executable file not found in $PATH; check process.args and the root file system"),
+            )
+        })
+}
+
+/// The nodes runc makes in a /dev of its own, and the links.
+fn default_devices(root: &Path) -> Result<(), Failure> {
+    let dev = root.join("dev");
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        node(&dev.join(name), SFlag::S_IFCHR, major, minor, 0o666)?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, dev.join(link));
+    }
+    if dev.join("pts/ptmx").exists() && !dev.join("ptmx").exists() {
+        let _ = std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"));
+    }
+    Ok(())
+}
+
+fn node(path: &Path, kind: SFlag, major: u64, minor: u64, perm: u32) -> Result<(), Failure> {
+    let _ = fs::remove_file(path);
+    mknod(
+        path,
+        kind,
+        Mode::from_bits_truncate(perm as libc::mode_t),
+        makedev(major, minor),
+    )
+    .map_err(fail(format!("cannot create {}", path.display())))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(perm))
+        .map_err(fail(format!("cannot chmod {}", path.display())))
+}
+
+/// One of `linux.devices`.
+fn device(root: &Path, d: &LinuxDevice) -> Result<(), Failure> {
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err((
+                1,
+                format!(
+                    "linux.devices {}: type \"a\" is not a node type; use c, b, u or p",
+                    d.path().display()
+                ),
+            ))
+        }
+    };
+    let path = mounts::secure_join(root, d.path());
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(fail(format!("cannot create {}", parent.display())))?;
+    }
+    node(
+        &path,
+        kind,
+        d.major() as u64,
+        d.minor() as u64,
+        d.file_mode().unwrap_or(0o666) & 0o7777,
+    )?;
+    chown(
+        &path,
+        d.uid().map(Uid::from_raw),
+        d.gid().map(Gid::from_raw),
+    )
+    .map_err(fail(format!("cannot chown {}", path.display())))
+}
+
+pub(crate) fn exec(plan: &Plan, program: &Path) -> Result<std::convert::Infallible, Failure> {
+    let cstr = |s: &str| {
+        CString::new(s).map_err(|_| {
+            (
+                1,
+                format!("{s:?} contains a NUL byte; remove it from config.json"),
+            )
+        })
+    };
+    let argv = plan
+        .process
+        .args
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = plan
+        .process
+        .env
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let path = cstr(&program.to_string_lossy())?;
+    let err = match execve(&path, &argv, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    let code = if err == nix::errno::Errno::ENOENT {
+        127
+    } else {
+        126
+    };
+    Err((code, format!("cannot execute {}: {err}", program.display())))
+}

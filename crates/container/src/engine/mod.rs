@@ -1,0 +1,182 @@
+//! The engine: an OCI runtime spec (`oci_spec::runtime::Spec`) and a bundle in, a
+//! container's init out, set up and waiting for the go-ahead (runc's lifecycle: create,
+//! then start). `minnow-runc` drives it (src/runc/).
+//!
+//! - [`spec::plan`] checks and converts the spec (refusing what minnow does not support)
+//!   and compiles the seccomp filter, before anything exists;
+//! - [`cgroup::create`] makes the cgroup (`linux.cgroupsPath`, resources, devices);
+//! - [`spawn`] clones the init (`init.rs`) into its PID namespace; [`Child::ready`]
+//!   waits until it is set up, [`Child::commit`] lets it outlive the runtime;
+//! - the init waits on the exec fifo in the state directory until `start` opens it.
+
+pub mod cgroup;
+pub mod exec;
+pub mod init;
+pub mod mounts;
+pub mod spec;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::sched::{setns, CloneFlags};
+use nix::sys::resource::Resource;
+use nix::unistd::{pipe2, Pid};
+use oci_spec::runtime::LinuxDevice;
+
+use crate::security::Security;
+use crate::Cgroup;
+pub use cgroup::{CgroupPlan, Placed};
+pub use init::InitFds;
+pub use mounts::MountPlan;
+
+/// The fifo in the state directory the init blocks on until `start` reads it.
+pub const EXEC_FIFO: &str = "exec.fifo";
+
+/// The process the init becomes.
+#[derive(Clone, Debug)]
+pub struct ProcessPlan {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<(Resource, u64, u64)>,
+    pub oom_score_adj: Option<i32>,
+}
+
+/// Everything the init does, decided before the clone.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub id: String,
+    /// The root file system, absolute.
+    pub rootfs: PathBuf,
+    pub hostname: Option<String>,
+    /// (namespace, path to join) — no path: a new one.
+    pub namespaces: Vec<(CloneFlags, Option<PathBuf>)>,
+    pub mounts: Vec<MountPlan>,
+    pub devices: Vec<LinuxDevice>,
+    pub sysctl: Vec<(String, String)>,
+    /// The propagation of `/` in the new mount namespace (default rslave, as runc).
+    pub propagation: nix::mount::MsFlags,
+    pub process: ProcessPlan,
+    pub security: Security,
+    pub cgroup: CgroupPlan,
+    /// Stop after the mounts (before pivot_root) for the runtime to run the prestart and
+    /// createRuntime hooks ([`Child::stage`] says [`Stage::Hooks`]).
+    pub hooks_pause: bool,
+}
+
+/// Where the init is, as [`Child::stage`] reports it.
+#[derive(Debug, PartialEq)]
+pub enum Stage {
+    /// Namespaces and mounts are done: run the prestart and createRuntime hooks, then
+    /// [`Child::resume`].
+    Hooks,
+    /// Set up, waiting for [`Child::commit`].
+    Ready,
+}
+
+/// The cloned init, seen from the runtime.
+pub struct Child {
+    pub pid: Pid,
+    report: fs::File,
+    go: Option<fs::File>,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}; check the open-file limit"))
+}
+
+/// Clones the init into its namespaces (joining the PID namespace by path here, as only
+/// children can be moved into one). It joins `cg` itself.
+pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Child, String> {
+    let mut flags = CloneFlags::empty();
+    for (f, path) in &plan.namespaces {
+        if *f != CloneFlags::CLONE_NEWPID {
+            continue;
+        }
+        match path {
+            None => flags |= CloneFlags::CLONE_NEWPID,
+            Some(p) => {
+                let fd = fs::File::open(p).map_err(|e| {
+                    format!(
+                        "cannot open PID namespace {}: {e}; check linux.namespaces",
+                        p.display()
+                    )
+                })?;
+                setns(&fd, CloneFlags::CLONE_NEWPID).map_err(|e| {
+                    format!(
+                        "cannot join PID namespace {}: {e}; check linux.namespaces",
+                        p.display()
+                    )
+                })?;
+            }
+        }
+    }
+    let (report_r, report_w) = pipe()?;
+    let (go_r, go_w) = pipe()?;
+    let mut fds = Some(InitFds {
+        report: report_w,
+        go: go_r,
+        fifo_dir,
+    });
+    let mut stack = vec![0u8; 1 << 20];
+    let cb: nix::sched::CloneCb = Box::new(|| match fds.take() {
+        Some(f) => init::main(plan, cg, f),
+        None => 1,
+    });
+    // SAFETY: without CLONE_VM the child gets a copy of this address space, as with
+    // fork; the runtime is single-threaded, so the child cannot inherit a lock held by
+    // another thread. The stack outlives the call and is only used by the child.
+    let cloned = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) };
+    drop(fds);
+    let pid = cloned.map_err(|e| format!("cannot create the container's init: {e}"))?;
+    Ok(Child {
+        pid,
+        report: fs::File::from(report_r),
+        go: Some(fs::File::from(go_w)),
+    })
+}
+
+impl Child {
+    /// Waits until the init is set up, or stops for the hooks (or failed: its message).
+    pub fn stage(&mut self) -> Result<Stage, String> {
+        let mut b = [0u8; 1];
+        match self.report.read(&mut b) {
+            Ok(1) if b[0] == b'r' => Ok(Stage::Ready),
+            Ok(1) if b[0] == b'h' => Ok(Stage::Hooks),
+            Ok(1) if b[0] == b'E' => {
+                let mut msg = String::new();
+                let _ = self.report.read_to_string(&mut msg);
+                let text = msg.split_once(' ').map_or(msg.as_str(), |(_, m)| m);
+                Err(format!("container init: {}", text.trim()))
+            }
+            _ => Err("the container's init died during set-up; run with --debug".into()),
+        }
+    }
+
+    /// Lets the init go on after the hooks.
+    pub fn resume(&mut self) -> Result<(), String> {
+        match self.go.as_mut() {
+            Some(go) => go
+                .write_all(b"g")
+                .map_err(|e| format!("cannot signal the container's init: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets the init outlive the runtime (it clears its parent-death signal).
+    pub fn commit(&mut self) -> Result<(), String> {
+        if let Some(mut go) = self.go.take() {
+            go.write_all(b"c")
+                .map_err(|e| format!("cannot signal the container's init: {e}"))?;
+        }
+        let mut b = [0u8; 1];
+        match self.report.read(&mut b) {
+            Ok(1) if b[0] == b'k' => Ok(()),
+            _ => Err("the container's init died before the commit".into()),
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! From an OCI `config.json` ([`Spec`]) to the engine's [`Plan`]: what minnow supports is
+//! converted, what it does not is refused with a one-line error naming the field (never
+//! silently ignored).
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::resource::Resource;
+use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
+
+use super::cgroup::CgroupPlan;
+use super::mounts::{self, MountPlan};
+use super::{Plan, ProcessPlan};
+use crate::security::Security;
+
+fn refuse(field: &str, why: &str) -> String {
+    format!("config.json: {field} is not supported by minnow ({why}); remove it from the bundle's config.json")
+}
+
+fn set<T>(o: &Option<Vec<T>>) -> bool {
+    o.as_ref().is_some_and(|v| !v.is_empty())
+}
+
+/// The clone flag of a namespace type, or the refusal.
+fn ns_flag(t: LinuxNamespaceType) -> Result<CloneFlags, String> {
+    Ok(match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::User => {
+            return Err(refuse(
+                "linux.namespaces type \"user\"",
+                "no user namespaces or uid/gid mappings",
+            ))
+        }
+        LinuxNamespaceType::Time => {
+            return Err(refuse(
+                "linux.namespaces type \"time\"",
+                "no time namespaces",
+            ))
+        }
+    })
+}
+
+fn rlimit(name: &str) -> Option<Resource> {
+    Some(match name {
+        "RLIMIT_AS" => Resource::RLIMIT_AS,
+        "RLIMIT_CORE" => Resource::RLIMIT_CORE,
+        "RLIMIT_CPU" => Resource::RLIMIT_CPU,
+        "RLIMIT_DATA" => Resource::RLIMIT_DATA,
+        "RLIMIT_FSIZE" => Resource::RLIMIT_FSIZE,
+        "RLIMIT_NOFILE" => Resource::RLIMIT_NOFILE,
+        "RLIMIT_STACK" => Resource::RLIMIT_STACK,
+        "RLIMIT_LOCKS" => Resource::RLIMIT_LOCKS,
+        "RLIMIT_MEMLOCK" => Resource::RLIMIT_MEMLOCK,
+        "RLIMIT_MSGQUEUE" => Resource::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => Resource::RLIMIT_NICE,
+        "RLIMIT_NPROC" => Resource::RLIMIT_NPROC,
+        "RLIMIT_RSS" => Resource::RLIMIT_RSS,
+        "RLIMIT_RTPRIO" => Resource::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
+        "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
+        _ => return None,
+    })
+}
+
+/// The fields minnow refuses, checked before anything is created.
+fn check_unsupported(spec: &Spec) -> Result<(), String> {
+    if let Some(h) = spec.hooks() {
+        #[allow(deprecated)]
+        let lists = [
+            ("createContainer", h.create_container()),
+            ("startContainer", h.start_container()),
+        ];
+        for (name, list) in lists {
+            if set(list) {
+                return Err(refuse(
+                    &format!("hooks.{name}"),
+                    "hooks in the container's namespaces are not run; prestart, createRuntime, poststart and poststop are",
+                ));
+            }
+        }
+    }
+    if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(refuse("domainname", "only hostname is set"));
+    }
+    let p = spec
+        .process()
+        .as_ref()
+        .ok_or("config.json has no process; add process.args")?;
+    if p.terminal() == Some(true) {
+        return Err(refuse(
+            "process.terminal=true",
+            "no console socket; run without -t",
+        ));
+    }
+    if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("process.apparmorProfile", "no AppArmor"));
+    }
+    if p.selinux_label().as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("process.selinuxLabel", "no SELinux"));
+    }
+    if p.io_priority().is_some() {
+        return Err(refuse("process.ioPriority", "not implemented"));
+    }
+    if p.scheduler().is_some() {
+        return Err(refuse("process.scheduler", "not implemented"));
+    }
+    if p.exec_cpu_affinity().is_some() {
+        return Err(refuse("process.execCPUAffinity", "not implemented"));
+    }
+    let Some(l) = spec.linux() else {
+        return Ok(());
+    };
+    if set(l.uid_mappings()) || set(l.gid_mappings()) {
+        return Err(refuse(
+            "linux.uidMappings/gidMappings",
+            "no user namespaces",
+        ));
+    }
+    if l.mount_label().as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(refuse("linux.mountLabel", "no SELinux"));
+    }
+    if l.intel_rdt().is_some() {
+        return Err(refuse("linux.intelRdt", "not implemented"));
+    }
+    if l.personality().is_some() {
+        return Err(refuse("linux.personality", "not implemented"));
+    }
+    if l.memory_policy().is_some() {
+        return Err(refuse("linux.memoryPolicy", "not implemented"));
+    }
+    if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(refuse("linux.timeOffsets", "no time namespaces"));
+    }
+    if l.net_devices().as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(refuse("linux.netDevices", "not implemented"));
+    }
+    Ok(())
+}
+
+/// The resources minnow applies (memory, cpu quota/period/shares, pids, the devices
+/// cgroup); a non-zero setting of any other is refused.
+fn check_resources(r: &LinuxResources) -> Result<(), String> {
+    if let Some(m) = r.memory() {
+        let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
+        if nz(m.kernel()) || nz(m.kernel_tcp()) {
+            return Err(refuse(
+                "linux.resources.memory.kernel/kernelTCP",
+                "deprecated kernel memory limits",
+            ));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if c.cpus().as_ref().is_some_and(|s| !s.is_empty())
+            || c.mems().as_ref().is_some_and(|s| !s.is_empty())
+        {
+            return Err(refuse("linux.resources.cpu.cpus/mems", "no cpuset cgroup"));
+        }
+        let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
+        if nz(c.realtime_runtime()) || c.realtime_period().is_some_and(|v| v != 0) {
+            return Err(refuse("linux.resources.cpu.realtime*", "no RT scheduling"));
+        }
+        if nz(c.idle()) {
+            return Err(refuse("linux.resources.cpu.idle", "not implemented"));
+        }
+    }
+    if let Some(b) = r.block_io() {
+        let weighted = b.weight().is_some_and(|w| w != 0)
+            || b.leaf_weight().is_some_and(|w| w != 0)
+            || set(b.weight_device())
+            || set(b.throttle_read_bps_device())
+            || set(b.throttle_write_bps_device())
+            || set(b.throttle_read_iops_device())
+            || set(b.throttle_write_iops_device());
+        if weighted {
+            return Err(refuse("linux.resources.blockIO", "no blkio cgroup"));
+        }
+    }
+    if set(r.hugepage_limits()) {
+        return Err(refuse(
+            "linux.resources.hugepageLimits",
+            "no hugetlb cgroup",
+        ));
+    }
+    if r.network().is_some() {
+        return Err(refuse(
+            "linux.resources.network",
+            "no net_cls/net_prio cgroup",
+        ));
+    }
+    if r.rdma().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(refuse("linux.resources.rdma", "no rdma cgroup"));
+    }
+    if r.unified().as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(refuse("linux.resources.unified", "not implemented"));
+    }
+    Ok(())
+}
+
+/// The root file system's path: `root.path`, relative to the bundle unless absolute.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or("config.json has no root; add root.path (e.g. \"rootfs\")")?;
+    let path = bundle.join(root.path());
+    let path = path.canonicalize().map_err(|e| {
+        format!(
+            "root.path {}: {e}; create it or fix root.path",
+            path.display()
+        )
+    })?;
+    if !path.is_dir() {
+        return Err(format!(
+            "root.path {} is not a directory; point root.path at the root file system",
+            path.display()
+        ));
+    }
+    Ok(path)
+}
+
+/// Converts `spec` for container `id` (the bundle is where relative paths start).
+pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, String> {
+    check_unsupported(spec)?;
+    let rootfs = rootfs_path(spec, bundle)?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let process = spec.process().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err("config.json: process.args is empty; give the command to run".into());
+    }
+    let mut namespaces = Vec::new();
+    for ns in linux.namespaces().iter().flatten() {
+        let flag = ns_flag(ns.typ())?;
+        if namespaces.iter().any(|(f, _)| *f == flag) {
+            return Err(format!(
+                "config.json: linux.namespaces lists {:?} twice; keep one",
+                ns.typ()
+            ));
+        }
+        namespaces.push((flag, ns.path().clone()));
+    }
+    let new_mount_ns = namespaces
+        .iter()
+        .any(|(f, p)| *f == CloneFlags::CLONE_NEWNS && p.is_none());
+    if !new_mount_ns {
+        return Err(refuse(
+            "a container without a new mount namespace",
+            "the root needs one",
+        ));
+    }
+    if let Some(r) = linux.resources() {
+        check_resources(r)?;
+    }
+    let mut rlimits = Vec::new();
+    for r in process.rlimits().iter().flatten() {
+        let name = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let res = rlimit(&name)
+            .ok_or_else(|| refuse(&format!("process.rlimits type {name}"), "unknown here"))?;
+        rlimits.push((res, r.soft(), r.hard()));
+    }
+    let mut mounts_plan = Vec::new();
+    for m in spec.mounts().iter().flatten() {
+        mounts_plan.push(MountPlan::from_oci(m, bundle)?);
+    }
+    let propagation = match linux.rootfs_propagation().as_deref() {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => mounts::propagation(p).ok_or_else(|| {
+            format!("config.json: linux.rootfsPropagation {p:?} is unknown; use private, rprivate, slave, rslave, shared or rshared")
+        })?,
+    };
+    let mut security = Security::from_spec(spec, false)?;
+    // Exactly the spec's lists (from_spec adds to Docker's for `container run`).
+    security.masked_paths = linux
+        .masked_paths()
+        .iter()
+        .flatten()
+        .map(PathBuf::from)
+        .collect();
+    // runc raises an ambient capability only where the kernel allows it (in permitted
+    // and inheritable) and goes on without the others; `runc spec` relies on it.
+    let caps = &mut security.capabilities;
+    if let Some(ambient) = caps.ambient().clone() {
+        let keep = |c: &oci_spec::runtime::Capability| {
+            caps.permitted().as_ref().is_some_and(|p| p.contains(c))
+                && caps.inheritable().as_ref().is_some_and(|i| i.contains(c))
+        };
+        let kept: oci_spec::runtime::Capabilities =
+            ambient.iter().filter(|c| keep(c)).copied().collect();
+        caps.set_ambient(Some(kept));
+    }
+    let mut sysctl: Vec<(String, String)> = linux
+        .sysctl()
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    sysctl.sort();
+    let cwd = process.cwd().to_string_lossy().to_string();
+    if !cwd.starts_with('/') {
+        return Err(format!(
+            "config.json: process.cwd {cwd:?} is not absolute; give an absolute path"
+        ));
+    }
+    #[allow(deprecated)]
+    let hooks_pause = spec
+        .hooks()
+        .as_ref()
+        .is_some_and(|h| set(h.prestart()) || set(h.create_runtime()));
+    Ok(Plan {
+        id: id.to_string(),
+        hooks_pause,
+        rootfs,
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        namespaces,
+        mounts: mounts_plan,
+        devices: linux.devices().clone().unwrap_or_default(),
+        sysctl,
+        propagation,
+        process: ProcessPlan {
+            args,
+            env: process.env().clone().unwrap_or_default(),
+            cwd,
+            umask: process.user().umask(),
+            rlimits,
+            oom_score_adj: process.oom_score_adj(),
+        },
+        security,
+        cgroup: CgroupPlan::from_spec(&linux, id)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        dir
+    }
+
+    fn spec_with(edit: impl FnOnce(&mut serde_json::Value)) -> Spec {
+        let mut v = serde_json::to_value(Spec::default()).unwrap();
+        edit(&mut v);
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_default_spec_plans() {
+        let b = bundle();
+        let p = plan(&Spec::default(), b.path(), "t").unwrap();
+        assert_eq!(p.rootfs, b.path().join("rootfs").canonicalize().unwrap());
+        assert_eq!(p.process.args, vec!["sh".to_string()]);
+        assert!(p
+            .namespaces
+            .iter()
+            .any(|(f, _)| *f == CloneFlags::CLONE_NEWPID));
+        assert!(p.mounts.iter().any(|m| m.typ == "proc"));
+        assert_eq!(p.cgroup.path, PathBuf::from("minnow-runc-t"));
+        assert!(!p.hooks_pause);
+        // runc's rule: an ambient capability not in inheritable is left out.
+        let s = spec_with(|v| {
+            v["process"]["capabilities"] = serde_json::json!({
+                "bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"], "effective": ["CAP_KILL"],
+                "inheritable": [], "ambient": ["CAP_KILL"]
+            })
+        });
+        let c = plan(&s, b.path(), "t").unwrap().security.capabilities;
+        assert!(c.ambient().as_ref().unwrap().is_empty(), "{c:?}");
+        assert_eq!(c.permitted().as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn unsupported_fields_are_named() {
+        let b = bundle();
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit); 6] = [
+            ("\"user\"", |v| {
+                v["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"type": "user"}))
+            }),
+            ("process.selinuxLabel", |v| {
+                v["process"]["selinuxLabel"] = "x".into()
+            }),
+            ("process.terminal", |v| {
+                v["process"]["terminal"] = true.into()
+            }),
+            ("linux.resources.cpu.cpus", |v| {
+                v["linux"]["resources"]["cpu"] = serde_json::json!({"cpus": "0"})
+            }),
+            (
+                "hooks.startContainer",
+                |v| v["hooks"] = serde_json::json!({"startContainer": [{"path": "/bin/true"}]}),
+            ),
+            ("cgroupsPath", |v| {
+                v["linux"]["cgroupsPath"] = "system.slice:minnow:t".into()
+            }),
+        ];
+        for (field, edit) in cases {
+            let e = plan(&spec_with(edit), b.path(), "t").unwrap_err();
+            assert!(
+                e.contains(field) && e.contains(';') && !e.contains('\n'),
+                "{field}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn resources_become_cgroup_files_and_rules() {
+        let b = bundle();
+        let s = spec_with(|v| {
+            v["linux"]["cgroupsPath"] = "/a/b".into();
+            v["linux"]["resources"] = serde_json::json!({
+                "memory": {"limit": 1048576}, "cpu": {"quota": 50000, "period": 100000},
+                "pids": {"limit": 5}, "devices": [{"allow": false, "access": "rwm"}]
+            });
+        });
+        let p = plan(&s, b.path(), "t").unwrap();
+        assert_eq!(p.cgroup.path, PathBuf::from("a/b"));
+        let files: Vec<(&str, &str)> = p
+            .cgroup
+            .files
+            .iter()
+            .map(|(f, v)| (*f, v.as_str()))
+            .collect();
+        assert!(
+            files.contains(&("memory.limit_in_bytes", "1048576")),
+            "{files:?}"
+        );
+        assert!(files.contains(&("cpu.cfs_quota_us", "50000")), "{files:?}");
+        assert!(files.contains(&("pids.max", "5")), "{files:?}");
+        assert_eq!(p.cgroup.devices[0], (false, "a".to_string()));
+        assert!(p.cgroup.devices.contains(&(true, "c 1:3 rwm".to_string())));
+    }
+}
