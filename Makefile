@@ -38,7 +38,8 @@ lint-fuzz:
 	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --locked --all-targets -- -D warnings
 
 ## fuzz: every fuzz target (fuzz/run.sh; docs/design.md, "Fuzzing") for FUZZ_SECONDS each,
-## one at a time at nice 19, growing fuzz/corpus/. Crashes land in fuzz/artifacts/.
+## one at a time at nice 19, from fuzz/corpus/ (the seeds) and fuzz/target/corpus/ (what
+## earlier runs found). Crashes land in fuzz/artifacts/.
 FUZZ_SECONDS ?= 300
 fuzz:
 	bash fuzz/run.sh all $(FUZZ_SECONDS)

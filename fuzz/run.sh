@@ -3,7 +3,8 @@
 #
 #   fuzz/run.sh build               build every target (coverage-instrumented, libFuzzer)
 #   fuzz/run.sh seeds               (re)write the seed corpora in fuzz/corpus/
-#   fuzz/run.sh run TARGET SECONDS  fuzz one target; new inputs go to fuzz/corpus/TARGET
+#   fuzz/run.sh run TARGET SECONDS  fuzz one target from fuzz/corpus/TARGET (the seeds) and
+#                                   fuzz/target/corpus/TARGET, which keeps what it finds
 #   fuzz/run.sh all SECONDS         fuzz every target in turn (`make fuzz`)
 #   fuzz/run.sh smoke [SECONDS]     replay fuzz/regressions, then fuzz each target for
 #                                   SECONDS (default 20) from the stored corpus, without
@@ -133,14 +134,14 @@ case ${1:-} in
         ;;
     run)
         build
-        fuzz "$2" "${3:-300}" "$FUZZ/corpus/$2"
+        fuzz "$2" "${3:-300}" "$FUZZ/target/corpus/$2" "$FUZZ/corpus/$2"
         ;;
     all)
         build
         failed=()
         for t in "${TARGETS[@]}"; do
             echo "== $t (${2:-300} s)"
-            fuzz "$t" "${2:-300}" "$FUZZ/corpus/$t" || failed+=("$t")
+            fuzz "$t" "${2:-300}" "$FUZZ/target/corpus/$t" "$FUZZ/corpus/$t" || failed+=("$t")
         done
         [ ${#failed[@]} -eq 0 ] || { echo "fuzz: crashes in ${failed[*]}; see fuzz/artifacts/" >&2; exit 1; }
         ;;

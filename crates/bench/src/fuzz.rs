@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::report::{Facts, Report, Row, Status, Table};
+use crate::report::{Facts, Report, Row, Table};
 
 pub const TITLE: &str = "Fuzzing throughput per target (libFuzzer, one core, nice 19)";
 
@@ -27,6 +27,9 @@ pub struct FuzzArgs {
     /// The campaign's runs, one JSON line each (fuzz/run.sh writes them).
     #[arg(long, default_value = "bench/results/fuzz/campaign.jsonl")]
     pub stats: PathBuf,
+    /// What the campaigns found and how it was fixed, one line each (notes of the report).
+    #[arg(long, default_value = "bench/results/fuzz/findings.txt")]
+    pub findings: PathBuf,
     /// Where fuzz.md, fuzz.json and fuzz.csv go.
     #[arg(long, default_value = "bench/results/fuzz")]
     pub out: PathBuf,
@@ -64,7 +67,18 @@ pub fn run(a: &FuzzArgs) -> Result<Report> {
         &a.stats,
         "run the fuzzers first (make fuzz appends to it)",
     ))?;
-    Ok(report(&parse(&text, &a.stats)?, &a.stats))
+    let mut r = report(&parse(&text, &a.stats)?, &a.stats);
+    // Findings are optional: a campaign that found nothing has none.
+    if let Ok(findings) = fs::read_to_string(&a.findings) {
+        r.notes.extend(
+            findings
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| format!("finding: {l}")),
+        );
+    }
+    Ok(r)
 }
 
 fn report(runs: &[Run], stats: &Path) -> Report {
@@ -132,6 +146,7 @@ fn report(runs: &[Run], stats: &Path) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Status;
 
     #[test]
     fn totals_per_target() {

@@ -331,6 +331,7 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
     step(&out, "fuzz", |dir| {
         fuzz::run(&fuzz::FuzzArgs {
             stats: PathBuf::from("bench/results/fuzz/campaign.jsonl"),
+            findings: PathBuf::from("bench/results/fuzz/findings.txt"),
             out: dir.to_path_buf(),
         })
     });
