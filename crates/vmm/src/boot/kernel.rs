@@ -129,6 +129,18 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<Kernel, Error> {
             });
         }
     }
+    // The same for the end of the image (an ELF's memory size is as the file says).
+    let end = result.kernel_end;
+    if end == 0 || !mem.address_in_range(GuestAddress(end - 1)) {
+        return Err(Error::KernelLoad {
+            path: path.to_owned(),
+            reason: if end == 0 {
+                "it loads nothing into guest memory".to_string()
+            } else {
+                format!("it claims to end at {end:#x}, past the end of guest memory")
+            },
+        });
+    }
     log::debug!("kernel {format:?} loaded at {load:#x}, entry {entry:#x}, pvh {pvh_entry:x?}");
     Ok(Kernel {
         format,
@@ -227,6 +239,14 @@ mod tests {
             e.contains("entry point 0xf7100000 is outside guest memory"),
             "{e}"
         );
+        // An ELF whose memory size runs to the end of the address space (its end wrapped
+        // the initrd's floor to 0).
+        let crash = include_bytes!(
+            "../../../../fuzz/regressions/kernel_load/crash-5437e9601e7f07bfa40ef20652c0f05f517f3adf"
+        );
+        std::fs::write(&elf, &crash[1..]).unwrap();
+        let e = load(&mem(), &elf).unwrap_err().to_string();
+        assert!(e.contains("past the end of guest memory"), "{e}");
         let msg = load(&mem(), &text).unwrap_err().to_string();
         assert!(msg.contains("not a kernel") && !msg.contains('\n'), "{msg}");
     }
