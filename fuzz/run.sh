@@ -156,7 +156,7 @@ case ${1:-} in
             replay "$t" "${regs[@]}" >/dev/null 2>&1 || { failed+=("$t (regression)"); continue; }
             # New inputs go to a scratch corpus (listed first), so the stored one stays put.
             new=$(scratch)
-            fuzz "$t" "${2:-20}" "$new" "$FUZZ/corpus/$t" || failed+=("$t")
+            fuzz "$t" "${2:-20}" "$new" "$FUZZ/corpus/$t" -seed=1 || failed+=("$t")
             rm -rf "$new"
         done
         [ ${#failed[@]} -eq 0 ] || { echo "fuzz-smoke: failed: ${failed[*]}; see fuzz/artifacts/" >&2; exit 1; }
