@@ -153,8 +153,8 @@ impl NetBackend for FakeTap {
     }
 }
 
-/// A directory for a target's scratch files: under $TMPDIR (fuzz/run.sh sets /dev/shm),
-/// made once per process and removed when it ends cleanly.
+/// A directory for a target's scratch files, made once per process under $TMPDIR, which
+/// fuzz/run.sh makes fresh under /dev/shm for each run and removes after it.
 pub fn scratch() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
