@@ -324,13 +324,17 @@ pub fn serve_queue(
     disk: &Disk,
     abort: &AtomicBool,
 ) -> Served {
-    // An avail index more than a queue's worth ahead can only be corruption.
-    match q.avail_idx(mem, Ordering::Acquire) {
-        Ok(avail) if (avail - Wrapping(q.next_avail())).0 <= q.size() => {}
-        _ => return Served::Broken("corrupt avail ring"),
-    }
     let mut served = 0usize;
     loop {
+        // An avail index more than a queue's worth ahead can only be corruption. Checked
+        // on every pass: the driver may move it meanwhile (or point a request's buffers at
+        // it), and virtio-queue then pops nothing while `enable_notification` still says
+        // there is more, which spun this loop for ever (found by the blk_request fuzz
+        // target).
+        match q.avail_idx(mem, Ordering::Acquire) {
+            Ok(avail) if (avail - Wrapping(q.next_avail())).0 <= q.size() => {}
+            _ => return Served::Broken("corrupt avail ring"),
+        }
         while let Some(chain) = q.pop_descriptor_chain(mem) {
             let head = chain.head_index();
             let out = request::process(mem, disk, chain, abort);
@@ -553,6 +557,38 @@ mod tests {
             serve_queue(&mem, &mut q, &disk, &abort),
             Served::Broken("corrupt avail ring")
         );
+    }
+
+    /// A read whose data buffer covers the avail ring: the device's own write moves the
+    /// avail index far ahead (fuzz/regressions/blk_request/timeout-2377...). The worker
+    /// must call the ring corrupt, not spin.
+    #[test]
+    fn avail_index_moved_during_a_request_is_corruption_not_a_spin() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("d.img");
+        std::fs::write(&p, vec![0x5au8; 4096]).unwrap();
+        let disk = Disk::open(&p, true).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10_0000)]).unwrap();
+        let mq = MockSplitQueue::new(&mem, 16);
+        mem.write_obj(0u32, GuestAddress(0x8000)).unwrap(); // IN, sector 0
+        mem.write_obj(0u64, GuestAddress(0x8008)).unwrap();
+        let avail = mq.avail_addr().0;
+        let descs = [
+            RawDescriptor::from(Descriptor::new(0x8000, 16, 1, 0)),
+            RawDescriptor::from(Descriptor::new(avail, 512, 3, 0)),
+            RawDescriptor::from(Descriptor::new(0xa000, 1, 2, 0)),
+        ];
+        mq.build_desc_chain(&descs).unwrap();
+        let mut q: Queue = mq.create_queue().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let served = serve_queue(&mem, &mut q, &disk, &AtomicBool::new(false));
+            let _ = tx.send(served);
+        });
+        let served = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("serve_queue returns");
+        assert_eq!(served, Served::Broken("corrupt avail ring"));
     }
 
     #[test]
