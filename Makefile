@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PREFIX ?= /usr/local
 
-.PHONY: all deps build install demo test unit system lint lab-setup lab-kernel lab-test bench clean
+.PHONY: all deps build install demo test unit system lint lint-fuzz fuzz fuzz-smoke lab-setup lab-kernel lab-test bench clean
 
 all: build
 
@@ -36,9 +36,27 @@ unit:
 system: deps
 	$(CARGO) test --workspace --tests
 
-lint:
+lint: lint-fuzz
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## lint-fuzz: the same for fuzz/, a workspace of its own.
+lint-fuzz:
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --all --check
+	$(CARGO) clippy --manifest-path fuzz/Cargo.toml --locked --all-targets -- -D warnings
+
+## fuzz: every fuzz target (fuzz/run.sh; docs/design.md, "Fuzzing") for FUZZ_SECONDS each,
+## one at a time at nice 19, from fuzz/corpus/ (the seeds) and fuzz/target/corpus/ (what
+## earlier runs found). Crashes land in fuzz/artifacts/.
+FUZZ_SECONDS ?= 300
+fuzz:
+	bash fuzz/run.sh all $(FUZZ_SECONDS)
+
+## fuzz-smoke: replays fuzz/regressions/, then each target for FUZZ_SMOKE_SECONDS (20)
+## from the stored corpus, leaving it as it is (CI runs this).
+FUZZ_SMOKE_SECONDS ?= 20
+fuzz-smoke:
+	bash fuzz/run.sh smoke $(FUZZ_SMOKE_SECONDS)
 
 lab-setup:
 	bash lab/setup.sh

@@ -4,6 +4,7 @@
 //! - `lab-boot`: the Debian cloud kernel booted by minnow and QEMU in the lab (row 3);
 //! - `startup`: host process vs minnow container vs runc, crun, Docker vs microVMs;
 //! - `lab-io`: minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput (lab);
+//! - `fuzz`: fuzzing throughput per target, from the campaign's log (fuzz/run.sh);
 //! - `all`: all of them, then `summary` (DIR/latest.md, DIR/latest.json);
 //! - `firstline`: the spawn-and-timestamp helper every wall time comes from.
 //!
@@ -15,6 +16,7 @@
 
 mod error;
 mod firstline;
+mod fuzz;
 mod host;
 mod lab;
 mod lab_boot;
@@ -62,6 +64,8 @@ enum BenchCommand {
     LabIo(lab_io::LabIoArgs),
     /// Registry pull and push through a loopback registry: minnow vs skopeo, cold and warm.
     Registry(registry::RegistryArgs),
+    /// Fuzzing throughput per target, from the runs `make fuzz` recorded.
+    Fuzz(fuzz::FuzzArgs),
     /// Every benchmark, then the summary (what `make bench` runs).
     All(AllArgs),
     /// Collect DIR/*/BENCH.json into DIR/latest.md and DIR/latest.json.
@@ -158,6 +162,7 @@ fn dispatch(c: BenchCommand) -> Result<ExitCode> {
         BenchCommand::LabBoot(a) => publish(&lab_boot::run(&a)?, &a.out),
         BenchCommand::LabIo(a) => publish(&lab_io::run(&a)?, &a.out),
         BenchCommand::Registry(a) => publish(&registry::run(&a)?, &a.out),
+        BenchCommand::Fuzz(a) => publish(&fuzz::run(&a)?, &a.out),
         BenchCommand::Startup(a) => {
             let out = a.out.clone();
             let r = startup::run(a)?;
@@ -320,6 +325,15 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
             }
         };
         Ok(lab::skipped("lab-io", lab_io::TITLE, "5", why))
+    });
+    // Fuzzing is not run here (minutes per target, an instrumented build): the report is
+    // made from what `make fuzz` recorded.
+    step(&out, "fuzz", |dir| {
+        fuzz::run(&fuzz::FuzzArgs {
+            stats: PathBuf::from("bench/results/fuzz/campaign.jsonl"),
+            findings: PathBuf::from("bench/results/fuzz/findings.txt"),
+            out: dir.to_path_buf(),
+        })
     });
 
     let mut params: BTreeMap<String, Value> = BTreeMap::new();

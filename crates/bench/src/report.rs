@@ -699,7 +699,7 @@ impl Report {
 }
 
 /// The benchmarks in report order.
-pub const BENCHES: [&str; 4] = ["host", "lab-boot", "startup", "lab-io"];
+pub const BENCHES: [&str; 5] = ["host", "lab-boot", "startup", "lab-io", "fuzz"];
 
 /// Where a bench writes its report inside a results directory.
 pub fn bench_dir(results: &Path, bench: &str) -> PathBuf {

@@ -21,7 +21,11 @@ pub struct Initrd {
 /// that keeps it clear of the kernel, which ends at `kernel_end`.
 pub fn place(size: u64, kernel_end: u64, addr_max: u64, mem_size: u64) -> Result<u64, u64> {
     let top = mem_size.min(addr_max).min(MMIO_GAP_START);
-    let floor = kernel_end.next_multiple_of(PAGE);
+    // A kernel that claims to end in the last page of the address space leaves no room
+    // (and must not wrap the floor to 0: found by the kernel_load fuzz target).
+    let Some(floor) = kernel_end.checked_next_multiple_of(PAGE) else {
+        return Err(0);
+    };
     let free = top.saturating_sub(floor);
     match top.checked_sub(size) {
         Some(start) if start & !(PAGE - 1) >= floor => Ok(start & !(PAGE - 1)),
@@ -86,6 +90,8 @@ mod tests {
         let free = place(64 << 20, 0x20_0000, u64::MAX, 32 << 20).unwrap_err();
         assert_eq!(free, (32 << 20) - 0x20_0000);
         assert!(place(u64::MAX, 0, u64::MAX, 32 << 20).is_err());
+        // A kernel "ending" in the last page: no room, and no wrap to address 0.
+        assert_eq!(place(PAGE, u64::MAX - 5, u64::MAX, 32 << 20), Err(0));
     }
 
     #[test]

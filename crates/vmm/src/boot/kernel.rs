@@ -12,7 +12,7 @@ use std::path::Path;
 use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::elf::PvhBootCapability;
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::Error;
 use crate::arch::x86_64::layout::{CMDLINE_MAX_SIZE, HIMEM_START, MMIO_GAP_START};
@@ -119,6 +119,28 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<Kernel, Error> {
         Format::BzImage => load + BZIMAGE_64BIT_ENTRY_OFFSET,
         Format::Elf => load,
     };
+    // The loaders take the ELF entry points as the file says; one outside guest memory
+    // would start the vCPU on nothing (found by the kernel_load fuzz target).
+    for addr in std::iter::once(entry).chain(pvh_entry) {
+        if !mem.address_in_range(GuestAddress(addr)) {
+            return Err(Error::KernelLoad {
+                path: path.to_owned(),
+                reason: format!("its entry point {addr:#x} is outside guest memory"),
+            });
+        }
+    }
+    // The same for the end of the image (an ELF's memory size is as the file says).
+    let end = result.kernel_end;
+    if end == 0 || !mem.address_in_range(GuestAddress(end - 1)) {
+        return Err(Error::KernelLoad {
+            path: path.to_owned(),
+            reason: if end == 0 {
+                "it loads nothing into guest memory".to_string()
+            } else {
+                format!("it claims to end at {end:#x}, past the end of guest memory")
+            },
+        });
+    }
     log::debug!("kernel {format:?} loaded at {load:#x}, entry {entry:#x}, pvh {pvh_entry:x?}");
     Ok(Kernel {
         format,
@@ -206,6 +228,25 @@ mod tests {
             load(&mem(), dir.path()),
             Err(Error::NotAKernel(_))
         ));
+        // An ELF whose entry point is outside guest memory (fuzz/regressions/kernel_load).
+        let elf = dir.path().join("elf");
+        let crash = include_bytes!(
+            "../../../../fuzz/regressions/kernel_load/crash-1c32adc759886d606d3b193b1ac29bfa48ae46f4"
+        );
+        std::fs::write(&elf, &crash[1..]).unwrap();
+        let e = load(&mem(), &elf).unwrap_err().to_string();
+        assert!(
+            e.contains("entry point 0xf7100000 is outside guest memory"),
+            "{e}"
+        );
+        // An ELF whose memory size runs to the end of the address space (its end wrapped
+        // the initrd's floor to 0).
+        let crash = include_bytes!(
+            "../../../../fuzz/regressions/kernel_load/crash-5437e9601e7f07bfa40ef20652c0f05f517f3adf"
+        );
+        std::fs::write(&elf, &crash[1..]).unwrap();
+        let e = load(&mem(), &elf).unwrap_err().to_string();
+        assert!(e.contains("past the end of guest memory"), "{e}");
         let msg = load(&mem(), &text).unwrap_err().to_string();
         assert!(msg.contains("not a kernel") && !msg.contains('\n'), "{msg}");
     }
