@@ -376,7 +376,10 @@ fn kill_all_and_a_mount_with_options() {
                 .unwrap()
                 .len()
         };
-        while count() < 2 {
+        // The mount's options are written first (grep | cut are processes too, so the
+        // count alone could be reached before they are), then the sleeps run.
+        let written = || fs::read_to_string(&log).is_ok_and(|t| t.ends_with('\n'));
+        while !written() || count() < 2 {
             assert!(Instant::now() < deadline, "{}: ps {}", rt.name, count());
             std::thread::sleep(Duration::from_millis(10));
         }
