@@ -22,6 +22,7 @@ mod lab;
 mod lab_boot;
 mod lab_io;
 mod mem;
+mod parity;
 mod plot;
 mod registry;
 mod report;

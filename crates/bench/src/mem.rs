@@ -310,7 +310,7 @@ impl Instance {
 fn measurable(rows: &[Row]) -> impl Iterator<Item = (usize, &Row)> {
     rows.iter()
         .enumerate()
-        .filter(|(_, r)| r.available() && !r.samples.is_empty())
+        .filter(|(_, r)| r.in_memory && r.available() && !r.samples.is_empty())
 }
 
 pub fn per_instance(a: &StartupArgs, _ctx: &Ctx, rows: &[Row]) -> Vec<MemRow> {

@@ -19,7 +19,7 @@ use minnow_host::{is_pvm, which};
 use minnow_image::{store_path, Store};
 
 pub const BOOT_LINE: &str = "guest boot time: ";
-const DOCKER_IMAGE: &str = "minnow-bench:latest";
+pub(crate) const DOCKER_IMAGE: &str = "minnow-bench:latest";
 
 /// Files shared by every row, made once on the host (visible to the lab over 9p).
 pub struct Ctx {
@@ -39,6 +39,8 @@ pub struct Ctx {
 pub struct Docker {
     daemon: Child,
     pub host: String,
+    /// Started with minnow-runc as the runtime `minnow` (`--add-runtime`).
+    pub has_minnow: bool,
 }
 
 /// Installs a Debian package when `bin` is missing (root only, unless --no-install).
@@ -298,10 +300,12 @@ pub struct Row {
     boot_row: Option<usize>,
     pub is_vm: bool,
     derived: bool,
+    /// In the memory and density tables (the breakdown's variants are not).
+    pub in_memory: bool,
 }
 
 impl Row {
-    fn new(key: &str, name: &str) -> Row {
+    pub(crate) fn new(key: &str, name: &str) -> Row {
         Row {
             key: key.into(),
             name: name.into(),
@@ -313,16 +317,17 @@ impl Row {
             boot_row: None,
             is_vm: false,
             derived: false,
+            in_memory: true,
         }
     }
 
-    fn with(mut self, f: impl Fn(usize, &[String]) -> Vec<String> + 'static) -> Row {
+    pub(crate) fn with(mut self, f: impl Fn(usize, &[String]) -> Vec<String> + 'static) -> Row {
         self.describe = f(0, &["CMD".to_string()]).join(" ");
         self.argv = Some(Box::new(f));
         self
     }
 
-    fn or_unavailable(mut self, r: Result<()>) -> Row {
+    pub(crate) fn or_unavailable(mut self, r: Result<()>) -> Row {
         if let Err(e) = r {
             self.unavailable = Some(Status::Unavailable(e.to_string()));
         }
@@ -353,7 +358,7 @@ impl Row {
     }
 }
 
-fn s(p: &Path) -> String {
+pub(crate) fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
@@ -403,7 +408,8 @@ fn bundle_for(base: &Path, cmd: &[String]) -> Result<String> {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .take(40)
         .collect();
-    let dir = base.with_file_name(format!("bundle-{tag}"));
+    let name = base.file_name().map(|n| n.to_string_lossy().into_owned());
+    let dir = base.with_file_name(format!("{}-{tag}", name.unwrap_or_default()));
     let cfg = base.join("config.json");
     let text = fs::read_to_string(&cfg).map_err(Error::read(&cfg, "rerun the bench"))?;
     let mut v: Value = serde_json::from_str(&text).map_err(|source| Error::Json {
@@ -416,6 +422,37 @@ fn bundle_for(base: &Path, cmd: &[String]) -> Result<String> {
     let out = dir.join("config.json");
     fs::write(&out, v.to_string()).map_err(Error::write(&out))?;
     Ok(s(&dir))
+}
+
+/// `row` as `BIN --root STATE run --bundle BUNDLE ID`: an OCI runtime (runc, crun,
+/// minnow-runc) running the bundle at `base`, or a sibling of it for another command.
+pub(crate) fn oci_row(row: Row, ctx: &Ctx, a: &StartupArgs, bin: &Path, base: PathBuf) -> Row {
+    let tag: String = row
+        .key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let state = s(&ctx.scratch.join(format!("{tag}-state")));
+    let bin = s(bin);
+    let pid = std::process::id();
+    let default_cmd = a.command.clone();
+    row.with(move |i, cmd| {
+        // The command lives in config.json: one bundle per command.
+        let bundle = if cmd == default_cmd.as_slice() || cmd == ["CMD"] {
+            s(&base)
+        } else {
+            bundle_for(&base, cmd).unwrap_or_else(|_| s(&base))
+        };
+        vec![
+            bin.clone(),
+            "--root".into(),
+            state.clone(),
+            "run".into(),
+            "--bundle".into(),
+            bundle,
+            format!("mb-{tag}-{pid}-{i}"),
+        ]
+    })
 }
 
 fn start_docker(ctx: &Ctx) -> Result<Docker> {
@@ -433,7 +470,13 @@ fn start_docker(ctx: &Ctx) -> Result<Docker> {
     let log_path = d.join("dockerd.log");
     let log = fs::File::create(&log_path).map_err(Error::write(&log_path))?;
     let log2 = log.try_clone().map_err(Error::write(&log_path))?;
-    let mut daemon = Command::new(&dockerd)
+    let minnow_runc = ctx.work.join("minnow-runc");
+    let has_minnow = minnow_runc.is_file();
+    let mut daemon = Command::new(&dockerd);
+    if has_minnow {
+        daemon.arg(format!("--add-runtime=minnow={}", minnow_runc.display()));
+    }
+    let mut daemon = daemon
         .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
         .arg("--data-root")
         .arg(d.join("data"))
@@ -477,7 +520,11 @@ fn start_docker(ctx: &Ctx) -> Result<Docker> {
             break;
         }
         if Instant::now() > deadline {
-            let mut dk = Docker { daemon, host };
+            let mut dk = Docker {
+                daemon,
+                host,
+                has_minnow,
+            };
             dk.stop();
             return Err(Error::missing(
                 format!("dockerd not ready after 90 s: {}", log_tail()),
@@ -486,7 +533,11 @@ fn start_docker(ctx: &Ctx) -> Result<Docker> {
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-    let mut dk = Docker { daemon, host };
+    let mut dk = Docker {
+        daemon,
+        host,
+        has_minnow,
+    };
     let mut c = Command::new(&docker);
     c.args(["-H", &dk.host, "import"])
         .arg(ctx.work.join("rootfs.tar"))
@@ -582,35 +633,11 @@ pub fn build_rows(a: &StartupArgs, ctx: &mut Ctx) -> Vec<Row> {
                 )
             })
             .and_then(|bin| runtime_bundle(ctx, a, &bin).map(|b| (bin, b)));
-        let row = match r {
-            Ok((bin, bundle)) => {
-                let state = s(&scratch.join(format!("{rt}-state")));
-                let (bin, base) = (s(&bin), bundle);
-                let pid = std::process::id();
-                let default_cmd = a.command.clone();
-                row.with(move |i, cmd| {
-                    // The command lives in config.json: one bundle per command.
-                    let bundle = if cmd == default_cmd.as_slice() || cmd == ["CMD"] {
-                        s(&base)
-                    } else {
-                        bundle_for(&base, cmd).unwrap_or_else(|_| s(&base))
-                    };
-                    vec![
-                        bin.clone(),
-                        "--root".into(),
-                        state.clone(),
-                        "run".into(),
-                        "--bundle".into(),
-                        bundle.clone(),
-                        format!("mb-{pid}-{i}"),
-                    ]
-                })
-            }
+        rows.push(match r {
+            Ok((bin, bundle)) => oci_row(row, ctx, a, &bin, bundle),
             Err(e) => row.or_unavailable(Err(e)),
-        };
-        rows.push(row);
+        });
     }
-
     let docker_row = Row::new(
         "docker",
         &format!("docker run --rm --network none --memory {mem}m"),
@@ -633,6 +660,7 @@ pub fn build_rows(a: &StartupArgs, ctx: &mut Ctx) -> Vec<Row> {
         }
         Err(e) => docker_row.or_unavailable(Err(e)),
     });
+    rows.extend(crate::parity::rows(a, ctx));
 
     // microVM rows.
     let vm_mem = a.vm_mem_mib.to_string();

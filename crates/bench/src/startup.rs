@@ -130,7 +130,7 @@ pub fn report(
     r.rows = rows.iter().map(rows::Row::report_row).collect();
     let keys: Vec<String> = rows
         .iter()
-        .filter(|row| row.key != "runc")
+        .filter(|row| row.key != "runc" && row.in_memory && !row.key.contains('.'))
         .map(|row| row.key.clone())
         .collect();
     for k in keys {
@@ -154,6 +154,7 @@ pub fn report(
         "<=",
         0.5,
     );
+    crate::parity::report(&mut r);
     if !memory.is_empty() {
         r.tables.push(Table {
             title: "Memory per instance (one instance running `sleep`):".into(),

@@ -99,6 +99,11 @@ pub fn private_binaries(work: &Path, minnow: &Path) -> Result<(PathBuf, PathBuf)
     let me = std::env::current_exe().map_err(Error::spawn("minnow-bench (current_exe)"))?;
     let b = work.join("minnow-bench");
     crate::error::copy(me, &b, fix)?;
+    // minnow-runc, for the parity rows of `startup` (they say so when it is missing).
+    let runc = minnow.with_file_name("minnow-runc");
+    if runc.is_file() {
+        crate::error::copy(&runc, work.join("minnow-runc"), fix)?;
+    }
     Ok((m, b))
 }
 
