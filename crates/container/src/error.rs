@@ -2,10 +2,13 @@
 //! a fix (the CLI prints it after `minnow: error:`, minnow-runc after `minnow-runc:
 //! error:`); the cause stays reachable as the source.
 //!
-//! A failure inside the container's init (or an `exec`'d process, or the detached
-//! supervisor) crosses a pipe as its one line of text: those arrive here as the text
-//! ([`Error::Init`], [`Error::Exec`], [`Error::Startup`], [`Error::Setup`]).
+//! A failure inside the container's own process before its exec (`container run`'s child,
+//! the engine's init, an `exec`'d process) is a [`Failure`]; it crosses a pipe to the
+//! runtime as its one line of text, which arrives there as [`Error::Init`],
+//! [`Error::Exec`] or [`Error::Setup`] (and a detached supervisor's as
+//! [`Error::Startup`]).
 
+use std::fmt::Display;
 use std::io;
 use std::path::PathBuf;
 
@@ -227,6 +230,49 @@ pub enum Error {
     #[error("container exited during start-up")]
     ExitedDuringStartup,
 
+    // --- the container's set-up, in its own process ---
+    /// A step (a namespace, mount, device node, sysctl, rlimit, the user, capabilities,
+    /// seccomp, ...) that failed: what it did, and why.
+    #[error("{what}: {source}")]
+    Step {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("linux.devices {}: type \"a\" is not a node type; use c, b, u or p", .0.display())]
+    DeviceTypeA(PathBuf),
+    /// The engine's init found no `process.args[0]`.
+    #[error("exec: {0:?}: executable file not found in $PATH; check process.args and the root file system")]
+    InitNoProgram(String),
+    /// `exec` found no program to run.
+    #[error("exec: {0:?}: executable file not found in $PATH; check the command")]
+    ExecNoProgram(String),
+    /// `container run` found no program to run.
+    #[error("{0}: command not found in the container; check the command and the image's PATH")]
+    CommandNotFound(String),
+    #[error("{0:?} contains a NUL byte; remove it from config.json")]
+    SpecNul(String),
+    #[error("argument {0:?} contains a NUL byte")]
+    ArgumentNul(String),
+    #[error("cannot execute {}: {source}", program.display())]
+    Execve {
+        program: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("cannot execute {command} in the container: {source}")]
+    ExecveCommand {
+        command: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("cannot chdir to {cwd}: {source}; give an existing cwd")]
+    ExecCwd {
+        cwd: String,
+        #[source]
+        source: Errno,
+    },
+
     // --- --net veth ---
     #[error("--net veth needs {program} ({source}); install {package} (apt-get install {package}), or use --net none or --net host")]
     VethTool {
@@ -262,9 +308,62 @@ impl Error {
     }
 }
 
+/// A set-up failure in the container's own process: the exit code it ends with (1; 126
+/// or 127 when the program cannot be run or is not found) and why.
+pub type Failure = (i32, Error);
+
+/// The [`Failure`] (exit code 1) of the set-up step `what`.
+pub(crate) fn step<E>(what: impl Display) -> impl FnOnce(E) -> Failure
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| {
+        (
+            1,
+            Error::Step {
+                what: what.to_string(),
+                source: Box::new(e),
+            },
+        )
+    }
+}
+
 /// For callers whose errors are still one-line strings (the CLI prints them as they are).
 impl From<Error> for String {
     fn from(e: Error) -> String {
         e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_line_and_keep_their_source() {
+        let e = Error::CgroupCreate {
+            path: "/sys/fs/cgroup/x".into(),
+            fix: "; run as root",
+            source: io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot create cgroup /sys/fs/cgroup/x: ")
+                && text.ends_with("; run as root"),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        let (code, e) = step("cannot mount proc on /proc")(Errno::EPERM);
+        assert_eq!(code, 1);
+        assert_eq!(
+            e.to_string(),
+            format!("cannot mount proc on /proc: {}", Errno::EPERM)
+        );
+        assert!(std::error::Error::source(&e).is_some());
+        let flag = Error::Flag {
+            flag: "--cap-add \"FLY\"".into(),
+            source: Box::new(Error::NoLayers),
+        };
+        assert_eq!(flag.to_string(), "--cap-add \"FLY\": image has no layers");
     }
 }

@@ -586,7 +586,7 @@ fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let started = cg
         .join_self()
-        .map_err(|e| (1, e.to_string()))
+        .map_err(|e| (1, Error::Cgroup(e)))
         .and_then(|()| rootfs::setup(plan))
         .and_then(|()| {
             let mut byte = [0u8; 1];
@@ -663,4 +663,35 @@ pub fn remove(store: &Store, key: &str, force: bool) -> Result<String, Error> {
     .remove();
     remove_dir(&store.containers_dir().join(&s.id));
     Ok(s.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_names() {
+        for (s, name) in [
+            (Status::Created, "created"),
+            (Status::Running, "running"),
+            (Status::Exited, "exited"),
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), name);
+            assert_eq!(serde_json::from_value::<Status>(name.into()).unwrap(), s);
+            assert_eq!(s.to_string(), name);
+        }
+        assert_eq!(LiveStatus::Exited(3).to_string(), "exited (3)");
+        assert_eq!(format!("{:<6}|", LiveStatus::Dead), "dead  |");
+        for (s, name) in [
+            (engine::Status::Creating, "creating"),
+            (engine::Status::Created, "created"),
+            (engine::Status::Running, "running"),
+            (engine::Status::Paused, "paused"),
+            (engine::Status::Stopped, "stopped"),
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), name);
+            assert_eq!(s.to_string(), name);
+        }
+        assert_eq!(format!("{:<8}|", engine::Status::Paused), "paused  |");
+    }
 }

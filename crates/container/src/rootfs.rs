@@ -15,6 +15,8 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, execve, pivot_root, sethostname};
 
+use crate::error::step as fail;
+pub use crate::error::Failure;
 use crate::paths;
 use crate::security::Security;
 use crate::Error;
@@ -70,13 +72,6 @@ pub struct ChildPlan {
     pub workdir: String,
     /// Capabilities, seccomp, user, masked and read-only paths.
     pub security: Security,
-}
-
-/// A setup failure: the exit code the child uses and the message for the parent.
-pub type Failure = (i32, String);
-
-fn fail<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> Failure {
-    move |e| (1, format!("{what}: {e}"))
 }
 
 fn mnt(
@@ -301,16 +296,9 @@ pub fn exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false)
     };
-    let program = find_program(cmd, &plan.env, is_exec).ok_or_else(|| {
-        (
-            127,
-            format!(
-                "{cmd}: command not found in the container; check the command and the image's PATH"
-            ),
-        )
-    })?;
-    let cstr =
-        |s: &str| CString::new(s).map_err(|_| (1, format!("argument {s:?} contains a NUL byte")));
+    let program = find_program(cmd, &plan.env, is_exec)
+        .ok_or_else(|| (127, Error::CommandNotFound(cmd.clone())))?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| (1, Error::ArgumentNul(s.to_string())));
     let argv = plan
         .argv
         .iter()
@@ -333,7 +321,10 @@ pub fn exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
     };
     Err((
         code,
-        format!("cannot execute {cmd} in the container: {err}"),
+        Error::ExecveCommand {
+            command: cmd.clone(),
+            source: err,
+        },
     ))
 }
 

@@ -15,7 +15,7 @@ use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{LinuxCapabilities, Spec};
 
 use crate::defaults::{self, Flags};
-use crate::rootfs::Failure;
+use crate::error::{step as fail, Failure};
 use crate::{caps, seccomp, Error};
 
 /// Masked beyond Docker 20.10's list (`defaults::MASKED_PATHS`): newer moby masks the
@@ -163,9 +163,6 @@ impl Security {
     /// In the container's init, after set-up, right before exec (see the module
     /// documentation for the order).
     pub fn apply(&self) -> Result<(), Failure> {
-        fn fail<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Failure {
-            move |e| (1, format!("{what}: {e}"))
-        }
         if !self.no_new_privileges {
             if let Some(f) = &self.filter {
                 f.load().map_err(fail("cannot load the seccomp filter"))?;

@@ -17,7 +17,8 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{chdir, fork, pipe2, ForkResult, Pid};
 
 use super::Plan;
-use crate::rootfs::{find_program, Failure};
+use crate::error::{step as fail, Failure};
+use crate::rootfs::find_program;
 use crate::{Cgroup, Error};
 
 /// The namespaces to join, in order (cgroup after the cgroup is joined, mount last).
@@ -83,16 +84,18 @@ fn child(
     joins: &[(fs::File, CloneFlags)],
     plan: &Plan,
 ) -> Result<std::convert::Infallible, Failure> {
-    let fail = |what: &'static str| move |e: nix::errno::Errno| (1, format!("{what}: {e}"));
-    cg.join_self().map_err(|e| (1, e.to_string()))?;
+    cg.join_self().map_err(|e| (1, Error::Cgroup(e)))?;
     for (f, flag) in joins {
         setns(f, *flag).map_err(fail("cannot join the container's namespaces"))?;
     }
     let cwd = plan.process.cwd.as_str();
-    chdir(cwd).map_err(|e| {
+    chdir(cwd).map_err(|source| {
         (
             1,
-            format!("cannot chdir to {cwd}: {e}; give an existing cwd"),
+            Error::ExecCwd {
+                cwd: cwd.to_string(),
+                source,
+            },
         )
     })?;
     for (res, soft, hard) in &plan.process.rlimits {
@@ -106,12 +109,7 @@ fn child(
     };
     let program = find_program(cmd, &plan.process.env, is_exec)
         .filter(|p| is_exec(p))
-        .ok_or_else(|| {
-            (
-                127,
-                format!("exec: {cmd:?}: executable file not found in $PATH; check the command"),
-            )
-        })?;
+        .ok_or_else(|| (127, Error::ExecNoProgram(cmd.clone())))?;
     plan.security.apply()?;
     umask(Mode::from_bits_truncate(
         plan.process.umask.unwrap_or(0o022) as libc::mode_t,

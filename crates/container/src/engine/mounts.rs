@@ -12,8 +12,8 @@ use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
+use crate::error::{step, Failure};
 use crate::paths;
-use crate::rootfs::Failure;
 use crate::Error;
 
 /// One mount of the spec, parsed (by the runtime, before the clone).
@@ -185,8 +185,8 @@ pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
     root.join(cur)
 }
 
-fn fail<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> Failure {
-    move |e| (1, format!("{what}: {e}"))
+fn fail<E: std::error::Error + Send + Sync + 'static>(what: String) -> impl FnOnce(E) -> Failure {
+    step(what)
 }
 
 /// Creates the mount point: a file when a bind mount's source is one, else a directory.
