@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use minnow_container::cgroup::Limits;
 use minnow_container::defaults::Flags;
-use minnow_container::RunOptions;
+use minnow_container::{LiveStatus, RunOptions};
 use minnow_image::{store_path, Store};
 
 /// Replaces /proc/self/mountinfo for cgroup detection (the tests simulate hosts with it).
@@ -188,7 +188,7 @@ pub fn run(args: ContainerArgs, log_level: &str) -> Result<i32, String> {
                     .unwrap_or_else(|| PathBuf::from(minnow_container::cgroup::MOUNTINFO)),
                 bind_sys: std::env::var_os(SYSFS_ENV).is_some_and(|v| v == "bind"),
             };
-            minnow_container::run(&store, &opts)
+            Ok(minnow_container::run(&store, &opts)?)
         }
         ContainerCommand::Ls => {
             println!(
@@ -197,8 +197,8 @@ pub fn run(args: ContainerArgs, log_level: &str) -> Result<i32, String> {
             );
             for s in minnow_container::list(&store) {
                 let status = s.live_status();
-                let pid = match (status.as_str(), s.pid) {
-                    ("running", Some(p)) => p.to_string(),
+                let pid = match (status, s.pid) {
+                    (LiveStatus::Running, Some(p)) => p.to_string(),
                     _ => "-".into(),
                 };
                 println!(

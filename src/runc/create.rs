@@ -10,7 +10,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use minnow_container::engine::{self, cgroup};
+use minnow_container::engine::{self, cgroup, Status};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::signal::{kill, Signal};
@@ -199,11 +199,11 @@ fn create_in(
         hooks: spec.hooks().clone(),
     };
     loop {
-        match child.stage().map_err(abort)? {
+        match child.stage().map_err(|e| abort(e.into()))? {
             engine::Stage::Ready => break,
             engine::Stage::Hooks => {
                 saved.start_time = state::start_time(pid.as_raw()).unwrap_or(0);
-                let st = saved.oci_as("creating");
+                let st = saved.oci_as(Status::Creating);
                 #[allow(deprecated)]
                 let h = spec.hooks().clone().unwrap_or_default();
                 #[allow(deprecated)]
@@ -216,7 +216,7 @@ fn create_in(
                         )
                     })
                     .map_err(abort)?;
-                child.resume().map_err(abort)?;
+                child.resume().map_err(|e| abort(e.into()))?;
             }
         }
     }
@@ -225,7 +225,7 @@ fn create_in(
     if let Some(p) = &a.pid_file {
         write_pid_file(p, pid.as_raw()).map_err(abort)?;
     }
-    child.commit().map_err(abort)?;
+    child.commit().map_err(|e| abort(e.into()))?;
     Ok((saved, child))
 }
 
@@ -276,12 +276,12 @@ pub fn release(root: &Path, saved: &Saved) -> Result<(), String> {
 pub fn start(g: &Global, id: &str) -> Result<(), String> {
     let saved = state::load(&g.root, id)?;
     match saved.status(&g.root) {
-        "created" => {
+        Status::Created => {
             release(&g.root, &saved)?;
             poststart(&g.root, &saved);
             Ok(())
         }
-        "stopped" => Err(format!(
+        Status::Stopped => Err(format!(
             "cannot start a container that has stopped; delete it (minnow-runc delete {id})"
         )),
         s => Err(format!(
@@ -324,7 +324,7 @@ fn poststart(root: &Path, saved: &Saved) {
 /// The poststop hooks (in `delete` and at the end of `run`); failures are warnings.
 pub fn poststop(saved: &Saved) {
     if let Some(list) = saved.hooks.as_ref().and_then(|h| h.poststop().clone()) {
-        if let Err(e) = hooks::run("poststop", &list, &saved.oci_as("stopped")) {
+        if let Err(e) = hooks::run("poststop", &list, &saved.oci_as(Status::Stopped)) {
             warn(&e);
         }
     }

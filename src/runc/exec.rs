@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use minnow_container::engine::{self, cgroup};
+use minnow_container::engine::{self, cgroup, Status};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use oci_spec::runtime::{Process, Spec};
@@ -63,7 +63,7 @@ fn process(spec: &Spec, a: &ExecArgs) -> Result<Process, String> {
 /// `exec`: 0 with --detach, else the process's exit code.
 pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32, String> {
     let saved = state::load(&g.root, &a.id)?;
-    if saved.status(&g.root) == "stopped" {
+    if saved.status(&g.root) == Status::Stopped {
         return Err(format!(
             "cannot exec in a stopped container {}; start a new one",
             a.id

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use minnow_container::engine::cgroup;
+use minnow_container::engine::{cgroup, Status};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -37,7 +37,7 @@ pub fn parse_signal(s: &str) -> Result<Signal, String> {
 pub fn kill_cmd(g: &Global, id: &str, signal: Option<&str>, all: bool) -> Result<(), String> {
     let sig = parse_signal(signal.unwrap_or("SIGTERM"))?;
     let saved = state::load(&g.root, id)?;
-    if saved.status(&g.root) == "stopped" {
+    if saved.status(&g.root) == Status::Stopped {
         return Err(format!("container {id} is not running; nothing to signal"));
     }
     if all {
@@ -78,7 +78,7 @@ pub fn delete(g: &Global, id: &str, force: bool) -> Result<(), String> {
         Err(e) => return Err(e),
     };
     match saved.status(&g.root) {
-        "stopped" | "created" => {}
+        Status::Stopped | Status::Created => {}
         s if !force => {
             return Err(format!(
                 "cannot delete container {id} that is not stopped: {s}; stop it first (minnow-runc kill {id} KILL) or use delete --force"
@@ -113,7 +113,7 @@ pub fn list(g: &Global, quiet: bool, format: &str) -> Result<(), String> {
             );
             for s in &all {
                 let st = s.status(&g.root);
-                let pid = if st == "stopped" { 0 } else { s.pid };
+                let pid = if st == Status::Stopped { 0 } else { s.pid };
                 println!(
                     "{:<12} {:<10} {:<10} {:<40} {:<30} root",
                     s.id,
@@ -172,14 +172,13 @@ pub fn ps(g: &Global, id: &str, format: &str, ps_args: &[String]) -> Result<(), 
 pub fn pause(g: &Global, id: &str, frozen: bool) -> Result<(), String> {
     let saved = state::load(&g.root, id)?;
     let st = saved.status(&g.root);
-    let ok = if frozen {
-        st == "running"
+    let want = if frozen {
+        Status::Running
     } else {
-        st == "paused"
+        Status::Paused
     };
-    if !ok {
-        let want = if frozen { "running" } else { "paused" };
+    if st != want {
         return Err(format!("container {id} is {st}, not {want}"));
     }
-    cgroup::freeze(&saved.cgroup, frozen)
+    Ok(cgroup::freeze(&saved.cgroup, frozen)?)
 }

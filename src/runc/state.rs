@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use minnow_container::engine::Placed;
+use minnow_container::engine::{Placed, Status};
 use serde::{Deserialize, Serialize};
 
 /// What `create` saves.
@@ -100,19 +100,19 @@ impl Saved {
         matches!(stat(self.pid), Some((s, t)) if t == self.start_time && s != 'Z' && s != 'X')
     }
 
-    /// created, running, paused or stopped.
-    pub fn status(&self, root: &Path) -> &'static str {
+    /// Created, running, paused or stopped.
+    pub fn status(&self, root: &Path) -> Status {
         if !self.alive() {
-            "stopped"
+            Status::Stopped
         } else if dir(root, &self.id)
             .join(minnow_container::engine::EXEC_FIFO)
             .exists()
         {
-            "created"
+            Status::Created
         } else if minnow_container::engine::cgroup::frozen(&self.cgroup) {
-            "paused"
+            Status::Paused
         } else {
-            "running"
+            Status::Running
         }
     }
 
@@ -122,11 +122,11 @@ impl Saved {
     }
 
     /// The state JSON with `status` (hooks see "creating" during create).
-    pub fn oci_as(&self, status: &str) -> serde_json::Value {
+    pub fn oci_as(&self, status: Status) -> serde_json::Value {
         serde_json::json!({
             "ociVersion": "1.0.2",
             "id": self.id,
-            "pid": if status == "stopped" { 0 } else { self.pid },
+            "pid": if status == Status::Stopped { 0 } else { self.pid },
             "status": status,
             "bundle": self.bundle,
             "rootfs": self.rootfs,

@@ -97,7 +97,7 @@ pub fn parse(name: &str) -> Result<Capability, Error> {
 /// The bit mask of a set, as `/proc/self/status` shows it (CapEff etc.).
 pub fn mask<'a>(set: impl IntoIterator<Item = &'a Capability>) -> u64 {
     set.into_iter()
-        .filter_map(|c| to_sys(*c).ok())
+        .filter_map(|c| to_sys(*c))
         .fold(0, |m, c| m | c.bitmask())
 }
 
@@ -129,15 +129,19 @@ pub fn host_bounding() -> Result<Vec<Capability>, Error> {
     Ok(out)
 }
 
-fn to_sys(cap: Capability) -> Result<caps::Capability, String> {
-    let n = name(cap);
-    n.parse::<caps::Capability>().map_err(|_| n)
+fn to_sys(cap: Capability) -> Option<caps::Capability> {
+    name(cap).parse::<caps::Capability>().ok()
 }
 
 fn sys_set(field: &'static str, set: &Option<Capabilities>) -> Result<caps::CapsHashSet, Error> {
     set.iter()
         .flatten()
-        .map(|c| to_sys(*c).map_err(|cap| Error::Unknown { field, cap }))
+        .map(|c| {
+            to_sys(*c).ok_or_else(|| Error::Unknown {
+                field,
+                cap: name(*c),
+            })
+        })
         .collect()
 }
 

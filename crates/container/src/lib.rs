@@ -11,12 +11,14 @@
 pub mod caps;
 pub mod defaults;
 pub mod engine;
+pub mod error;
 pub mod paths;
 pub mod rootfs;
 pub mod seccomp;
 pub mod security;
 pub mod veth;
 
+pub use error::Error;
 /// Cgroups live in their own crate (the jail uses them too); re-exported under the old path.
 pub use minnow_cgroup as cgroup;
 
@@ -48,8 +50,7 @@ pub struct State {
     /// Layer digests, bottom first (kept alive by `image rm`'s garbage collection).
     pub layers: Vec<String>,
     pub command: Vec<String>,
-    /// "created", "running" or "exited".
-    pub status: String,
+    pub status: Status,
     /// The container's PID 1, as the host sees it.
     pub pid: Option<i32>,
     pub supervisor_pid: i32,
@@ -61,30 +62,79 @@ pub struct State {
     pub keep: bool,
 }
 
+/// A `minnow container` container's status, as `state.json` records it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Prepared; the supervisor has not started its process yet.
+    Created,
+    /// Its process runs (or set-up is under way).
+    Running,
+    /// Its process is gone and the supervisor recorded the exit.
+    Exited,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        })
+    }
+}
+
+/// The status `minnow container ls` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveStatus {
+    Created,
+    Running,
+    /// With its exit code (-1: not recorded).
+    Exited(i32),
+    /// It claims to run, but its supervisor is gone.
+    Dead,
+}
+
+impl std::fmt::Display for LiveStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`: the `ls` table gives it a width.
+        match self {
+            LiveStatus::Created => f.pad("created"),
+            LiveStatus::Running => f.pad("running"),
+            LiveStatus::Exited(code) => f.pad(&format!("exited ({code})")),
+            LiveStatus::Dead => f.pad("dead"),
+        }
+    }
+}
+
 impl State {
-    pub fn load(dir: &Path) -> Result<State, String> {
+    pub fn load(dir: &Path) -> Result<State, Error> {
         let path = dir.join("state.json");
-        let text = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_slice(&text).map_err(|e| format!("corrupt {}: {e}", path.display()))
+        let text = fs::read(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        serde_json::from_slice(&text).map_err(|source| Error::StateCorrupt { path, source })
     }
 
-    pub fn save(&self, dir: &Path) -> Result<(), String> {
+    pub fn save(&self, dir: &Path) -> Result<(), Error> {
         let path = dir.join("state.json");
         let tmp = dir.join(".state.json.tmp");
-        let text = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(self).map_err(Error::Serialize)?;
         fs::write(&tmp, text)
             .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|e| Error::io("cannot write", &path, e))
     }
 
-    /// The status `ls` shows: "dead" when it claims to run but its supervisor is gone.
-    pub fn live_status(&self) -> String {
-        if self.status != "exited" && !minnow_host::pid_alive(self.supervisor_pid) {
-            "dead".into()
-        } else if self.status == "exited" {
-            format!("exited ({})", self.exit_code.unwrap_or(-1))
-        } else {
-            self.status.clone()
+    /// Whether the supervisor still runs the container (by its record and its PID).
+    pub fn is_running(&self) -> bool {
+        self.status != Status::Exited && minnow_host::pid_alive(self.supervisor_pid)
+    }
+
+    /// The status `ls` shows: dead when it claims to run but its supervisor is gone.
+    pub fn live_status(&self) -> LiveStatus {
+        match self.status {
+            Status::Exited => LiveStatus::Exited(self.exit_code.unwrap_or(-1)),
+            _ if !minnow_host::pid_alive(self.supervisor_pid) => LiveStatus::Dead,
+            Status::Created => LiveStatus::Created,
+            Status::Running => LiveStatus::Running,
         }
     }
 }
@@ -121,11 +171,11 @@ pub struct RunOptions {
 }
 
 /// Refuses to go on without root: namespaces, mounts and cgroups need it.
-pub fn require_root() -> Result<(), String> {
+pub fn require_root() -> Result<(), Error> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
-        Err("containers need root (namespaces, mounts and cgroups); run minnow as root, e.g. with sudo".into())
+        Err(Error::NotRoot)
     }
 }
 
@@ -157,7 +207,7 @@ pub fn list(store: &Store) -> Vec<State> {
 }
 
 /// Finds a container by id, unique id prefix, or name.
-pub fn find(store: &Store, key: &str) -> Result<State, String> {
+pub fn find(store: &Store, key: &str) -> Result<State, Error> {
     let all = list(store);
     if let Some(s) = all.iter().find(|s| s.id == key || s.name == key) {
         return Ok(s.clone());
@@ -165,10 +215,8 @@ pub fn find(store: &Store, key: &str) -> Result<State, String> {
     let matches: Vec<&State> = all.iter().filter(|s| s.id.starts_with(key)).collect();
     match matches.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => Err(format!("no container {key:?}; see `minnow container ls`")),
-        _ => Err(format!(
-            "{key:?} matches several containers; give more of the id"
-        )),
+        [] => Err(Error::NoContainer(key.to_string())),
+        _ => Err(Error::Ambiguous(key.to_string())),
     }
 }
 
@@ -181,7 +229,7 @@ struct Prepared {
     mountinfo: PathBuf,
 }
 
-fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
+fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, Error> {
     if let Some(n) = &opts.name {
         check_name("container", n)?;
     }
@@ -195,10 +243,7 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
         argv.extend(opts.command.iter().cloned());
     }
     if argv.is_empty() {
-        return Err(format!(
-            "image {} has no command; give one after the image: minnow container run {} -- CMD",
-            opts.image, opts.image
-        ));
+        return Err(Error::NoCommand(opts.image.clone()));
     }
     // Before anything exists: a bad flag or profile leaves nothing behind.
     let security =
@@ -207,13 +252,13 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
     let id = new_id();
     let name = opts.name.clone().unwrap_or_else(|| id.clone());
     if list(store).iter().any(|s| s.name == name) {
-        return Err(format!("a container named {name} already exists; remove it (minnow container rm {name}) or pick another --name"));
+        return Err(Error::NameTaken(name));
     }
     let dir = store.containers_dir().join(&id);
     let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
     let overlay_options = rootfs::overlay_options(&lowers, &upper, &work)?;
     for d in [&upper, &work, &rootfs] {
-        fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        fs::create_dir_all(d).map_err(|e| Error::io("cannot create", d, e))?;
     }
     let mut env: Vec<String> = cfg.env.clone().unwrap_or_default();
     env.push(format!("HOSTNAME={name}"));
@@ -234,7 +279,7 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, String> {
             .map(|l| l.digest.clone())
             .collect(),
         command: argv.clone(),
-        status: "created".into(),
+        status: Status::Created,
         pid: None,
         supervisor_pid: std::process::id() as i32,
         exit_code: None,
@@ -289,7 +334,7 @@ fn remove_dir(dir: &Path) {
 }
 
 /// `minnow container run`. Returns the workload's exit code (128+N if killed by signal N).
-pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, String> {
+pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, Error> {
     require_root()?;
     let p = prepare(store, opts)?;
     if !opts.detach {
@@ -303,13 +348,16 @@ pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, String> {
     }
     // Detached: fork a supervisor that outlives this command; wait until it reports the
     // workload started (or failed to).
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     // SAFETY: minnow is single-threaded here, so the child cannot inherit a lock held by
     // another thread; it goes on running ordinary Rust code and ends with _exit.
     match unsafe { fork() } {
         Err(e) => {
             remove_dir(&p.dir);
-            Err(format!("fork: {e}"))
+            Err(Error::Sys {
+                what: "fork",
+                source: e,
+            })
         }
         Ok(ForkResult::Child) => {
             drop(ready_r);
@@ -325,10 +373,8 @@ pub fn run(store: &Store, opts: &RunOptions) -> Result<i32, String> {
                     println!("{}", id.trim());
                     Ok(0)
                 }
-                None if msg.is_empty() => {
-                    Err("the container supervisor died during start-up".into())
-                }
-                None => Err(msg.trim().to_string()),
+                None if msg.is_empty() => Err(Error::SupervisorDied),
+                None => Err(Error::Startup(msg.trim().to_string())),
             }
         }
     }
@@ -360,11 +406,10 @@ fn daemon(mut p: Prepared, ready: OwnedFd) -> i32 {
         let _ = write!(
             f,
             "{}",
-            result
-                .as_ref()
-                .err()
-                .cloned()
-                .unwrap_or_else(|| "container exited during start-up".into())
+            match &result {
+                Err(e) => e.to_string(),
+                Ok(_) => Error::ExitedDuringStartup.to_string(),
+            }
         );
     }
     match result {
@@ -378,20 +423,19 @@ fn daemon(mut p: Prepared, ready: OwnedFd) -> i32 {
 
 /// Creates the cgroup, forks the container, reports start-up through `started`, waits,
 /// and cleans up the cgroup. The container directory is left to the caller.
-fn supervise(mut p: Prepared, started: impl FnOnce(Result<(), &str>)) -> Result<i32, String> {
+fn supervise(mut p: Prepared, started: impl FnOnce(Result<(), &str>)) -> Result<i32, Error> {
     let layout = cgroup::detect(&p.mountinfo);
     let cg = match Cgroup::create(&p.state.id, &p.limits, &layout) {
         Ok(cg) => cg,
         Err(e) => {
-            let e = e.to_string();
-            started(Err(&e));
-            return Err(e);
+            started(Err(&e.to_string()));
+            return Err(e.into());
         }
     };
     p.state.cgroups = cg.dirs.clone();
     let result = start_and_wait(&mut p, &cg, started);
     cg.remove();
-    p.state.status = "exited".into();
+    p.state.status = Status::Exited;
     p.state.finished = Some(now_rfc3339());
     p.state.exit_code = Some(*result.as_ref().unwrap_or(&1));
     let _ = p.state.save(&p.dir);
@@ -402,16 +446,16 @@ fn start_and_wait(
     p: &mut Prepared,
     cg: &Cgroup,
     started: impl FnOnce(Result<(), &str>),
-) -> Result<i32, String> {
-    let fail = |e: String| -> Result<i32, String> { Err(e) };
+) -> Result<i32, Error> {
+    // Reports the failure to `started`, then returns it.
+    fn fail(e: Error, started: impl FnOnce(Result<(), &str>)) -> Result<i32, Error> {
+        started(Err(&e.to_string()));
+        Err(e)
+    }
     let pipes = pipe2(OFlag::O_CLOEXEC).and_then(|go| pipe2(OFlag::O_CLOEXEC).map(|err| (go, err)));
     let ((go_r, go_w), (err_r, err_w)) = match pipes {
         Ok(p) => p,
-        Err(e) => {
-            let msg = format!("pipe: {e}");
-            started(Err(&msg));
-            return fail(msg);
-        }
+        Err(e) => return fail(Error::sys("pipe")(e), started),
     };
     // The child becomes PID 1 of a new PID namespace; this process stays outside (unshare
     // would move our own later children and forbid threads, so clone it is).
@@ -422,10 +466,7 @@ fn start_and_wait(
                 p.plan.env.push(format!("MINNOW_IP={}", v.ip));
                 Some(v)
             }
-            Err(e) => {
-                started(Err(&e));
-                return fail(e);
-            }
+            Err(e) => return fail(e, started),
         }
     } else {
         None
@@ -449,11 +490,7 @@ fn start_and_wait(
     drop(child_fds);
     let child = match cloned {
         Ok(c) => c,
-        Err(e) => {
-            let msg = format!("cannot create the container's PID namespace: {e}");
-            started(Err(&msg));
-            return fail(msg);
-        }
+        Err(e) => return fail(Error::ClonePidNamespace(e), started),
     };
     // Forward termination signals; a second one kills the container.
     let forwarder = forward_signals(child);
@@ -466,7 +503,7 @@ fn start_and_wait(
             // The child failed before the go-ahead and closed its end: its message is
             // on the error pipe, read below.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            r => r.map_err(|e| format!("cannot start the container: {e}")),
+            r => r.map_err(Error::Start),
         });
     drop(go);
     if let Err(e) = setup {
@@ -475,11 +512,10 @@ fn start_and_wait(
         if let Some(v) = &veth {
             v.remove();
         }
-        started(Err(&e));
-        return fail(e);
+        return fail(e, started);
     }
     p.state.pid = Some(child.as_raw());
-    p.state.status = "running".into();
+    p.state.status = Status::Running;
     let _ = p.state.save(&p.dir);
     // The error pipe closes on exec (CLOEXEC) or carries "code message" on failure.
     let mut msg = String::new();
@@ -505,17 +541,17 @@ fn start_and_wait(
         eprintln!("minnow: error: {text}");
         return Ok(code);
     }
-    Err(format!("container set-up failed: {text}"))
+    Err(Error::Setup(text.to_string()))
 }
 
-fn wait_for(child: Pid) -> Result<i32, String> {
+fn wait_for(child: Pid) -> Result<i32, Error> {
     loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
             Ok(_) => continue,
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(format!("waitpid: {e}")),
+            Err(e) => return Err(Error::sys("waitpid")(e)),
         }
     }
 }
@@ -550,7 +586,7 @@ fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let started = cg
         .join_self()
-        .map_err(|e| (1, e.to_string()))
+        .map_err(|e| (1, Error::Cgroup(e)))
         .and_then(|()| rootfs::setup(plan))
         .and_then(|()| {
             let mut byte = [0u8; 1];
@@ -570,16 +606,16 @@ fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
 
 /// `minnow container stop`: SIGTERM, then SIGKILL after `grace`; waits for the supervisor
 /// to record the exit.
-pub fn stop(store: &Store, key: &str, grace: Duration) -> Result<String, String> {
+pub fn stop(store: &Store, key: &str, grace: Duration) -> Result<String, Error> {
     require_root()?;
     let s = find(store, key)?;
     let dir = store.containers_dir().join(&s.id);
-    let running = |st: &State| st.status != "exited" && minnow_host::pid_alive(st.supervisor_pid);
+    let running = |st: &State| st.is_running();
     if !running(&s) {
         return Ok(format!("{} is not running", s.name));
     }
     let Some(pid) = s.pid.filter(|p| is_child_of(*p, s.supervisor_pid)) else {
-        return Err(format!("container {} has no running process", s.name));
+        return Err(Error::NoRunningProcess(s.name));
     };
     let pid = Pid::from_raw(pid);
     let _ = kill(pid, Signal::SIGTERM);
@@ -595,10 +631,7 @@ pub fn stop(store: &Store, key: &str, grace: Duration) -> Result<String, String>
             killed = true;
         }
         if killed && Instant::now() >= deadline + Duration::from_secs(10) {
-            return Err(format!(
-                "container {} did not stop; check `minnow container ls`",
-                s.name
-            ));
+            return Err(Error::DidNotStop(s.name));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -614,12 +647,12 @@ fn is_child_of(pid: i32, parent: i32) -> bool {
 }
 
 /// `minnow container rm`: removes a stopped container (or, with `force`, stops it first).
-pub fn remove(store: &Store, key: &str, force: bool) -> Result<String, String> {
+pub fn remove(store: &Store, key: &str, force: bool) -> Result<String, Error> {
     require_root()?;
     let s = find(store, key)?;
-    if s.status != "exited" && minnow_host::pid_alive(s.supervisor_pid) {
+    if s.is_running() {
         if !force {
-            return Err(format!("container {} is running; stop it first (minnow container stop {}) or use rm --force", s.name, s.name));
+            return Err(Error::IsRunning(s.name));
         }
         stop(store, &s.id, Duration::ZERO)?;
     }
@@ -630,4 +663,35 @@ pub fn remove(store: &Store, key: &str, force: bool) -> Result<String, String> {
     .remove();
     remove_dir(&store.containers_dir().join(&s.id));
     Ok(s.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_keep_their_names() {
+        for (s, name) in [
+            (Status::Created, "created"),
+            (Status::Running, "running"),
+            (Status::Exited, "exited"),
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), name);
+            assert_eq!(serde_json::from_value::<Status>(name.into()).unwrap(), s);
+            assert_eq!(s.to_string(), name);
+        }
+        assert_eq!(LiveStatus::Exited(3).to_string(), "exited (3)");
+        assert_eq!(format!("{:<6}|", LiveStatus::Dead), "dead  |");
+        for (s, name) in [
+            (engine::Status::Creating, "creating"),
+            (engine::Status::Created, "created"),
+            (engine::Status::Running, "running"),
+            (engine::Status::Paused, "paused"),
+            (engine::Status::Stopped, "stopped"),
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), name);
+            assert_eq!(s.to_string(), name);
+        }
+        assert_eq!(format!("{:<8}|", engine::Status::Paused), "paused  |");
+    }
 }

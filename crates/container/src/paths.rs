@@ -8,7 +8,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 
-use crate::rootfs::Failure;
+use crate::error::{step, Failure};
 use crate::security::Security;
 
 /// `AT_RECURSIVE` for mount_setattr (linux/fcntl.h; not in the libc crate for Linux).
@@ -67,7 +67,7 @@ fn mask(path: &Path) -> Result<(), Failure> {
     };
     match result {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
-        Err(e) => Err((1, format!("cannot mask {}: {e}", path.display()))),
+        Err(e) => Err(step(format!("cannot mask {}", path.display()))(e)),
     }
 }
 
@@ -77,11 +77,11 @@ fn read_only(path: &Path) -> Result<(), Failure> {
     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
     match mount(Some(path), path, None::<&str>, flags, None::<&str>) {
         Err(Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err((1, format!("cannot bind {} read-only: {e}", path.display()))),
+        Err(e) => return Err(step(format!("cannot bind {} read-only", path.display()))(e)),
         Ok(()) => {}
     }
     set_attr(path, libc::MOUNT_ATTR_RDONLY, true)
-        .map_err(|e| (1, format!("cannot make {} read-only: {e}", path.display())))
+        .map_err(step(format!("cannot make {} read-only", path.display())))
 }
 
 /// The read-only and masked paths, then the read-only root (after pivot_root; the
@@ -94,12 +94,8 @@ pub fn apply(s: &Security) -> Result<(), Failure> {
         mask(p)?;
     }
     if s.readonly_root {
-        set_attr(Path::new("/"), libc::MOUNT_ATTR_RDONLY, false).map_err(|e| {
-            (
-                1,
-                format!("cannot make the root read-only (--read-only): {e}"),
-            )
-        })?;
+        set_attr(Path::new("/"), libc::MOUNT_ATTR_RDONLY, false)
+            .map_err(step("cannot make the root read-only (--read-only)"))?;
     }
     Ok(())
 }

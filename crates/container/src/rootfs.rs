@@ -15,15 +15,18 @@ use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, execve, pivot_root, sethostname};
 
+use crate::error::step as fail;
+pub use crate::error::Failure;
 use crate::paths;
 use crate::security::Security;
+use crate::Error;
 
 /// The overlayfs mount options for `lowers` (bottom layer first), `upper` and `work`.
 /// overlayfs lists lower dirs top first, separated by ':'; paths with ':' or ',' would be
 /// misparsed, and the whole string must fit in one page.
-pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<String, String> {
+pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<String, Error> {
     if lowers.is_empty() {
-        return Err("image has no layers".into());
+        return Err(Error::NoLayers);
     }
     let mut check = Vec::new();
     for p in lowers
@@ -31,13 +34,9 @@ pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<
         .rev()
         .chain([&upper.to_path_buf(), &work.to_path_buf()])
     {
-        let s = p
-            .to_str()
-            .ok_or_else(|| format!("path {} is not UTF-8", p.display()))?;
+        let s = p.to_str().ok_or_else(|| Error::NotUtf8(p.clone()))?;
         if s.contains([':', ',', '\n']) {
-            return Err(format!(
-                "overlay path {s} contains ':' or ','; use a store path without them (--store)"
-            ));
+            return Err(Error::OverlayPath(s.to_string()));
         }
         check.push(s.to_string());
     }
@@ -50,11 +49,10 @@ pub fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> Result<
         check.join(":")
     );
     if opts.len() >= 4096 {
-        return Err(format!(
-            "overlay options are {} bytes, over the 4095-byte limit ({} layers); use a shorter --store path or fewer layers",
-            opts.len(),
-            lowers.len()
-        ));
+        return Err(Error::OverlayTooLong {
+            len: opts.len(),
+            layers: lowers.len(),
+        });
     }
     Ok(opts)
 }
@@ -74,13 +72,6 @@ pub struct ChildPlan {
     pub workdir: String,
     /// Capabilities, seccomp, user, masked and read-only paths.
     pub security: Security,
-}
-
-/// A setup failure: the exit code the child uses and the message for the parent.
-pub type Failure = (i32, String);
-
-fn fail<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> Failure {
-    move |e| (1, format!("{what}: {e}"))
 }
 
 fn mnt(
@@ -305,16 +296,9 @@ pub fn exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false)
     };
-    let program = find_program(cmd, &plan.env, is_exec).ok_or_else(|| {
-        (
-            127,
-            format!(
-                "{cmd}: command not found in the container; check the command and the image's PATH"
-            ),
-        )
-    })?;
-    let cstr =
-        |s: &str| CString::new(s).map_err(|_| (1, format!("argument {s:?} contains a NUL byte")));
+    let program = find_program(cmd, &plan.env, is_exec)
+        .ok_or_else(|| (127, Error::CommandNotFound(cmd.clone())))?;
+    let cstr = |s: &str| CString::new(s).map_err(|_| (1, Error::ArgumentNul(s.to_string())));
     let argv = plan
         .argv
         .iter()
@@ -326,7 +310,10 @@ pub fn exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
     let path = cstr(program.to_str().unwrap_or(cmd))?;
-    let err = execve(&path, &argv, &env).unwrap_err();
+    let err = match execve(&path, &argv, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
     let code = if err == nix::errno::Errno::ENOENT {
         127
     } else {
@@ -334,7 +321,10 @@ pub fn exec(plan: &ChildPlan) -> Result<Infallible, Failure> {
     };
     Err((
         code,
-        format!("cannot execute {cmd} in the container: {err}"),
+        Error::ExecveCommand {
+            command: cmd.clone(),
+            source: err,
+        },
     ))
 }
 
@@ -354,7 +344,8 @@ mod tests {
         assert_eq!(o, "lowerdir=/s/layers/b/rootfs:/s/layers/a/rootfs,upperdir=/s/c/1/upper,workdir=/s/c/1/work");
         assert!(overlay_options(&[], Path::new("/u"), Path::new("/w")).is_err());
         let e = overlay_options(&[PathBuf::from("/a:b")], Path::new("/u"), Path::new("/w"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("':'"), "{e}");
         assert!(
             overlay_options(&[PathBuf::from("/a")], Path::new("/u,x"), Path::new("/w")).is_err()
@@ -364,6 +355,7 @@ mod tests {
             .collect();
         assert!(overlay_options(&many, Path::new("/u"), Path::new("/w"))
             .unwrap_err()
+            .to_string()
             .contains("4095"));
     }
 

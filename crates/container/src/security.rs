@@ -15,8 +15,8 @@ use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::{LinuxCapabilities, Spec};
 
 use crate::defaults::{self, Flags};
-use crate::rootfs::Failure;
-use crate::{caps, seccomp};
+use crate::error::{step as fail, Failure};
+use crate::{caps, seccomp, Error};
 
 /// Masked beyond Docker 20.10's list (`defaults::MASKED_PATHS`): newer moby masks the
 /// powercap tree too (RAPL energy counters, a side channel: CVE-2020-8694).
@@ -40,8 +40,8 @@ pub struct Security {
     pub readonly_root: bool,
 }
 
-/// The one-line message for a flag the helpers refused, naming the flag.
-fn flag_error(e: defaults::Error, flags: &Flags) -> String {
+/// The error for a flag the helpers refused, naming the flag.
+fn flag_error(e: defaults::Error, flags: &Flags) -> Error {
     let seccomp_file = flags.security_opt.iter().find_map(|o| {
         o.strip_prefix("seccomp=")
             .or_else(|| o.strip_prefix("seccomp:"))
@@ -53,18 +53,22 @@ fn flag_error(e: defaults::Error, flags: &Flags) -> String {
             } else {
                 "--cap-drop"
             };
-            format!("{flag} {name:?}: {e}")
+            Error::Flag {
+                flag: format!("{flag} {name:?}"),
+                source: Box::new(e.into()),
+            }
         }
-        (defaults::Error::Seccomp(_), Some(file)) => {
-            format!("--security-opt seccomp={file}: {e}")
-        }
-        _ => e.to_string(),
+        (defaults::Error::Seccomp(_), Some(file)) => Error::Flag {
+            flag: format!("--security-opt seccomp={file}"),
+            source: Box::new(e.into()),
+        },
+        _ => e.into(),
     }
 }
 
 /// Checks the flags before the image is resolved or pulled (a user name is checked later,
 /// against the image's /etc/passwd); compiles nothing.
-pub fn check_flags(flags: &Flags) -> Result<(), String> {
+pub fn check_flags(flags: &Flags) -> Result<(), Error> {
     let mut early = flags.clone();
     let numeric = |u: &str| {
         u.split(':')
@@ -81,7 +85,7 @@ pub fn check_flags(flags: &Flags) -> Result<(), String> {
 impl Security {
     /// Docker's defaults changed by `flags`; `passwd_root` is where the image's
     /// `etc/passwd` is, for `--user NAME`.
-    pub fn from_flags(flags: &Flags, passwd_root: Option<&Path>) -> Result<Security, String> {
+    pub fn from_flags(flags: &Flags, passwd_root: Option<&Path>) -> Result<Security, Error> {
         let mut spec = defaults::docker_spec();
         defaults::apply_flags(&mut spec, flags, passwd_root).map_err(|e| flag_error(e, flags))?;
         Security::from_spec(&spec, flags.privileged).map_err(|e| {
@@ -90,22 +94,24 @@ impl Security {
                 .iter()
                 .find_map(|o| o.strip_prefix("seccomp="))
             {
-                Some(file) if !flags.privileged => format!("--security-opt seccomp={file}: {e}"),
+                Some(file) if !flags.privileged => Error::Flag {
+                    flag: format!("--security-opt seccomp={file}"),
+                    source: Box::new(e),
+                },
                 _ => e,
             }
         })
     }
 
     /// The settings of an OCI spec (its seccomp compiled here, in the caller).
-    pub fn from_spec(spec: &Spec, privileged: bool) -> Result<Security, String> {
+    pub fn from_spec(spec: &Spec, privileged: bool) -> Result<Security, Error> {
         let process = spec.process().as_ref();
         let user = process.map(|p| p.user().clone()).unwrap_or_default();
         let linux = spec.linux().as_ref();
         let filter = linux
             .and_then(|l| l.seccomp().as_ref())
             .map(seccomp::compile)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+            .transpose()?;
         if let Some(f) = &filter {
             if !f.skipped().is_empty() {
                 log::debug!("seccomp: syscalls unknown to libseccomp: {:?}", f.skipped());
@@ -157,9 +163,6 @@ impl Security {
     /// In the container's init, after set-up, right before exec (see the module
     /// documentation for the order).
     pub fn apply(&self) -> Result<(), Failure> {
-        fn fail<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> Failure {
-            move |e| (1, format!("{what}: {e}"))
-        }
         if !self.no_new_privileges {
             if let Some(f) = &self.filter {
                 f.load().map_err(fail("cannot load the seccomp filter"))?;
@@ -290,12 +293,12 @@ mod tests {
             ),
         ];
         for (f, want) in cases {
-            let e = check_flags(&f).unwrap_err();
+            let e = check_flags(&f).unwrap_err().to_string();
             assert!(
                 e.contains(want) && e.contains(';') && !e.contains('\n'),
                 "{e}"
             );
-            assert_eq!(Security::from_flags(&f, None).unwrap_err(), e);
+            assert_eq!(Security::from_flags(&f, None).unwrap_err().to_string(), e);
         }
         // A name is resolved later, against the image.
         let named = Flags {
@@ -314,7 +317,7 @@ mod tests {
             security_opt: vec![format!("seccomp={}", file.display())],
             ..flags()
         };
-        let e = Security::from_flags(&f, None).unwrap_err();
+        let e = Security::from_flags(&f, None).unwrap_err().to_string();
         assert!(
             e.starts_with("--security-opt seccomp=") && e.contains("SCMP_ACT_FLY"),
             "{e}"
@@ -343,7 +346,8 @@ mod tests {
             },
             root.as_deref(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("ghost") && e.contains("passwd"), "{e}");
     }
 }

@@ -4,6 +4,8 @@
 use std::net::Ipv4Addr;
 use std::process::Command;
 
+use crate::Error;
+
 /// The host end's name and the /30's two usable addresses (host, container).
 pub struct Veth {
     pub host_if: String,
@@ -11,31 +13,36 @@ pub struct Veth {
     pub ip: Ipv4Addr,
 }
 
-fn ip(args: &[&str]) -> Result<String, String> {
+fn ip(args: &[&str]) -> Result<String, Error> {
     run("ip", args)
 }
 
-fn run(prog: &str, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(prog)
+fn run(program: &'static str, args: &[&str]) -> Result<String, Error> {
+    let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| {
-            let package = if prog == "nsenter" { "util-linux" } else { "iproute2" };
-            format!("--net veth needs {prog} ({e}); install {package} (apt-get install {package}), or use --net none or --net host")
+        .map_err(|source| Error::VethTool {
+            program,
+            package: if program == "nsenter" {
+                "util-linux"
+            } else {
+                "iproute2"
+            },
+            source,
         })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "{prog} {} failed: {}",
-            args.join(" "),
-            err.lines().next().unwrap_or("").trim()
-        ));
+        return Err(Error::VethCommand {
+            program,
+            args: args.join(" "),
+            stderr: err.lines().next().unwrap_or("").trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Picks a free /30 in 169.254.200.0/21, starting from one derived from `id`.
-pub fn plan(id: &str) -> Result<Veth, String> {
+pub fn plan(id: &str) -> Result<Veth, Error> {
     let used: Vec<Ipv4Addr> = ip(&["-o", "-4", "addr"])?
         .lines()
         .filter_map(|l| {
@@ -56,12 +63,12 @@ pub fn plan(id: &str) -> Result<Veth, String> {
             });
         }
     }
-    Err("no free /30 left in 169.254.200.0/21 for --net veth".into())
+    Err(Error::VethNoSubnet)
 }
 
 impl Veth {
     /// Creates the pair with the container end as `eth0` in `pid`'s network namespace.
-    pub fn setup(&self, pid: i32) -> Result<(), String> {
+    pub fn setup(&self, pid: i32) -> Result<(), Error> {
         let pid = pid.to_string();
         let h = self.host_if.as_str();
         let host = format!("{}/30", self.host_ip);

@@ -11,6 +11,8 @@ use minnow_cgroup::{Cgroup, CPU_PERIOD_US};
 use oci_spec::runtime::{Linux, LinuxDeviceCgroup};
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
+
 /// The hierarchies (v1 controller names) the container gets a directory in.
 const V1: [&str; 5] = ["memory", "cpu", "pids", "devices", "freezer"];
 
@@ -54,12 +56,15 @@ fn rule(d: &LinuxDeviceCgroup) -> (bool, String) {
 }
 
 impl CgroupPlan {
-    pub fn from_spec(linux: &Linux, id: &str) -> Result<CgroupPlan, String> {
+    pub fn from_spec(linux: &Linux, id: &str) -> Result<CgroupPlan, Error> {
         let path = match linux.cgroups_path() {
             Some(p) if p.as_os_str().is_empty() => PathBuf::from(format!("minnow-runc-{id}")),
             Some(p) => {
                 if p.to_string_lossy().contains(':') {
-                    return Err(format!("config.json: linux.cgroupsPath {} is a systemd slice:prefix:name; minnow-runc drives cgroupfs only, give a path such as /minnow/{id}", p.display()));
+                    return Err(Error::CgroupsPathSystemd {
+                        path: p.clone(),
+                        id: id.to_string(),
+                    });
                 }
                 p.strip_prefix("/").unwrap_or(p).to_path_buf()
             }
@@ -69,10 +74,7 @@ impl CgroupPlan {
             .components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))
         {
-            return Err(format!(
-                "config.json: linux.cgroupsPath {} has '..'; give a plain path",
-                path.display()
-            ));
+            return Err(Error::CgroupsPathDots(path));
         }
         let mut files = Vec::new();
         let mut devices = Vec::new();
@@ -168,12 +170,11 @@ fn hierarchies() -> (Vec<(String, PathBuf)>, Option<PathBuf>) {
     (v1, v2)
 }
 
-fn write(path: &Path, value: &str) -> Result<(), String> {
-    fs::write(path, value).map_err(|e| {
-        format!(
-            "cannot write {value:?} to {}: {e}; check the resource value in config.json",
-            path.display()
-        )
+fn write(path: &Path, value: &str) -> Result<(), Error> {
+    fs::write(path, value).map_err(|source| Error::CgroupWrite {
+        path: path.to_path_buf(),
+        value: value.to_string(),
+        source,
     })
 }
 
@@ -188,7 +189,7 @@ fn v2_file(file: &str, value: &str) -> Option<(&'static str, String)> {
     })
 }
 
-fn create_dir(dir: &Path, placed: &mut Placed) -> Result<(), String> {
+fn create_dir(dir: &Path, placed: &mut Placed) -> Result<(), Error> {
     let mut missing = Vec::new();
     let mut d = dir.to_path_buf();
     while !d.exists() {
@@ -198,24 +199,24 @@ fn create_dir(dir: &Path, placed: &mut Placed) -> Result<(), String> {
         }
     }
     for m in missing.iter().rev() {
-        fs::create_dir(m)
-            .map_err(|e| format!("cannot create cgroup {}: {e}; run as root", m.display()))?;
+        fs::create_dir(m).map_err(|source| Error::CgroupCreate {
+            path: m.clone(),
+            fix: "; run as root",
+            source,
+        })?;
         if m != dir {
             placed.created_parents.push(m.clone());
         }
     }
     if missing.first().map(|m| m.as_path()) != Some(dir) {
-        return Err(format!(
-            "cgroup {} already exists; give the container another id or cgroupsPath, or remove it",
-            dir.display()
-        ));
+        return Err(Error::CgroupExists(dir.to_path_buf()));
     }
     placed.dirs.push(dir.to_path_buf());
     Ok(())
 }
 
 /// Creates the cgroup and writes the plan; on error, removes what it made.
-pub fn create(plan: &CgroupPlan) -> Result<Placed, String> {
+pub fn create(plan: &CgroupPlan) -> Result<Placed, Error> {
     let mut placed = Placed::default();
     let r = populate(plan, &mut placed);
     if let Err(e) = r {
@@ -225,17 +226,17 @@ pub fn create(plan: &CgroupPlan) -> Result<Placed, String> {
     Ok(placed)
 }
 
-fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), String> {
+fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), Error> {
     let (v1, v2) = hierarchies();
     if v1.iter().any(|(c, _)| c == "memory") {
         for (file, _) in &plan.files {
             let w = file.split('.').next().unwrap_or("");
             if !v1.iter().any(|(c, _)| c == w) {
-                return Err(format!("this host has no {w} cgroup controller; remove the {w} resources from config.json"));
+                return Err(Error::NoController(w.to_string()));
             }
         }
         if !plan.devices.is_empty() && !v1.iter().any(|(c, _)| c == "devices") {
-            return Err("this host has no devices cgroup; remove linux.resources.devices".into());
+            return Err(Error::NoDevicesCgroup);
         }
         for (ctrl, mount) in &v1 {
             let dir = mount.join(&plan.path);
@@ -256,7 +257,7 @@ fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), String> {
                 }
                 let path = dir.join(file);
                 if *file == "memory.memsw.limit_in_bytes" && !path.exists() {
-                    return Err("linux.resources.memory.swap: this kernel has no swap accounting (memory.memsw); remove memory.swap".into());
+                    return Err(Error::NoSwapAccounting);
                 }
                 write(&path, value)?;
             }
@@ -264,12 +265,10 @@ fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), String> {
         return Ok(());
     }
     let Some(v2) = v2 else {
-        return Err(
-            "this host has no cgroup file system mounted; mount cgroup2 on /sys/fs/cgroup".into(),
-        );
+        return Err(Error::NoCgroupFs);
     };
     if !plan.devices.is_empty() {
-        return Err("linux.resources.devices on cgroup v2 needs an eBPF device program, which minnow-runc does not load yet; remove linux.resources.devices".into());
+        return Err(Error::DevicesOnV2);
     }
     let dir = v2.join(&plan.path);
     // Enable the controllers down to the parent.
@@ -278,8 +277,11 @@ fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), String> {
         let _ = fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids");
         parent.push(c);
         if !parent.exists() {
-            fs::create_dir(&parent)
-                .map_err(|e| format!("cannot create cgroup {}: {e}", parent.display()))?;
+            fs::create_dir(&parent).map_err(|source| Error::CgroupCreate {
+                path: parent.clone(),
+                fix: "",
+                source,
+            })?;
             placed.created_parents.push(parent.clone());
         }
     }
@@ -300,7 +302,7 @@ fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), String> {
             }
             write(&dir.join(f), &v)?;
         } else if *file != "cpu.cfs_period_us" {
-            return Err(format!("{file} has no cgroup v2 equivalent in minnow-runc; remove that resource from config.json"));
+            return Err(Error::NoV2Equivalent(file));
         }
     }
     Ok(())
@@ -325,7 +327,7 @@ pub fn cgroup(placed: &Placed) -> Cgroup {
 
 /// Freezes (`true`) or thaws the container: the v1 freezer's `freezer.state`, or v2's
 /// `cgroup.freeze`; waits until the kernel reports it done.
-pub fn freeze(placed: &Placed, frozen: bool) -> Result<(), String> {
+pub fn freeze(placed: &Placed, frozen: bool) -> Result<(), Error> {
     for dir in &placed.dirs {
         let (file, value, done) = if dir.join("freezer.state").exists() {
             let v = if frozen { "FROZEN" } else { "THAWED" };
@@ -344,16 +346,16 @@ pub fn freeze(placed: &Placed, frozen: bool) -> Result<(), String> {
             != done
         {
             if Instant::now() > deadline {
-                return Err(format!(
-                    "{} did not become {done}; try again",
-                    dir.join(file).display()
-                ));
+                return Err(Error::FreezeTimeout {
+                    path: dir.join(file),
+                    state: done,
+                });
             }
             std::thread::sleep(Duration::from_millis(5));
         }
         return Ok(());
     }
-    Err("this host has no freezer cgroup; pause needs the v1 freezer or cgroup v2".into())
+    Err(Error::NoFreezer)
 }
 
 /// Whether the container's cgroup is frozen.

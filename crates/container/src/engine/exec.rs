@@ -17,8 +17,9 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{chdir, fork, pipe2, ForkResult, Pid};
 
 use super::Plan;
-use crate::rootfs::{find_program, Failure};
-use crate::Cgroup;
+use crate::error::{step as fail, Failure};
+use crate::rootfs::find_program;
+use crate::{Cgroup, Error};
 
 /// The namespaces to join, in order (cgroup after the cgroup is joined, mount last).
 const ORDER: [(&str, CloneFlags); 5] = [
@@ -36,15 +37,13 @@ fn differs(pid: i32, name: &str) -> bool {
 
 /// Starts `plan.process` in the container whose init is `init`; returns its PID once it
 /// has exec'd (or the one-line reason it could not).
-pub fn spawn(init: i32, cg: &Cgroup, plan: &Plan) -> Result<Pid, String> {
-    let open = |name: &str| {
-        fs::File::open(format!("/proc/{init}/ns/{name}")).map_err(|e| {
-            format!("cannot open the container's {name} namespace: {e}; is it running?")
-        })
+pub fn spawn(init: i32, cg: &Cgroup, plan: &Plan) -> Result<Pid, Error> {
+    let open = |name: &'static str| {
+        fs::File::open(format!("/proc/{init}/ns/{name}"))
+            .map_err(|source| Error::ContainerNamespaceOpen { name, source })
     };
     if differs(init, "pid") {
-        setns(open("pid")?, CloneFlags::CLONE_NEWPID)
-            .map_err(|e| format!("cannot join the container's PID namespace: {e}"))?;
+        setns(open("pid")?, CloneFlags::CLONE_NEWPID).map_err(Error::ContainerPidJoin)?;
     }
     let mut joins = Vec::new();
     for (name, flag) in ORDER {
@@ -52,11 +51,11 @@ pub fn spawn(init: i32, cg: &Cgroup, plan: &Plan) -> Result<Pid, String> {
             joins.push((open(name)?, flag));
         }
     }
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     // SAFETY: the runtime is single-threaded here, so the child cannot inherit a lock
     // held by another thread; it runs ordinary code and ends in execve or _exit.
     match unsafe { fork() } {
-        Err(e) => Err(format!("fork: {e}; check the process limit")),
+        Err(e) => Err(Error::Fork(e)),
         Ok(ForkResult::Child) => {
             drop(err_r);
             let (code, msg) = match child(cg, &joins, plan) {
@@ -75,7 +74,7 @@ pub fn spawn(init: i32, cg: &Cgroup, plan: &Plan) -> Result<Pid, String> {
                 return Ok(child);
             }
             let _ = waitpid(child, None);
-            Err(msg)
+            Err(Error::Exec(msg))
         }
     }
 }
@@ -85,16 +84,18 @@ fn child(
     joins: &[(fs::File, CloneFlags)],
     plan: &Plan,
 ) -> Result<std::convert::Infallible, Failure> {
-    let fail = |what: &'static str| move |e: nix::errno::Errno| (1, format!("{what}: {e}"));
-    cg.join_self().map_err(|e| (1, e.to_string()))?;
+    cg.join_self().map_err(|e| (1, Error::Cgroup(e)))?;
     for (f, flag) in joins {
         setns(f, *flag).map_err(fail("cannot join the container's namespaces"))?;
     }
     let cwd = plan.process.cwd.as_str();
-    chdir(cwd).map_err(|e| {
+    chdir(cwd).map_err(|source| {
         (
             1,
-            format!("cannot chdir to {cwd}: {e}; give an existing cwd"),
+            Error::ExecCwd {
+                cwd: cwd.to_string(),
+                source,
+            },
         )
     })?;
     for (res, soft, hard) in &plan.process.rlimits {
@@ -108,12 +109,7 @@ fn child(
     };
     let program = find_program(cmd, &plan.process.env, is_exec)
         .filter(|p| is_exec(p))
-        .ok_or_else(|| {
-            (
-                127,
-                format!("exec: {cmd:?}: executable file not found in $PATH; check the command"),
-            )
-        })?;
+        .ok_or_else(|| (127, Error::ExecNoProgram(cmd.clone())))?;
     plan.security.apply()?;
     umask(Mode::from_bits_truncate(
         plan.process.umask.unwrap_or(0o022) as libc::mode_t,

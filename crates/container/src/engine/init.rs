@@ -22,12 +22,9 @@ use nix::unistd::{chdir, chown, execve, pivot_root, sethostname, Gid, Uid};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
 
 use super::{mounts, Plan, EXEC_FIFO};
-use crate::rootfs::{find_program, Failure};
-use crate::{paths, Cgroup};
-
-fn fail<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> Failure {
-    move |e| (1, format!("{what}: {e}"))
-}
+use crate::error::{step as fail, Failure};
+use crate::rootfs::find_program;
+use crate::{paths, Cgroup, Error};
 
 fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions; it never returns.
@@ -110,7 +107,7 @@ fn set_up(
     go: &mut fs::File,
 ) -> Result<PathBuf, Failure> {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    cg.join_self().map_err(|e| (1, e.to_string()))?;
+    cg.join_self().map_err(|e| (1, Error::Cgroup(e)))?;
     let own = mounts::own_cgroups();
     let mut new = CloneFlags::empty();
     for (flag, path) in &plan.namespaces {
@@ -196,12 +193,7 @@ fn set_up(
     };
     find_program(cmd, &plan.process.env, is_exec)
         .filter(|p| is_exec(p))
-        .ok_or_else(|| {
-            (
-                127,
-                format!("exec: {cmd:?}: executable file not found in $PATH; check process.args and the root file system"),
-            )
-        })
+        .ok_or_else(|| (127, Error::InitNoProgram(cmd.clone())))
 }
 
 /// The nodes runc makes in a /dev of its own, and the links.
@@ -251,15 +243,7 @@ fn device(root: &Path, d: &LinuxDevice) -> Result<(), Failure> {
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
         LinuxDeviceType::B => SFlag::S_IFBLK,
         LinuxDeviceType::P => SFlag::S_IFIFO,
-        LinuxDeviceType::A => {
-            return Err((
-                1,
-                format!(
-                    "linux.devices {}: type \"a\" is not a node type; use c, b, u or p",
-                    d.path().display()
-                ),
-            ))
-        }
+        LinuxDeviceType::A => return Err((1, Error::DeviceTypeA(d.path().clone()))),
     };
     let path = mounts::secure_join(root, d.path());
     if let Some(parent) = path.parent() {
@@ -281,14 +265,7 @@ fn device(root: &Path, d: &LinuxDevice) -> Result<(), Failure> {
 }
 
 pub(crate) fn exec(plan: &Plan, program: &Path) -> Result<std::convert::Infallible, Failure> {
-    let cstr = |s: &str| {
-        CString::new(s).map_err(|_| {
-            (
-                1,
-                format!("{s:?} contains a NUL byte; remove it from config.json"),
-            )
-        })
-    };
+    let cstr = |s: &str| CString::new(s).map_err(|_| (1, Error::SpecNul(s.to_string())));
     let argv = plan
         .process
         .args
@@ -311,5 +288,11 @@ pub(crate) fn exec(plan: &Plan, program: &Path) -> Result<std::convert::Infallib
     } else {
         126
     };
-    Err((code, format!("cannot execute {}: {err}", program.display())))
+    Err((
+        code,
+        Error::Execve {
+            program: program.to_path_buf(),
+            source: err,
+        },
+    ))
 }

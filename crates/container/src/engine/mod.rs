@@ -27,13 +27,51 @@ use nix::unistd::{pipe2, Pid};
 use oci_spec::runtime::LinuxDevice;
 
 use crate::security::Security;
-use crate::Cgroup;
+use crate::{Cgroup, Error};
 pub use cgroup::{CgroupPlan, Placed};
 pub use init::InitFds;
 pub use mounts::MountPlan;
 
 /// The fifo in the state directory the init blocks on until `start` reads it.
 pub const EXEC_FIFO: &str = "exec.fifo";
+
+/// A container's status, as the runtime spec's state (state.md) names it, with runc's
+/// `paused`; serialized as those names ("creating", "created", ...). (oci-spec's
+/// `ContainerState` has no `paused`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// `create` is under way (what the prestart and createRuntime hooks see).
+    Creating,
+    /// Created, waiting on the exec fifo for `start`.
+    Created,
+    /// The user's program runs.
+    Running,
+    /// Its cgroup is frozen (`pause`).
+    Paused,
+    /// The init has exited.
+    Stopped,
+}
+
+impl Status {
+    /// The state's name: "creating", "created", "running", "paused" or "stopped".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`: the `list` table gives it a width.
+        f.pad(self.as_str())
+    }
+}
 
 /// The process the init becomes.
 #[derive(Clone, Debug)]
@@ -85,13 +123,13 @@ pub struct Child {
     go: Option<fs::File>,
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}; check the open-file limit"))
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    pipe2(OFlag::O_CLOEXEC).map_err(Error::Pipe)
 }
 
 /// Clones the init into its namespaces (joining the PID namespace by path here, as only
 /// children can be moved into one). It joins `cg` itself.
-pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Child, String> {
+pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Child, Error> {
     let mut flags = CloneFlags::empty();
     for (f, path) in &plan.namespaces {
         if *f != CloneFlags::CLONE_NEWPID {
@@ -100,17 +138,13 @@ pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Chil
         match path {
             None => flags |= CloneFlags::CLONE_NEWPID,
             Some(p) => {
-                let fd = fs::File::open(p).map_err(|e| {
-                    format!(
-                        "cannot open PID namespace {}: {e}; check linux.namespaces",
-                        p.display()
-                    )
+                let fd = fs::File::open(p).map_err(|source| Error::PidNamespaceOpen {
+                    path: p.clone(),
+                    source,
                 })?;
-                setns(&fd, CloneFlags::CLONE_NEWPID).map_err(|e| {
-                    format!(
-                        "cannot join PID namespace {}: {e}; check linux.namespaces",
-                        p.display()
-                    )
+                setns(&fd, CloneFlags::CLONE_NEWPID).map_err(|source| Error::PidNamespaceJoin {
+                    path: p.clone(),
+                    source,
                 })?;
             }
         }
@@ -132,7 +166,7 @@ pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Chil
     // another thread. The stack outlives the call and is only used by the child.
     let cloned = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) };
     drop(fds);
-    let pid = cloned.map_err(|e| format!("cannot create the container's init: {e}"))?;
+    let pid = cloned.map_err(Error::CloneInit)?;
     Ok(Child {
         pid,
         report: fs::File::from(report_r),
@@ -142,7 +176,7 @@ pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Chil
 
 impl Child {
     /// Waits until the init is set up, or stops for the hooks (or failed: its message).
-    pub fn stage(&mut self) -> Result<Stage, String> {
+    pub fn stage(&mut self) -> Result<Stage, Error> {
         let mut b = [0u8; 1];
         match self.report.read(&mut b) {
             Ok(1) if b[0] == b'r' => Ok(Stage::Ready),
@@ -151,32 +185,29 @@ impl Child {
                 let mut msg = String::new();
                 let _ = self.report.read_to_string(&mut msg);
                 let text = msg.split_once(' ').map_or(msg.as_str(), |(_, m)| m);
-                Err(format!("container init: {}", text.trim()))
+                Err(Error::Init(text.trim().to_string()))
             }
-            _ => Err("the container's init died during set-up; run with --debug".into()),
+            _ => Err(Error::InitDied),
         }
     }
 
     /// Lets the init go on after the hooks.
-    pub fn resume(&mut self) -> Result<(), String> {
+    pub fn resume(&mut self) -> Result<(), Error> {
         match self.go.as_mut() {
-            Some(go) => go
-                .write_all(b"g")
-                .map_err(|e| format!("cannot signal the container's init: {e}")),
+            Some(go) => go.write_all(b"g").map_err(Error::SignalInit),
             None => Ok(()),
         }
     }
 
     /// Lets the init outlive the runtime (it clears its parent-death signal).
-    pub fn commit(&mut self) -> Result<(), String> {
+    pub fn commit(&mut self) -> Result<(), Error> {
         if let Some(mut go) = self.go.take() {
-            go.write_all(b"c")
-                .map_err(|e| format!("cannot signal the container's init: {e}"))?;
+            go.write_all(b"c").map_err(Error::SignalInit)?;
         }
         let mut b = [0u8; 1];
         match self.report.read(&mut b) {
             Ok(1) if b[0] == b'k' => Ok(()),
-            _ => Err("the container's init died before the commit".into()),
+            _ => Err(Error::InitDiedBeforeCommit),
         }
     }
 }

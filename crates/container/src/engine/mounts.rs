@@ -12,8 +12,9 @@ use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
+use crate::error::{step, Failure};
 use crate::paths;
-use crate::rootfs::Failure;
+use crate::Error;
 
 /// One mount of the spec, parsed (by the runtime, before the clone).
 #[derive(Clone, Debug, PartialEq)]
@@ -82,16 +83,13 @@ fn flag(opt: &str) -> Option<(MsFlags, bool)> {
 
 impl MountPlan {
     /// Parses one spec mount; a relative bind source is relative to the bundle.
-    pub fn from_oci(m: &Mount, bundle: &Path) -> Result<MountPlan, String> {
+    pub fn from_oci(m: &Mount, bundle: &Path) -> Result<MountPlan, Error> {
         let dest = m.destination();
         if !dest.is_absolute() {
-            return Err(format!(
-                "config.json: mount destination {} is not absolute; give an absolute path",
-                dest.display()
-            ));
+            return Err(Error::MountNotAbsolute(dest.clone()));
         }
         if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(format!("config.json: mount {}: uidMappings/gidMappings (idmapped mounts) are not supported by minnow; remove them", dest.display()));
+            return Err(Error::MountIdMappings(dest.clone()));
         }
         let mut flags = MsFlags::empty();
         let mut prop = Vec::new();
@@ -111,7 +109,10 @@ impl MountPlan {
             } else if let Some(p) = propagation(o) {
                 prop.push(p);
             } else if matches!(o.as_str(), "idmap" | "ridmap") {
-                return Err(format!("config.json: mount {}: option {o} (idmapped mounts) is not supported by minnow; remove it", dest.display()));
+                return Err(Error::MountIdmapOption {
+                    destination: dest.clone(),
+                    option: o.clone(),
+                });
             } else {
                 data.push(o.clone());
             }
@@ -128,10 +129,7 @@ impl MountPlan {
             }
         });
         if flags.contains(MsFlags::MS_BIND) && source.is_none() {
-            return Err(format!(
-                "config.json: bind mount {} has no source; give one",
-                dest.display()
-            ));
+            return Err(Error::BindWithoutSource(dest.clone()));
         }
         Ok(MountPlan {
             destination: dest.clone(),
@@ -187,8 +185,8 @@ pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
     root.join(cur)
 }
 
-fn fail<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> Failure {
-    move |e| (1, format!("{what}: {e}"))
+fn fail<E: std::error::Error + Send + Sync + 'static>(what: String) -> impl FnOnce(E) -> Failure {
+    step(what)
 }
 
 /// Creates the mount point: a file when a bind mount's source is one, else a directory.

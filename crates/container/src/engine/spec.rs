@@ -13,9 +13,13 @@ use super::cgroup::CgroupPlan;
 use super::mounts::{self, MountPlan};
 use super::{Plan, ProcessPlan};
 use crate::security::Security;
+use crate::Error;
 
-fn refuse(field: &str, why: &str) -> String {
-    format!("config.json: {field} is not supported by minnow ({why}); remove it from the bundle's config.json")
+fn refuse(field: &str, why: &'static str) -> Error {
+    Error::Unsupported {
+        field: field.to_string(),
+        why,
+    }
 }
 
 fn set<T>(o: &Option<Vec<T>>) -> bool {
@@ -23,7 +27,7 @@ fn set<T>(o: &Option<Vec<T>>) -> bool {
 }
 
 /// The clone flag of a namespace type, or the refusal.
-fn ns_flag(t: LinuxNamespaceType) -> Result<CloneFlags, String> {
+fn ns_flag(t: LinuxNamespaceType) -> Result<CloneFlags, Error> {
     Ok(match t {
         LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
         LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
@@ -69,7 +73,7 @@ fn rlimit(name: &str) -> Option<Resource> {
 }
 
 /// The fields minnow refuses, checked before anything is created.
-fn check_unsupported(spec: &Spec) -> Result<(), String> {
+fn check_unsupported(spec: &Spec) -> Result<(), Error> {
     if let Some(h) = spec.hooks() {
         #[allow(deprecated)]
         let lists = [
@@ -88,10 +92,7 @@ fn check_unsupported(spec: &Spec) -> Result<(), String> {
     if spec.domainname().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(refuse("domainname", "only hostname is set"));
     }
-    let p = spec
-        .process()
-        .as_ref()
-        .ok_or("config.json has no process; add process.args")?;
+    let p = spec.process().as_ref().ok_or(Error::NoProcess)?;
     if p.terminal() == Some(true) {
         return Err(refuse(
             "process.terminal=true",
@@ -145,7 +146,7 @@ fn check_unsupported(spec: &Spec) -> Result<(), String> {
 
 /// The resources minnow applies (memory, cpu quota/period/shares, pids, the devices
 /// cgroup); a non-zero setting of any other is refused.
-fn check_resources(r: &LinuxResources) -> Result<(), String> {
+fn check_resources(r: &LinuxResources) -> Result<(), Error> {
     if let Some(m) = r.memory() {
         let nz = |v: Option<i64>| v.is_some_and(|v| v != 0);
         if nz(m.kernel()) || nz(m.kernel_tcp()) {
@@ -203,45 +204,33 @@ fn check_resources(r: &LinuxResources) -> Result<(), String> {
 }
 
 /// The root file system's path: `root.path`, relative to the bundle unless absolute.
-pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
-    let root = spec
-        .root()
-        .as_ref()
-        .ok_or("config.json has no root; add root.path (e.g. \"rootfs\")")?;
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, Error> {
+    let root = spec.root().as_ref().ok_or(Error::NoRoot)?;
     let path = bundle.join(root.path());
-    let path = path.canonicalize().map_err(|e| {
-        format!(
-            "root.path {}: {e}; create it or fix root.path",
-            path.display()
-        )
-    })?;
+    let path = path
+        .canonicalize()
+        .map_err(|source| Error::RootPath { path, source })?;
     if !path.is_dir() {
-        return Err(format!(
-            "root.path {} is not a directory; point root.path at the root file system",
-            path.display()
-        ));
+        return Err(Error::RootNotADirectory(path));
     }
     Ok(path)
 }
 
 /// Converts `spec` for container `id` (the bundle is where relative paths start).
-pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, String> {
+pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, Error> {
     check_unsupported(spec)?;
     let rootfs = rootfs_path(spec, bundle)?;
     let linux = spec.linux().clone().unwrap_or_default();
     let process = spec.process().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
-        return Err("config.json: process.args is empty; give the command to run".into());
+        return Err(Error::NoArgs);
     }
     let mut namespaces = Vec::new();
     for ns in linux.namespaces().iter().flatten() {
         let flag = ns_flag(ns.typ())?;
         if namespaces.iter().any(|(f, _)| *f == flag) {
-            return Err(format!(
-                "config.json: linux.namespaces lists {:?} twice; keep one",
-                ns.typ()
-            ));
+            return Err(Error::NamespaceTwice(ns.typ()));
         }
         namespaces.push((flag, ns.path().clone()));
     }
@@ -273,9 +262,7 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, String> {
     }
     let propagation = match linux.rootfs_propagation().as_deref() {
         None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        Some(p) => mounts::propagation(p).ok_or_else(|| {
-            format!("config.json: linux.rootfsPropagation {p:?} is unknown; use private, rprivate, slave, rslave, shared or rshared")
-        })?,
+        Some(p) => mounts::propagation(p).ok_or_else(|| Error::Propagation(p.to_string()))?,
     };
     let mut security = Security::from_spec(spec, false)?;
     // Exactly the spec's lists (from_spec adds to Docker's for `container run`).
@@ -306,9 +293,7 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, String> {
     sysctl.sort();
     let cwd = process.cwd().to_string_lossy().to_string();
     if !cwd.starts_with('/') {
-        return Err(format!(
-            "config.json: process.cwd {cwd:?} is not absolute; give an absolute path"
-        ));
+        return Err(Error::CwdNotAbsolute(cwd));
     }
     #[allow(deprecated)]
     let hooks_pause = spec
@@ -408,7 +393,9 @@ mod tests {
             }),
         ];
         for (field, edit) in cases {
-            let e = plan(&spec_with(edit), b.path(), "t").unwrap_err();
+            let e = plan(&spec_with(edit), b.path(), "t")
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains(field) && e.contains(';') && !e.contains('\n'),
                 "{field}: {e}"
