@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+#[path = "runc/tty.rs"]
+mod tty;
+
 /// A runtime under test, with a state root of its own.
 struct Runtime {
     name: &'static str,

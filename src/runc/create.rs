@@ -27,6 +27,27 @@ pub struct CreateArgs {
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
     pub id: String,
+    pub console_socket: Option<PathBuf>,
+    /// `create`, or `run -d`: the caller does not wait for the process.
+    pub detach: bool,
+}
+
+/// The connected `--console-socket` for a process with `terminal` (engine/console.rs),
+/// with runc's rules: a socket only for a detached process (`create`, `-d`) with a
+/// terminal, and a detached terminal only through a socket. Where runc relays the
+/// terminal itself (`run` or `exec` in the foreground), minnow-runc refuses.
+pub fn console(
+    terminal: bool,
+    socket: Option<&Path>,
+    detach: bool,
+) -> Result<Option<OwnedFd>, String> {
+    match (terminal, socket) {
+        (true, Some(s)) if detach => Ok(Some(engine::console::connect(s)?)),
+        (false, None) => Ok(None),
+        (_, Some(_)) => Err("cannot use --console-socket unless the process is detached (create, -d) and has a terminal; drop --console-socket or set process.terminal".into()),
+        (true, None) if detach => Err("cannot give a detached process a terminal without --console-socket; pass --console-socket SOCKET or set process.terminal to false".into()),
+        (true, None) => Err("minnow-runc does not relay a terminal in the foreground; run detached (-d) with --console-socket SOCKET, or set process.terminal to false".into()),
+    }
 }
 
 /// The guard's pipe: "c" means done (nothing to clean); EOF without it means the runtime
@@ -180,7 +201,8 @@ fn create_in(
     )
     .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     let cg = cgroup::cgroup(&placed);
-    let mut child = engine::spawn(plan, &cg, Some(fifo_dir))?;
+    let console = console(plan.process.terminal, a.console_socket.as_deref(), a.detach)?;
+    let mut child = engine::spawn(plan, &cg, Some(fifo_dir), console)?;
     let pid = child.pid;
     let abort = |e: String| {
         let _ = kill(pid, Signal::SIGKILL);

@@ -22,6 +22,9 @@ pub struct ExecArgs {
     pub user: Option<String>,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
+    /// `--tty` (inline form): the process gets a terminal from `console_socket`.
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
 }
 
 fn process(spec: &Spec, a: &ExecArgs) -> Result<Process, String> {
@@ -56,7 +59,7 @@ fn process(spec: &Spec, a: &ExecArgs) -> Result<Process, String> {
         user.set_uid(parse(uid)?).set_gid(parse(gid)?);
         p.set_user(user);
     }
-    p.set_terminal(Some(false));
+    p.set_terminal(Some(a.tty));
     Ok(p)
 }
 
@@ -80,7 +83,9 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32, String> {
     spec.set_process(Some(p)).set_hooks(None);
     let plan = engine::spec::plan(&spec, &saved.bundle, &a.id)?;
     let cg = cgroup::cgroup(&saved.cgroup);
-    let pid = engine::exec::spawn(saved.pid, &cg, &plan)?;
+    let console =
+        super::create::console(plan.process.terminal, a.console_socket.as_deref(), a.detach)?;
+    let pid = engine::exec::spawn(saved.pid, &cg, &plan, console)?;
     if let Some(f) = &a.pid_file {
         std::fs::write(f, pid.as_raw().to_string())
             .map_err(|e| format!("cannot write --pid-file {}: {e}", f.display()))?;

@@ -51,7 +51,7 @@ struct CreateFlags {
     /// Write the init's PID here.
     #[arg(long)]
     pid_file: Option<PathBuf>,
-    /// Not supported (process.terminal).
+    /// A Unix socket that receives the pty master when process.terminal is true.
     #[arg(long)]
     console_socket: Option<PathBuf>,
     /// Accepted for compatibility: minnow-runc always pivot_roots.
@@ -126,10 +126,10 @@ enum Command {
         /// UID[:GID] (inline form).
         #[arg(long, short)]
         user: Option<String>,
-        /// Not supported.
+        /// Give the process a terminal (inline form; needs --console-socket).
         #[arg(long, short)]
         tty: bool,
-        /// Not supported.
+        /// A Unix socket that receives the pty master when the process has a terminal.
         #[arg(long)]
         console_socket: Option<PathBuf>,
         id: String,
@@ -213,10 +213,7 @@ fn check(cli: &Cli) -> Result<(), String> {
     Ok(())
 }
 
-fn create_args(f: &CreateFlags) -> Result<CreateArgs, String> {
-    if f.console_socket.is_some() {
-        return Err("--console-socket is not supported (no terminals yet); run without -t".into());
-    }
+fn create_args(f: &CreateFlags, detach: bool) -> Result<CreateArgs, String> {
     if f.preserve_fds != 0 {
         return Err("--preserve-fds is not supported; drop it".into());
     }
@@ -224,6 +221,8 @@ fn create_args(f: &CreateFlags) -> Result<CreateArgs, String> {
         bundle: f.bundle.clone(),
         pid_file: f.pid_file.clone(),
         id: f.id.clone(),
+        console_socket: f.console_socket.clone(),
+        detach,
     })
 }
 
@@ -244,7 +243,7 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
     };
     match &cli.command {
         Command::Create(f) => {
-            let mut c = create::create(&g, &create_args(f)?)?;
+            let mut c = create::create(&g, &create_args(f, true)?)?;
             c.guard.done();
         }
         Command::Start { id } => create::start(&g, id)?,
@@ -252,7 +251,7 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
         Command::Kill { all, id, signal } => ops::kill_cmd(&g, id, signal.as_deref(), *all)?,
         Command::Delete { force, id } => ops::delete(&g, id, *force)?,
         Command::Run { create, detach } => {
-            return create::run(&g, &create_args(create)?, *detach);
+            return create::run(&g, &create_args(create, *detach)?, *detach);
         }
         Command::List { quiet, format } => ops::list(&g, *quiet, format)?,
         Command::Ps {
@@ -272,9 +271,6 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
             id,
             command,
         } => {
-            if *tty || console_socket.is_some() {
-                return Err("exec --tty/--console-socket is not supported (no terminals yet); run without -t".into());
-            }
             let a = exec::ExecArgs {
                 id: id.clone(),
                 process: process.clone(),
@@ -284,6 +280,8 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
                 user: user.clone(),
                 detach: *detach,
                 pid_file: pid_file.clone(),
+                tty: *tty,
+                console_socket: console_socket.clone(),
             };
             return exec::exec(&g, &a);
         }

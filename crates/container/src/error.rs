@@ -170,6 +170,12 @@ pub enum Error {
     FreezeTimeout { path: PathBuf, state: &'static str },
 
     // --- namespaces, processes, the init ---
+    #[error("cannot connect to the console socket {}: {source}; check --console-socket", path.display())]
+    ConsoleSocket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     /// A system call with no more to say (`pipe`, `fork`, `waitpid`).
     #[error("{what}: {source}")]
     Sys {

@@ -36,8 +36,14 @@ fn differs(pid: i32, name: &str) -> bool {
 }
 
 /// Starts `plan.process` in the container whose init is `init`; returns its PID once it
-/// has exec'd (or the one-line reason it could not).
-pub fn spawn(init: i32, cg: &Cgroup, plan: &Plan) -> Result<Pid, Error> {
+/// has exec'd (or the one-line reason it could not). `console`: the connected console
+/// socket, for a process with a terminal.
+pub fn spawn(
+    init: i32,
+    cg: &Cgroup,
+    plan: &Plan,
+    console: Option<std::os::fd::OwnedFd>,
+) -> Result<Pid, Error> {
     let open = |name: &'static str| {
         fs::File::open(format!("/proc/{init}/ns/{name}"))
             .map_err(|source| Error::ContainerNamespaceOpen { name, source })
@@ -58,7 +64,7 @@ pub fn spawn(init: i32, cg: &Cgroup, plan: &Plan) -> Result<Pid, Error> {
         Err(e) => Err(Error::Fork(e)),
         Ok(ForkResult::Child) => {
             drop(err_r);
-            let (code, msg) = match child(cg, &joins, plan) {
+            let (code, msg) = match child(cg, &joins, plan, console) {
                 Ok(never) => match never {},
                 Err(f) => f,
             };
@@ -83,10 +89,15 @@ fn child(
     cg: &Cgroup,
     joins: &[(fs::File, CloneFlags)],
     plan: &Plan,
+    console: Option<std::os::fd::OwnedFd>,
 ) -> Result<std::convert::Infallible, Failure> {
     cg.join_self().map_err(|e| (1, Error::Cgroup(e)))?;
     for (f, flag) in joins {
         setns(f, *flag).map_err(fail("cannot join the container's namespaces"))?;
+    }
+    // In the container's mount namespace now: /dev/ptmx is its devpts's.
+    if let Some(socket) = console {
+        super::console::attach(socket, plan.process.console_size)?;
     }
     let cwd = plan.process.cwd.as_str();
     chdir(cwd).map_err(|source| {

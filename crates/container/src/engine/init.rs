@@ -39,6 +39,8 @@ pub struct InitFds {
     pub go: OwnedFd,
     /// The state directory (O_PATH), holding the exec fifo; None: exec at once.
     pub fifo_dir: Option<OwnedFd>,
+    /// The console socket, for a terminal (`console.rs`).
+    pub console: Option<OwnedFd>,
 }
 
 /// The child's whole life; never returns.
@@ -47,12 +49,18 @@ pub fn main(plan: &Plan, cg: &Cgroup, fds: InitFds) -> ! {
         report,
         go,
         fifo_dir,
+        console,
     } = fds;
     let mut report = fs::File::from(report);
     let report = &mut report;
     let committed = std::cell::Cell::new(false);
     let mut go = fs::File::from(go);
     let result = set_up(plan, cg, report, &mut go).and_then(|program| {
+        // Set up in the container's root, before `create` returns: the caller reads
+        // the pty's master from the console socket during create.
+        if let Some(socket) = console {
+            super::console::attach(socket, plan.process.console_size)?;
+        }
         report
             .write_all(b"r")
             .map_err(fail("cannot report to the runtime"))?;

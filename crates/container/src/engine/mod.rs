@@ -10,6 +10,7 @@
 //! - the init waits on the exec fifo in the state directory until `start` opens it.
 
 pub mod cgroup;
+pub mod console;
 pub mod exec;
 pub mod init;
 pub mod mounts;
@@ -82,6 +83,10 @@ pub struct ProcessPlan {
     pub umask: Option<u32>,
     pub rlimits: Vec<(Resource, u64, u64)>,
     pub oom_score_adj: Option<i32>,
+    /// `process.terminal`: a pty from the console socket is its stdio.
+    pub terminal: bool,
+    /// `process.consoleSize` (rows, columns).
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Everything the init does, decided before the clone.
@@ -128,8 +133,14 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
 }
 
 /// Clones the init into its namespaces (joining the PID namespace by path here, as only
-/// children can be moved into one). It joins `cg` itself.
-pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Child, Error> {
+/// children can be moved into one). It joins `cg` itself. `console`: the connected
+/// console socket, for a plan with a terminal ([`console`]).
+pub fn spawn(
+    plan: &Plan,
+    cg: &Cgroup,
+    fifo_dir: Option<OwnedFd>,
+    console: Option<OwnedFd>,
+) -> Result<Child, Error> {
     let mut flags = CloneFlags::empty();
     for (f, path) in &plan.namespaces {
         if *f != CloneFlags::CLONE_NEWPID {
@@ -155,6 +166,7 @@ pub fn spawn(plan: &Plan, cg: &Cgroup, fifo_dir: Option<OwnedFd>) -> Result<Chil
         report: report_w,
         go: go_r,
         fifo_dir,
+        console,
     });
     let mut stack = vec![0u8; 1 << 20];
     let cb: nix::sched::CloneCb = Box::new(|| match fds.take() {

@@ -22,6 +22,11 @@ fn refuse(field: &str, why: &'static str) -> Error {
     }
 }
 
+/// A console dimension, as the kernel's winsize holds it.
+fn clamp16(v: u64) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
+}
+
 fn set<T>(o: &Option<Vec<T>>) -> bool {
     o.as_ref().is_some_and(|v| !v.is_empty())
 }
@@ -93,12 +98,6 @@ fn check_unsupported(spec: &Spec) -> Result<(), Error> {
         return Err(refuse("domainname", "only hostname is set"));
     }
     let p = spec.process().as_ref().ok_or(Error::NoProcess)?;
-    if p.terminal() == Some(true) {
-        return Err(refuse(
-            "process.terminal=true",
-            "no console socket; run without -t",
-        ));
-    }
     if p.apparmor_profile().as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(refuse("process.apparmorProfile", "no AppArmor"));
     }
@@ -317,6 +316,11 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, Error> {
             umask: process.user().umask(),
             rlimits,
             oom_score_adj: process.oom_score_adj(),
+            terminal: process.terminal() == Some(true),
+            console_size: process
+                .console_size()
+                .as_ref()
+                .map(|b| (clamp16(b.height()), clamp16(b.width()))),
         },
         security,
         cgroup: CgroupPlan::from_spec(&linux, id)?,
@@ -365,10 +369,24 @@ mod tests {
     }
 
     #[test]
+    fn a_terminal_and_its_size_are_planned() {
+        let b = bundle();
+        let p = plan(&Spec::default(), b.path(), "t").unwrap();
+        assert!(!p.process.terminal);
+        let s = spec_with(|v| {
+            v["process"]["terminal"] = true.into();
+            v["process"]["consoleSize"] = serde_json::json!({"height": 30, "width": 100000});
+        });
+        let p = plan(&s, b.path(), "t").unwrap();
+        assert!(p.process.terminal);
+        assert_eq!(p.process.console_size, Some((30, u16::MAX)));
+    }
+
+    #[test]
     fn unsupported_fields_are_named() {
         let b = bundle();
         type Edit = fn(&mut serde_json::Value);
-        let cases: [(&str, Edit); 6] = [
+        let cases: [(&str, Edit); 5] = [
             ("\"user\"", |v| {
                 v["linux"]["namespaces"]
                     .as_array_mut()
@@ -377,9 +395,6 @@ mod tests {
             }),
             ("process.selinuxLabel", |v| {
                 v["process"]["selinuxLabel"] = "x".into()
-            }),
-            ("process.terminal", |v| {
-                v["process"]["terminal"] = true.into()
             }),
             ("linux.resources.cpu.cpus", |v| {
                 v["linux"]["resources"]["cpu"] = serde_json::json!({"cpus": "0"})
