@@ -348,6 +348,59 @@ fn resources_reach_the_cgroup() {
 }
 
 #[test]
+fn update_changes_the_limits() {
+    let b = bundle(&["sleep", "30"], |s| {
+        s["linux"]["resources"]["pids"] = json!({"limit": 7});
+        s["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+    });
+    let limits = "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes";
+    for rt in Runtime::both() {
+        let o = rt
+            .cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), "upd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: {o:?}", rt.name);
+        let read = || text(&rt.out(&["exec", "upd", "sh", "-c", limits]).stdout);
+        assert_eq!(read(), "7\n67108864\n", "{}", rt.name);
+        let o = rt.out(&["update", "--pids-limit", "9", "--memory", "48m", "upd"]);
+        assert!(o.status.success(), "{}: update flags: {o:?}", rt.name);
+        assert_eq!(read(), "9\n50331648\n", "{}", rt.name);
+        // The shim's way: linux.resources as JSON on stdin.
+        let mut c = rt.cmd(&["update", "--resources", "-", "upd"]);
+        let mut child = c
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut child.stdin.take().unwrap(),
+            br#"{"pids": {"limit": 12}, "memory": {"limit": 33554432}}"#,
+        )
+        .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "{}: update --resources -: {o:?}",
+            rt.name
+        );
+        assert_eq!(read(), "12\n33554432\n", "{}", rt.name);
+        // A bad size is refused and changes nothing.
+        let o = rt.out(&["update", "--memory", "12x", "upd"]);
+        assert!(!o.status.success(), "{}: {o:?}", rt.name);
+        assert_eq!(read(), "12\n33554432\n", "{}", rt.name);
+        assert!(rt.out(&["delete", "--force", "upd"]).status.success());
+        let o = rt.out(&["update", "--pids-limit", "3", "upd"]);
+        assert!(
+            !o.status.success(),
+            "{}: update of a deleted container",
+            rt.name
+        );
+    }
+}
+
+#[test]
 fn kill_all_and_a_mount_with_options() {
     let b = bundle(
         &[
@@ -701,6 +754,11 @@ fn docker_runs_busybox_through_minnow_runc() {
             (Some(3), "exec-ok\n".into()),
             "{rt}: {o:?}"
         );
+        // docker update goes through the shim's `update --resources -`.
+        let o = d.docker(&["update", "--pids-limit", "11", &id]);
+        assert!(o.status.success(), "{rt}: docker update: {o:?}");
+        let o = d.docker(&["exec", &id, "cat", "/sys/fs/cgroup/pids/pids.max"]);
+        assert_eq!(text(&o.stdout), "11\n", "{rt}: after docker update: {o:?}");
         assert!(d.docker(&["pause", &id]).status.success(), "{rt}");
         assert!(status().contains("(Paused)"), "{rt}: {}", status());
         assert!(d.docker(&["unpause", &id]).status.success(), "{rt}");

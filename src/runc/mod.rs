@@ -8,6 +8,7 @@ mod hooks;
 mod info;
 mod ops;
 mod state;
+mod update;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -63,6 +64,35 @@ struct CreateFlags {
     /// Not supported beyond 0.
     #[arg(long, default_value_t = 0)]
     preserve_fds: u32,
+    id: String,
+}
+
+#[derive(clap::Args)]
+struct UpdateFlags {
+    /// A file holding linux.resources as JSON (`-`: standard input), as shims pass it.
+    #[arg(long, short)]
+    resources: Option<PathBuf>,
+    /// Memory limit, in bytes or with a unit (64m, 1g).
+    #[arg(long)]
+    memory: Option<String>,
+    /// Memory soft limit (bytes or with a unit).
+    #[arg(long)]
+    memory_reservation: Option<String>,
+    /// Memory plus swap limit (bytes or with a unit; -1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    cpu_share: Option<u64>,
+    /// CPU CFS period (µs).
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    /// CPU CFS quota (µs per period).
+    #[arg(long, allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    /// Most processes (0 or less: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
     id: String,
 }
 
@@ -146,6 +176,8 @@ enum Command {
         #[arg(long)]
         rootless: bool,
     },
+    /// Change a running container's resources (runc's flags, or the resources JSON).
+    Update(UpdateFlags),
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -286,6 +318,7 @@ fn dispatch(cli: &Cli) -> Result<i32, String> {
             return exec::exec(&g, &a);
         }
         Command::Features | Command::Spec { .. } => {}
+        Command::Update(f) => update::update(&g, &f.id, &update::resources(f)?)?,
         Command::Pause { id } => ops::pause(&g, id, true)?,
         Command::Resume { id } => ops::pause(&g, id, false)?,
     }

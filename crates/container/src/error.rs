@@ -160,6 +160,8 @@ pub enum Error {
     NoCgroupFs,
     #[error("linux.resources.devices on cgroup v2 needs an eBPF device program, which minnow-runc does not load yet; remove linux.resources.devices")]
     DevicesOnV2,
+    #[error("update cannot change device rules (as runc's); remove devices from the resources")]
+    UpdateDevices,
     #[error(
         "{0} has no cgroup v2 equivalent in minnow-runc; remove that resource from config.json"
     )]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use minnow_cgroup::{Cgroup, CPU_PERIOD_US};
-use oci_spec::runtime::{Linux, LinuxDeviceCgroup};
+use oci_spec::runtime::{Linux, LinuxDeviceCgroup, LinuxResources};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -55,6 +55,59 @@ fn rule(d: &LinuxDeviceCgroup) -> (bool, String) {
     (d.allow(), line)
 }
 
+/// Limit files: (v1 file name, value), in the order they are written.
+type Files = Vec<(&'static str, String)>;
+/// Device rules: (allow?, "TYPE MAJOR:MINOR ACCESS").
+type Rules = Vec<(bool, String)>;
+
+/// The limit files (v1 names, in order) and device rules of `linux.resources`.
+fn files(r: &LinuxResources) -> (Files, Rules) {
+    let mut files = Vec::new();
+    let mut devices = Vec::new();
+    if let Some(m) = r.memory() {
+        if let Some(l) = m.limit().filter(|l| *l != 0) {
+            files.push(("memory.limit_in_bytes", l.to_string()));
+        }
+        if let Some(s) = m.swap().filter(|s| *s != 0) {
+            files.push(("memory.memsw.limit_in_bytes", s.to_string()));
+        }
+        if let Some(r) = m.reservation().filter(|r| *r != 0) {
+            files.push(("memory.soft_limit_in_bytes", r.to_string()));
+        }
+        if let Some(s) = m.swappiness().filter(|s| *s <= 100) {
+            files.push(("memory.swappiness", s.to_string()));
+        }
+        if m.disable_oom_killer() == Some(true) {
+            files.push(("memory.oom_control", "1".into()));
+        }
+    }
+    if let Some(c) = r.cpu() {
+        if let Some(s) = c.shares().filter(|s| *s != 0) {
+            files.push(("cpu.shares", s.to_string()));
+        }
+        let period = c.period().filter(|p| *p != 0);
+        if let Some(q) = c.quota().filter(|q| *q != 0) {
+            let p = period.unwrap_or(CPU_PERIOD_US);
+            files.push(("cpu.cfs_period_us", p.to_string()));
+            files.push(("cpu.cfs_quota_us", q.to_string()));
+        } else if let Some(p) = period {
+            files.push(("cpu.cfs_period_us", p.to_string()));
+        }
+    }
+    if let Some(p) = r.pids() {
+        let v = if p.limit() > 0 {
+            p.limit().to_string()
+        } else {
+            "max".into()
+        };
+        files.push(("pids.max", v));
+    }
+    if let Some(d) = r.devices() {
+        devices = d.iter().map(rule).collect();
+    }
+    (files, devices)
+}
+
 impl CgroupPlan {
     pub fn from_spec(linux: &Linux, id: &str) -> Result<CgroupPlan, Error> {
         let path = match linux.cgroups_path() {
@@ -76,51 +129,7 @@ impl CgroupPlan {
         {
             return Err(Error::CgroupsPathDots(path));
         }
-        let mut files = Vec::new();
-        let mut devices = Vec::new();
-        if let Some(r) = linux.resources() {
-            if let Some(m) = r.memory() {
-                if let Some(l) = m.limit().filter(|l| *l != 0) {
-                    files.push(("memory.limit_in_bytes", l.to_string()));
-                }
-                if let Some(s) = m.swap().filter(|s| *s != 0) {
-                    files.push(("memory.memsw.limit_in_bytes", s.to_string()));
-                }
-                if let Some(r) = m.reservation().filter(|r| *r != 0) {
-                    files.push(("memory.soft_limit_in_bytes", r.to_string()));
-                }
-                if let Some(s) = m.swappiness().filter(|s| *s <= 100) {
-                    files.push(("memory.swappiness", s.to_string()));
-                }
-                if m.disable_oom_killer() == Some(true) {
-                    files.push(("memory.oom_control", "1".into()));
-                }
-            }
-            if let Some(c) = r.cpu() {
-                if let Some(s) = c.shares().filter(|s| *s != 0) {
-                    files.push(("cpu.shares", s.to_string()));
-                }
-                let period = c.period().filter(|p| *p != 0);
-                if let Some(q) = c.quota().filter(|q| *q != 0) {
-                    let p = period.unwrap_or(CPU_PERIOD_US);
-                    files.push(("cpu.cfs_period_us", p.to_string()));
-                    files.push(("cpu.cfs_quota_us", q.to_string()));
-                } else if let Some(p) = period {
-                    files.push(("cpu.cfs_period_us", p.to_string()));
-                }
-            }
-            if let Some(p) = r.pids() {
-                let v = if p.limit() > 0 {
-                    p.limit().to_string()
-                } else {
-                    "max".into()
-                };
-                files.push(("pids.max", v));
-            }
-            if let Some(d) = r.devices() {
-                devices = d.iter().map(rule).collect();
-            }
-        }
+        let (files, mut devices) = linux.resources().as_ref().map(files).unwrap_or_default();
         if !devices.is_empty() {
             devices.extend(RUNC_ALLOWED.iter().map(|r| (true, r.to_string())));
         }
@@ -287,12 +296,16 @@ fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), Error> {
     }
     let _ = fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids");
     create_dir(&dir, placed)?;
-    let period = plan
-        .files
+    write_v2(&dir, &plan.files)
+}
+
+/// The limit files (v1 names) written into a cgroup2 directory under their v2 names.
+fn write_v2(dir: &Path, files: &[(&'static str, String)]) -> Result<(), Error> {
+    let period = files
         .iter()
         .find(|(f, _)| *f == "cpu.cfs_period_us")
         .map(|(_, v)| v.clone());
-    for (file, value) in &plan.files {
+    for (file, value) in files {
         if let Some((f, mut v)) = v2_file(file, value) {
             if f == "cpu.max" {
                 v = format!(
@@ -304,6 +317,56 @@ fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), Error> {
         } else if *file != "cpu.cfs_period_us" {
             return Err(Error::NoV2Equivalent(file));
         }
+    }
+    Ok(())
+}
+
+/// `update`: writes `r`'s limits into the container's existing cgroup. On v1 each file
+/// goes to the directory that has it (its controller's); a memory limit above the
+/// current memory+swap limit is written after the new memory+swap limit, as runc does.
+/// Device rules cannot be changed here (as in runc's `update`).
+pub fn update(placed: &Placed, r: &LinuxResources) -> Result<(), Error> {
+    let (files, devices) = files(r);
+    if !devices.is_empty() {
+        return Err(Error::UpdateDevices);
+    }
+    let v2 = placed
+        .dirs
+        .first()
+        .filter(|d| placed.dirs.len() == 1 && d.join("cgroup.controllers").exists());
+    if let Some(dir) = v2 {
+        return write_v2(dir, &files);
+    }
+    let find = |file: &str| {
+        placed
+            .dirs
+            .iter()
+            .map(|d| d.join(file))
+            .find(|p| p.exists())
+    };
+    let mut pending: Vec<&(&'static str, String)> = files.iter().collect();
+    // memory.limit_in_bytes may not exceed memory.memsw.limit_in_bytes: raise memsw first.
+    if let Some(i) = pending
+        .iter()
+        .position(|(f, _)| *f == "memory.memsw.limit_in_bytes")
+    {
+        let swap = pending.remove(i);
+        let grow = find("memory.memsw.limit_in_bytes")
+            .and_then(|p| fs::read_to_string(p).ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .zip(swap.1.parse::<i64>().ok())
+            .is_some_and(|(now, new)| new > now);
+        pending.insert(if grow { 0 } else { pending.len() }, swap);
+    }
+    for (file, value) in pending {
+        let path = find(file).ok_or_else(|| {
+            if *file == "memory.memsw.limit_in_bytes" {
+                Error::NoSwapAccounting
+            } else {
+                Error::NoController(file.split('.').next().unwrap_or("").to_string())
+            }
+        })?;
+        write(&path, value)?;
     }
     Ok(())
 }
