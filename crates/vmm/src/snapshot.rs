@@ -245,6 +245,11 @@ pub fn save_vcpu(fd: &VcpuFd, msr_list: &[u32]) -> Result<VcpuState, Error> {
             entries[read].index
         );
     }
+    log::debug!(
+        "snapshot: {} of the {} MSRs KVM lists were saved",
+        msrs.len(),
+        msr_list.len()
+    );
     Ok(VcpuState {
         cpuid: cpuid.as_slice().to_vec(),
         mp_state: fd.get_mp_state().map_err(kvm("KVM_GET_MP_STATE"))?,
