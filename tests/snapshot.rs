@@ -291,26 +291,40 @@ fn two_clones_of_one_snapshot_run_at_once() {
 }
 
 #[test]
-fn a_restored_vm_can_be_paused_and_snapshotted_again() {
+fn a_restored_vm_can_be_snapshotted_again_into_the_dir_it_runs_from() {
     let tmp = tempfile::tempdir().unwrap();
     let (before, dir) = snapshot_mid_count(tmp.path());
     let sock = tmp.path().join("restored.sock");
+    // A clone that keeps running from the first snapshot's memory throughout.
+    let bystander = Vm::restore(&dir, &[]);
     let vm = Vm::restore(&dir, &["--api-sock", sock.to_str().unwrap()]);
     wait_socket(&sock, &vm);
     vm.wait_lines(10);
+    // Into the directory whose memory file both VMs map: it must not change under them.
     let status = minnow()
         .args(["vm", "snapshot", "--api-sock"])
         .arg(&sock)
-        .arg(tmp.path().join("snap2"))
+        .arg(&dir)
         .output()
         .unwrap();
     assert!(status.status.success(), "{status:?}");
     std::thread::sleep(Duration::from_millis(100));
-    let (_, out, _) = vm.stop();
+    let at_snapshot = vm.output();
+    assert_eq!(api(&sock, "PATCH", "/vm", r#"{"state":"Resumed"}"#).0, 204);
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, out, stderr) = vm.stop();
+    assert_eq!(code, Some(0), "{stderr}");
     let mut all = before.clone();
     all.extend_from_slice(&out);
     check_count(&all, 0);
-    check_restored(Vm::restore(&tmp.path().join("snap2"), &[]), &all);
+    assert!(
+        out.len() > at_snapshot.len(),
+        "the VM did not run on after the snapshot"
+    );
+    check_restored(bystander, &before);
+    let mut second = before.clone();
+    second.extend_from_slice(&at_snapshot);
+    check_restored(Vm::restore(&dir, &[]), &second);
 }
 
 #[test]

@@ -452,10 +452,15 @@ fn api_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
         libc::SYS_newfstatat,
         libc::SYS_fstat,
         libc::SYS_lseek,
+        libc::SYS_pwrite64,
+        libc::SYS_ftruncate,
         libc::SYS_fsync,
         libc::SYS_fdatasync,
         libc::SYS_unlink,
         libc::SYS_unlinkat,
+        libc::SYS_rename,
+        libc::SYS_renameat,
+        libc::SYS_renameat2,
     ]);
     let kick = u64::try_from(crate::kick_signal()).unwrap_or(0);
     r.allow_if(libc::SYS_tgkill, any_of(2, &[kick]));

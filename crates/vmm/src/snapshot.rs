@@ -454,20 +454,18 @@ fn io<'a>(
 }
 
 /// Writes `snap` and `mem` into `dir` (created if missing).
+///
+/// Both files are written and synced under temporary names, then renamed into place:
+/// VMs restored from `dir` map its old memory file privately, and that file (the pages
+/// they have not copied yet) must not change under them; it lives on, unnamed, until
+/// they stop. A failure before the renames leaves the old snapshot as it was.
 pub fn write(dir: &Path, snap: &Snapshot, mem: &GuestMemoryMmap) -> Result<(), Error> {
     const FIX: &str = "give a writable snapshot directory";
     std::fs::create_dir_all(dir).map_err(io("create", dir, FIX))?;
     let mem_path = dir.join(MEMORY_FILE);
-    let mut file = File::create(&mem_path).map_err(io("create", &mem_path, FIX))?;
-    for region in &snap.memory {
-        let slice = mem
-            .get_slice(GuestAddress(region.guest_addr), usize_len(region.len)?)
-            .map_err(|e| Error::Memory(e.to_string()))?;
-        use vm_memory::WriteVolatile;
-        file.write_all_volatile(&slice)
-            .map_err(|e| Error::Memory(e.to_string()))?;
-    }
-    file.sync_data().map_err(io("write", &mem_path, FIX))?;
+    let mem_tmp = dir.join(".memory.new");
+    let file = File::create(&mem_tmp).map_err(io("create", &mem_tmp, FIX))?;
+    write_memory(&file, snap, mem)?;
 
     let body = postcard::to_allocvec(snap).map_err(Error::Encode)?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
@@ -477,11 +475,44 @@ pub fn write(dir: &Path, snap: &Snapshot, mem: &GuestMemoryMmap) -> Result<(), E
     out.extend_from_slice(&Sha256::digest(&body));
     out.extend_from_slice(&body);
     let state_path = dir.join(STATE_FILE);
-    let mut file = File::create(&state_path).map_err(io("create", &state_path, FIX))?;
+    let state_tmp = dir.join(".state.new");
+    let mut file = File::create(&state_tmp).map_err(io("create", &state_tmp, FIX))?;
     file.write_all(&out)
         .and_then(|()| file.sync_data())
-        .map_err(io("write", &state_path, FIX))?;
+        .map_err(io("write", &state_tmp, FIX))?;
+    std::fs::rename(&mem_tmp, &mem_path).map_err(io("replace", &mem_path, FIX))?;
+    std::fs::rename(&state_tmp, &state_path).map_err(io("replace", &state_path, FIX))?;
     Ok(())
+}
+
+/// Writes guest RAM into the (new, empty) memory file: chunks that are all zeros are
+/// left as holes, so the file takes the space of the pages the guest has written (a
+/// private mapping reads a hole as zeros, as the guest had them).
+fn write_memory(file: &File, snap: &Snapshot, mem: &GuestMemoryMmap) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt;
+    const CHUNK: usize = 64 << 10;
+    static ZEROS: [u8; CHUNK] = [0; CHUNK];
+    let mut buf = vec![0u8; CHUNK];
+    let err = |e: &dyn std::fmt::Display| Error::Memory(e.to_string());
+    for region in &snap.memory {
+        let slice = mem
+            .get_slice(GuestAddress(region.guest_addr), usize_len(region.len)?)
+            .map_err(|e| err(&e))?;
+        let mut off = 0;
+        while off < slice.len() {
+            let n = CHUNK.min(slice.len() - off);
+            let part = slice.subslice(off, n).map_err(|e| err(&e))?;
+            part.copy_to(&mut buf[..n]);
+            // A slice comparison is a memcmp: fast even in a debug build.
+            if buf[..n] != ZEROS[..n] {
+                file.write_all_at(&buf[..n], region.file_offset + off as u64)
+                    .map_err(|e| err(&e))?;
+            }
+            off += n;
+        }
+    }
+    file.set_len(snap.memory_len()).map_err(|e| err(&e))?;
+    file.sync_data().map_err(|e| err(&e))
 }
 
 fn usize_len(len: u64) -> Result<usize, Error> {
