@@ -607,6 +607,9 @@ fn the_api_thread_runs_under_its_seccomp_filter() {
     let sock = tmp.path().join("vm.sock");
     let vm = Vm::count(&sock);
     wait_socket(&sock, &vm);
+    // Output reaches stdout through the event loop, which runs only once every thread
+    // has installed its filter (the socket is bound before any).
+    vm.wait_lines(2);
     let mut names = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{}/task", vm.child.id())).unwrap() {
         let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
@@ -637,5 +640,25 @@ fn the_api_thread_runs_under_its_seccomp_filter() {
     assert!(
         stderr.contains("the api (control API) thread made system call 110 (getppid)"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_silent_client_neither_blocks_the_api_nor_the_stop_for_long() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("vm.sock");
+    let vm = Vm::count(&sock);
+    wait_socket(&sock, &vm);
+    // Connected, sends nothing: the API thread waits for it (up to 5 s) ...
+    let _silent = UnixStream::connect(&sock).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // ... but SIGTERM stops the VM at once all the same.
+    let asked = Instant::now();
+    let (code, _, stderr) = vm.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "the stop took {:?}",
+        asked.elapsed()
     );
 }

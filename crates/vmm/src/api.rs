@@ -170,7 +170,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 fn handle(mut stream: UnixStream, ctx: &ApiContext) {
-    let response = match read_request(&mut stream) {
+    let response = match read_request(&mut stream, &ctx.stop) {
         Ok(req) => route(&req, ctx),
         Err(resp) => resp,
     };
@@ -194,7 +194,8 @@ fn handle(mut stream: UnixStream, ctx: &ApiContext) {
 }
 
 /// Reads one request: the head up to the blank line, then Content-Length bytes.
-fn read_request(stream: &mut UnixStream) -> Result<Request, Response> {
+/// Gives up when `stop` is set (the VM stopped while a client was slow).
+fn read_request(stream: &mut UnixStream, stop: &AtomicBool) -> Result<Request, Response> {
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -205,7 +206,7 @@ fn read_request(stream: &mut UnixStream) -> Result<Request, Response> {
         if buf.len() > MAX_HEAD {
             return Err(Response::fault(413, "the request head is too long"));
         }
-        let n = read_some(stream, &mut chunk, deadline)?;
+        let n = read_some(stream, &mut chunk, deadline, stop)?;
         if n == 0 {
             return Err(Response::fault(
                 400,
@@ -248,7 +249,7 @@ fn read_request(stream: &mut UnixStream) -> Result<Request, Response> {
     }
     let mut body = buf[head_end + 4..].to_vec();
     while body.len() < length {
-        let n = read_some(stream, &mut chunk, deadline)?;
+        let n = read_some(stream, &mut chunk, deadline, stop)?;
         if n == 0 {
             return Err(Response::fault(
                 400,
@@ -269,12 +270,20 @@ fn read_some(
     stream: &mut UnixStream,
     chunk: &mut [u8],
     deadline: Instant,
+    stop: &AtomicBool,
 ) -> Result<usize, Response> {
     loop {
+        if stop.load(Ordering::Acquire) {
+            return Err(Response::fault(400, "the VM has stopped"));
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
-        if ms == 0 || !wait_readable(stream.as_raw_fd(), ms) {
+        if ms == 0 {
             return Err(Response::fault(400, "the request took too long to arrive"));
+        }
+        // In slices, so that a stopping VM does not wait for a slow client.
+        if !wait_readable(stream.as_raw_fd(), ms.min(50)) {
+            continue;
         }
         match stream.read(chunk) {
             Ok(n) => return Ok(n),
@@ -416,7 +425,7 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().unwrap();
         a.write_all(raw).unwrap();
         drop(a);
-        read_request(&mut b)
+        read_request(&mut b, &AtomicBool::new(false))
     }
 
     #[test]
