@@ -654,6 +654,62 @@ mod tests {
         assert!(matches!(decode(&good[..15]), Err(Decode::Damaged(_))));
     }
 
+    /// Bodies with a valid header and checksum but edited content (what a hand-edited
+    /// file with a recomputed digest would be): decoding never panics or allocates
+    /// without bound; it decodes or says the state is damaged.
+    #[test]
+    fn edited_bodies_with_a_valid_checksum_never_panic() {
+        let mut s = sample();
+        s.vcpus.push(VcpuState {
+            cpuid: vec![kvm_cpuid_entry2::default(); 3],
+            mp_state: kvm_mp_state::default(),
+            regs: kvm_regs::default(),
+            sregs: kvm_sregs::default(),
+            fpu: Fpu::default(),
+            xsave: kvm_xsave::default(),
+            xcrs: kvm_xcrs::default(),
+            debugregs: kvm_debugregs::default(),
+            lapic: kvm_lapic_state::default(),
+            msrs: vec![kvm_msr_entry::default(); 5],
+            events: kvm_vcpu_events::default(),
+            tsc_khz: Some(2_000_000),
+        });
+        let body = postcard::to_allocvec(&s).unwrap();
+        let frame = |body: &[u8]| {
+            let mut out = MAGIC.to_vec();
+            out.extend_from_slice(&VERSION.to_le_bytes());
+            out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+            out.extend_from_slice(&Sha256::digest(body));
+            out.extend_from_slice(body);
+            out
+        };
+        assert!(decode(&frame(&body)).is_ok());
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut decoded = 0;
+        for _ in 0..1000 {
+            let mut b = body.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % b.len();
+                b[at] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                b.truncate((next() as usize) % b.len());
+            }
+            match decode(&frame(&b)) {
+                Ok(_) => decoded += 1,
+                Err(Decode::Damaged(_)) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(decoded < 1000, "no edit was ever noticed");
+    }
+
     #[test]
     fn other_hosts_are_refused() {
         let here = Host::current(12);
