@@ -662,3 +662,39 @@ fn a_silent_client_neither_blocks_the_api_nor_the_stop_for_long() {
         asked.elapsed()
     );
 }
+
+#[test]
+fn a_vm_with_a_disk_is_not_snapshotted_and_runs_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("d.img");
+    std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+    let sock = tmp.path().join("vm.sock");
+    let vm = Vm::spawn(&[
+        "run".as_ref(),
+        "--mem-mib".as_ref(),
+        "32".as_ref(),
+        "--kernel".as_ref(),
+        guest("count.elf").as_os_str(),
+        "--disk".as_ref(),
+        disk.as_os_str(),
+        "--api-sock".as_ref(),
+        sock.as_os_str(),
+    ]);
+    wait_socket(&sock, &vm);
+    vm.wait_lines(3);
+    let dir = tmp.path().join("snap");
+    let (code, _, err) = vm_cli(&["snapshot", dir.to_str().unwrap()], &sock);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--disk or --net are not supported yet"),
+        "{err}"
+    );
+    assert!(!dir.join("state").exists());
+    // `vm snapshot` paused it for the snapshot, and resumed it when that was refused.
+    assert_eq!(fault_free_state(&sock), "Running");
+    assert!(grows(&vm, 300), "the VM stopped counting");
+    let (code, out, stderr) = vm.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    check_count(&out, 0);
+}

@@ -55,11 +55,18 @@ pub fn run(args: VmArgs) -> Result<i32, String> {
                 )
             })?;
             let status = request(&sock.api_sock, "GET", "/vm", None)?;
-            if !status.contains("\"Paused\"") {
+            let paused_here = !status.contains("\"Paused\"");
+            if paused_here {
                 patch_state(&sock.api_sock, "Paused")?;
             }
             let body = serde_json::json!({ "snapshot_path": dir }).to_string();
-            request(&sock.api_sock, "PUT", "/snapshot/create", Some(&body))?;
+            if let Err(e) = request(&sock.api_sock, "PUT", "/snapshot/create", Some(&body)) {
+                // A refused snapshot leaves the VM as it found it.
+                if paused_here {
+                    let _ = patch_state(&sock.api_sock, "Resumed");
+                }
+                return Err(e);
+            }
             eprintln!(
                 "minnow: snapshot written to {} (the VM stays paused)",
                 dir.display()
