@@ -698,3 +698,47 @@ fn a_vm_with_a_disk_is_not_snapshotted_and_runs_on() {
     assert_eq!(code, Some(0), "{stderr}");
     check_count(&out, 0);
 }
+
+/// The KVM clock saved in DIR/state, in ns.
+fn saved_clock(dir: &Path) -> u64 {
+    let bytes = std::fs::read(dir.join("state")).unwrap();
+    minnow_vmm::snapshot::decode(&bytes).unwrap().vm.clock.clock
+}
+
+#[test]
+fn guest_time_stands_still_while_the_vm_is_paused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("vm.sock");
+    let vm = Vm::count(&sock);
+    wait_socket(&sock, &vm);
+    vm.wait_lines(3);
+    let create = |dir: &Path| {
+        let body = format!(r#"{{"snapshot_path":"{}"}}"#, dir.display());
+        let (code, resp) = api(&sock, "PUT", "/snapshot/create", &body);
+        assert_eq!(code, 204, "{resp}");
+    };
+    assert_eq!(api(&sock, "PATCH", "/vm", r#"{"state":"Paused"}"#).0, 204);
+    create(&tmp.path().join("a"));
+    let paused_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The same pause, later: the same guest time.
+    create(&tmp.path().join("b"));
+    assert_eq!(api(&sock, "PATCH", "/vm", r#"{"state":"Resumed"}"#).0, 204);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(api(&sock, "PATCH", "/vm", r#"{"state":"Paused"}"#).0, 204);
+    create(&tmp.path().join("c"));
+    let wall = paused_at.elapsed();
+    let (a, b, c) = (
+        saved_clock(&tmp.path().join("a")),
+        saved_clock(&tmp.path().join("b")),
+        saved_clock(&tmp.path().join("c")),
+    );
+    assert_eq!(a, b, "guest time moved on during the pause");
+    // Between a and c the guest ran ~200 ms of the >1.7 s of wall time.
+    let ran = Duration::from_nanos(c - a);
+    assert!(
+        ran > Duration::from_millis(150) && ran < Duration::from_millis(1000),
+        "guest time moved {ran:?} over {wall:?} of wall time, 200 ms of it running"
+    );
+    drop(vm.stop());
+}

@@ -44,6 +44,9 @@ pub struct ApiContext {
     pub exit: Arc<ExitEvent>,
     /// Set by the main thread when the VM has stopped.
     pub stop: Arc<AtomicBool>,
+    /// The KVM clock when the VM was paused: put back on resume, so guest time does not
+    /// move on by the pause, and saved in a snapshot taken while paused.
+    pub paused_clock: Mutex<Option<kvm_bindings::kvm_clock_data>>,
 }
 
 /// The listening socket, bound before the VMM's seccomp filters go on.
@@ -347,8 +350,13 @@ fn route(req: &Request, ctx: &ApiContext) -> Response {
                 Err(r) => return r,
             };
             let done = match patch.state {
-                VmState::Paused => ctx.control.pause(&gone),
-                VmState::Resumed => ctx.control.resume(&gone),
+                VmState::Paused => ctx.control.pause(&gone).map(|()| freeze_clock(ctx)),
+                VmState::Resumed => {
+                    if ctx.control.paused() {
+                        thaw_clock(ctx);
+                    }
+                    ctx.control.resume(&gone)
+                }
             };
             match done {
                 Ok(()) => Response::no_content(),
@@ -370,6 +378,33 @@ fn route(req: &Request, ctx: &ApiContext) -> Response {
         }
         _ => Response::fault(404, format!("no such resource: {}", req.path)),
     }
+}
+
+/// Notes the KVM clock of a VM just paused (QEMU's kvmclock device does the same on
+/// stop and cont; Firecracker lets the clock run).
+fn freeze_clock(ctx: &ApiContext) {
+    match ctx.vm.get_clock() {
+        Ok(clock) => *lock(&ctx.paused_clock) = Some(clock),
+        Err(e) => log::warn!("control API: cannot read the KVM clock at pause: {e}; guest time will move on by the pause"),
+    }
+}
+
+/// Puts the clock noted at pause back before the vCPUs run on.
+fn thaw_clock(ctx: &ApiContext) {
+    if let Some(saved) = lock(&ctx.paused_clock).take() {
+        // KVM_SET_CLOCK takes no flags but KVM_CLOCK_REALTIME; the ones read describe it.
+        let clock = kvm_bindings::kvm_clock_data {
+            clock: saved.clock,
+            ..Default::default()
+        };
+        if let Err(e) = ctx.vm.set_clock(&clock) {
+            log::warn!("control API: cannot put the KVM clock back at resume: {e}; guest time moved on by the pause");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn status(ctx: &ApiContext) -> Status {
@@ -402,7 +437,11 @@ fn create_snapshot(ctx: &ApiContext, dir: &Path, gone: &dyn Fn() -> bool) -> Res
         ));
     }
     let vcpus = ctx.control.save(gone)?;
-    let vm = snapshot::save_vm(&ctx.vm).map_err(|e| e.to_string())?;
+    let mut vm = snapshot::save_vm(&ctx.vm).map_err(|e| e.to_string())?;
+    // The guest's time is the one at the pause.
+    if let Some(clock) = *lock(&ctx.paused_clock) {
+        vm.clock = clock;
+    }
     let serial = ctx.serial.lock().unwrap_or_else(|p| p.into_inner()).state();
     let snap = Snapshot {
         host: ctx.host.clone(),

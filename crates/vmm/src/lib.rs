@@ -604,6 +604,7 @@ fn finish(
                 host: snapshot::Host::current(kvm.get_api_version()),
                 exit: exit.clone(),
                 stop: Arc::new(AtomicBool::new(false)),
+                paused_clock: std::sync::Mutex::new(None),
             },
         )),
         None => None,

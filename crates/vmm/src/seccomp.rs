@@ -268,7 +268,8 @@ pub mod ioctl {
             ioctl_expr(_IOC_NONE, KVMIO, 0xa3, 0),
         ]
     }
-    /// The VM state a snapshot saves: KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK.
+    /// The VM state a snapshot saves (KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK) and
+    /// KVM_SET_CLOCK (resume).
     pub fn kvm_vm_save() -> Vec<u64> {
         use kvm_bindings::{kvm_clock_data, kvm_irqchip, kvm_pit_state2};
         vec![
@@ -280,6 +281,8 @@ pub mod ioctl {
             ),
             ioctl_expr(_IOC_READ, KVMIO, 0x9f, size_of::<kvm_pit_state2>()),
             ioctl_expr(_IOC_READ, KVMIO, 0x7c, size_of::<kvm_clock_data>()),
+            // KVM_SET_CLOCK: the clock noted at pause, put back on resume.
+            ioctl_expr(_IOC_WRITE, KVMIO, 0x7b, size_of::<kvm_clock_data>()),
         ]
     }
     /// `_IOW('T', 208, unsigned int)`.
