@@ -37,6 +37,8 @@ struct Cli {
 enum Command {
     /// Boot a kernel; the guest's serial console is this terminal (Ctrl-A x quits).
     Run(Box<RunArgs>),
+    /// Control a running VM through its API socket: pause, resume, status, snapshot.
+    Vm(cli::vm::VmArgs),
     /// Host networking for microVMs: TAP devices.
     Net(NetArgs),
     /// Manage container images (OCI layout store).
@@ -135,6 +137,14 @@ struct RunArgs {
     /// Write the --profile report as JSON to FILE (implies --profile).
     #[arg(long, value_name = "FILE", conflicts_with = "jail")]
     profile_json: Option<PathBuf>,
+    /// Serve the control API (HTTP + JSON, docs/api.yaml) on this Unix socket: pause,
+    /// resume, status, snapshot (`minnow vm ... --api-sock PATH`).
+    #[arg(long, value_name = "PATH", conflicts_with = "jail")]
+    api_sock: Option<PathBuf>,
+    /// Run on from the snapshot in DIR (`minnow vm snapshot`) instead of booting: its
+    /// memory is mapped copy-on-write, so many VMs can restore one DIR at once.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["jail", "kernel", "initrd", "cmdline", "mem_mib", "vcpus", "hugepages", "disks", "nets", "root", "image", "config", "command"])]
+    restore: Option<PathBuf>,
     /// The workload and its arguments, run by minnow's guest init (after --).
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -209,6 +219,10 @@ impl Drop for RawTerminal {
 }
 
 fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String> {
+    let api_sock = args.api_sock.take();
+    if let Some(dir) = args.restore.take() {
+        return restore(&dir, &args, api_sock, start);
+    }
     let jail = std::mem::take(&mut args.jail);
     let jail_dir = jail.dir()?.map(PathBuf::from);
     let seccomp = args.seccomp;
@@ -255,12 +269,8 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
         })?),
         None => None,
     };
-    opts.seccomp_trip = match std::env::var(SECCOMP_TRIP_ENV).as_deref() {
-        Ok("main") => Some("main"),
-        Ok("vcpu") => Some("vcpu"),
-        Ok("disk") => Some("disk"),
-        _ => None,
-    };
+    opts.seccomp_trip = seccomp_trip();
+    opts.api_sock = api_sock;
     let vmm = Vmm::build(&prepared.config, &prepared.workload, opts).map_err(|e| e.to_string())?;
     // The VM has the private copy of an image disk open: its name can go now, so nothing
     // is left behind however the run ends (and the filtered threads need no unlink).
@@ -290,6 +300,44 @@ fn run(mut args: RunArgs, start: Instant, log_level: &str) -> Result<i32, String
     Ok(code)
 }
 
+fn seccomp_trip() -> Option<&'static str> {
+    match std::env::var(SECCOMP_TRIP_ENV).as_deref() {
+        Ok("main") => Some("main"),
+        Ok("vcpu") => Some("vcpu"),
+        Ok("disk") => Some("disk"),
+        Ok("api") => Some("api"),
+        _ => None,
+    }
+}
+
+/// `minnow run --restore DIR`.
+fn restore(
+    dir: &std::path::Path,
+    args: &RunArgs,
+    api_sock: Option<PathBuf>,
+    start: Instant,
+) -> Result<i32, String> {
+    let mut opts = Options::new(start);
+    if let Some(dev) = std::env::var_os(KVM_DEVICE_ENV) {
+        opts.kvm_device = PathBuf::from(dev);
+    }
+    opts.seccomp = args.seccomp;
+    opts.seccomp_trip = seccomp_trip();
+    opts.api_sock = api_sock;
+    opts.profile = args.profile || args.profile_json.is_some();
+    let vmm = Vmm::restore(dir, opts).map_err(|e| e.to_string())?;
+    let summary = {
+        let _raw = RawTerminal::enter();
+        vmm.run().map_err(|e| e.to_string())?
+    };
+    if summary.reason.exit_code() == 0 {
+        log::info!("VM stopped: {:?}", summary.reason);
+    } else {
+        log::error!("VM stopped: {:?}", summary.reason);
+    }
+    Ok(summary.exit_code())
+}
+
 fn log_filter(level: &str) -> String {
     format!("warn,minnow={level}")
 }
@@ -315,6 +363,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Run(args) => run(*args, start, &cli.log_level),
+        Command::Vm(args) => cli::vm::run(args),
         Command::Net(args) => net(args),
         Command::Image(args) => cli::image::run(args, &cli.log_level),
         Command::Container(args) => cli::container::run(args, &cli.log_level),

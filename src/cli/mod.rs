@@ -5,3 +5,4 @@ pub mod image;
 pub mod jail;
 pub mod net;
 pub mod registry;
+pub mod vm;

@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod api;
 pub mod arch;
 pub mod boot;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod kvm;
 pub mod memory;
 pub mod profile;
 pub mod seccomp;
+pub mod snapshot;
 pub mod vcpu;
 
 use std::fs::File;
@@ -112,6 +114,12 @@ pub enum Error {
     /// A seccomp filter cannot be built or installed.
     #[error("{0}; run with --seccomp off to go without")]
     Seccomp(#[from] seccomp::Error),
+    /// The control API socket cannot be set up.
+    #[error(transparent)]
+    Api(#[from] api::BindError),
+    /// A snapshot cannot be restored.
+    #[error(transparent)]
+    Snapshot(#[from] snapshot::Error),
     /// The event loop failed.
     #[error("event loop failed: {0:?}")]
     EventLoop(#[source] event_manager::Error),
@@ -162,6 +170,8 @@ pub struct Options {
     pub seccomp_trip: Option<&'static str>,
     /// Count exits and record boot milestones (`--profile`): [`RunSummary::profile`].
     pub profile: bool,
+    /// Serve the control API on this Unix socket (`--api-sock`).
+    pub api_sock: Option<PathBuf>,
 }
 
 impl Options {
@@ -174,6 +184,7 @@ impl Options {
             seccomp: seccomp::Mode::On,
             seccomp_trip: None,
             profile: false,
+            api_sock: None,
         }
     }
 }
@@ -182,8 +193,10 @@ impl Options {
 pub struct Vmm {
     // Field order is drop order: vCPUs and the VM go before the memory they map.
     vcpus: Vec<VcpuFd>,
-    _vm: VmFd,
+    _vm: Arc<VmFd>,
     _mem: GuestMemoryMmap,
+    /// The control API and what it works on (`--api-sock`).
+    api: Option<(api::Api, api::ApiContext)>,
     console: Option<console::Console>,
     handlers: Vec<Box<dyn MutEventSubscriber + Send>>,
     ctx: vcpu::VcpuContext,
@@ -203,53 +216,12 @@ impl Vmm {
     /// `minnow_vmdisk::prepare`, which resolves the config's `image`).
     pub fn build(config: &VmConfig, workload: &Workload, opts: Options) -> Result<Vmm, Error> {
         config.validate()?;
-        let Options {
-            start,
-            kvm_device,
-            console_out,
-            seccomp,
-            seccomp_trip,
-            profile,
-        } = opts;
-        let filters = seccomp::Filters::new(seccomp, seccomp_trip)?;
-        let kvm = kvm::open(&kvm_device)?;
-        if minnow_host::is_pvm() {
-            log::warn!(
-                "this host's /dev/kvm is PVM (kvm_pvm): the guest kernel must be PVM-enabled; stock kernels boot only in the lab (make lab-test)"
-            );
-        }
-        let max = kvm.get_max_vcpus().min(usize::from(mptable::MAX_CPUS));
-        let too_many = Error::TooManyVcpus {
-            asked: config.vcpus,
-            max,
-        };
-        // At most mptable::MAX_CPUS (a u8) after this check.
-        let count = match usize::try_from(config.vcpus) {
-            Ok(n) if n <= max => u8::try_from(n).map_err(|_| too_many)?,
-            _ => return Err(too_many),
-        };
-        let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
-        setup_irqchip(&vm)?;
-
+        let (kvm, vm, count) = open_vm(config, &opts.kvm_device)?;
         let mem = memory::create(config.mem_bytes(), config.hugepages)?;
         memory::register(&vm, &mem)?;
-
-        let exit = Arc::new(ExitEvent::new().map_err(|e| Error::device("exit event", e))?);
-        let booted = Arc::new(OnceLock::new());
-        let workload_status = Arc::new(OnceLock::new());
-        let out = match console_out {
-            Some(f) => f,
-            None => console::open_stdout().map_err(|e| Error::device("console output", e))?,
-        };
-        let output = console::Output::new(out).map_err(|e| Error::device("console output", e))?;
-        let mut devs = device_manager::Devices::legacy(
-            &vm,
-            &exit,
-            start,
-            &booted,
-            &workload_status,
-            output.clone(),
-        )?;
+        let parts = Parts::new(&vm, &opts)?;
+        let filters = seccomp::Filters::new(opts.seccomp, opts.seccomp_trip)?;
+        let mut devs = parts.legacy(&vm, &opts)?;
         devs.add_disks(&vm, &mem, &config.disks, &filters)?;
         devs.add_nets(&vm, &mem, &config.nets)?;
 
@@ -285,43 +257,65 @@ impl Vmm {
                 rsdp: Some(rsdp),
             },
         )?;
-        let console = console::Console::new(
-            devs.serial.clone(),
-            output.clone(),
-            devs.serial_rx_ready,
-            exit.clone(),
-        )
-        .map_err(|e| Error::device("console", e))?;
-
         let vcpus = create_vcpus(&kvm, &vm, &mem, count, entry)?;
-        let profile = profile.then(|| {
-            let mut p = Profile::new(start);
-            for (i, (d, kind)) in devs.virtio.iter().zip(&devs.virtio_kinds).enumerate() {
-                p.device(d.addr, &format!("{kind}{i}"));
+        finish(kvm, vm, mem, devs, vcpus, parts, filters, opts, config)
+    }
+
+    /// Builds a VM from the snapshot in `dir` (`minnow run --restore DIR`): memory mapped
+    /// copy-on-write from `DIR/memory`, every saved vCPU, VM and device state put back;
+    /// the guest runs on from where it was paused.
+    pub fn restore(dir: &std::path::Path, opts: Options) -> Result<Vmm, Error> {
+        let (snap, mem_file) = snapshot::read(dir)?;
+        let (kvm, vm, count) = open_vm(&snap.config, &opts.kvm_device)?;
+        snapshot::Host::current(kvm.get_api_version()).check(&snap.host)?;
+        if usize::from(count) != snap.vcpus.len() {
+            return Err(snapshot::Error::Damaged {
+                path: dir.join(snapshot::STATE_FILE),
+                why: format!("{} vCPUs saved for a VM of {count}", snap.vcpus.len()),
             }
-            output.mark_first_byte(p.mark("first byte of guest console output"));
-            Arc::new(p)
-        });
-        log::debug!("VM built in {:?}", start.elapsed());
-        Ok(Vmm {
+            .into());
+        }
+        if !snap.config.disks.is_empty() || !snap.config.nets.is_empty() {
+            return Err(snapshot::Error::Refused(
+                "the snapshot has virtio devices, which this minnow cannot restore; take it of a VM without --disk and --net".into(),
+            )
+            .into());
+        }
+        let mem = memory::restore(&mem_file, &snap.memory)?;
+        memory::register(&vm, &mem)?;
+        let parts = Parts::new(&vm, &opts)?;
+        let filters = seccomp::Filters::new(opts.seccomp, opts.seccomp_trip)?;
+        let devs = parts.legacy(&vm, &opts)?;
+        devs.serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .restore(&(&snap.serial).into())
+            .map_err(|e| {
+                Error::Snapshot(snapshot::Error::Refused(format!(
+                    "cannot restore the serial port: {e}; take the snapshot again"
+                )))
+            })?;
+        let mut vcpus = Vec::with_capacity(usize::from(count));
+        for (index, state) in (0u8..).zip(&snap.vcpus) {
+            let fd = vm
+                .create_vcpu(u64::from(index))
+                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+            snapshot::restore_vcpu(&fd, state)?;
+            vcpus.push(fd);
+        }
+        snapshot::restore_vm(&vm, &snap.vm)?;
+        log::debug!("restored from {}", dir.display());
+        finish(
+            kvm,
+            vm,
+            mem,
+            devs,
             vcpus,
-            _vm: vm,
-            _mem: mem,
-            console: Some(console),
-            handlers: devs.handlers,
-            ctx: vcpu::VcpuContext {
-                io_bus: Arc::new(devs.io_bus),
-                mmio_bus: Arc::new(devs.mmio_bus),
-                exit,
-                stop: Arc::new(AtomicBool::new(false)),
-                profile,
-            },
-            start,
-            booted,
-            workload_status,
-            output,
+            parts,
             filters,
-        })
+            opts,
+            &snap.config,
+        )
     }
 
     /// Runs the VM until the guest stops or the user quits. Each vCPU thread installs
@@ -372,6 +366,32 @@ impl Vmm {
                 Err(_) => {}
             }
         }
+        let mut api_thread = None;
+        if let (true, Some((api, ctx))) = (started.is_ok(), self.api.take()) {
+            let stop = ctx.stop.clone();
+            let filters = self.filters.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let spawned = std::thread::Builder::new()
+                .name("api".into())
+                .spawn(move || {
+                    block_stop_signals();
+                    let installed = filters.install(seccomp::Thread::Api);
+                    let ok = installed.is_ok();
+                    let _ = tx.send(installed);
+                    if ok {
+                        api.serve(&ctx);
+                    }
+                });
+            match spawned {
+                Ok(handle) => {
+                    api_thread = Some((handle, stop));
+                    if let Ok(Err(e)) = rx.recv() {
+                        started = Err(e.into());
+                    }
+                }
+                Err(e) => started = Err(Error::device("control API thread", e)),
+            }
+        }
         if started.is_ok() {
             started = self
                 .filters
@@ -386,6 +406,12 @@ impl Vmm {
             }
         }
         self.ctx.stop.store(true, Ordering::Release);
+        if let Some((handle, stop)) = api_thread {
+            stop.store(true, Ordering::Release);
+            if handle.join().is_err() {
+                log::error!("the control API thread panicked");
+            }
+        }
         stop_threads(threads);
         // The guest's last output goes out before anything is said about the stop: on a
         // terminal, stdout and stderr share one screen.
@@ -451,6 +477,160 @@ fn setup_irqchip(vm: &VmFd) -> Result<(), Error> {
     };
     vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
     Ok(())
+}
+
+/// Opens KVM and creates the VM with its in-kernel irqchip and PIT; checks the vCPU count.
+fn open_vm(config: &VmConfig, kvm_device: &std::path::Path) -> Result<(Kvm, VmFd, u8), Error> {
+    let kvm = kvm::open(kvm_device)?;
+    if minnow_host::is_pvm() {
+        log::warn!(
+            "this host's /dev/kvm is PVM (kvm_pvm): the guest kernel must be PVM-enabled; stock kernels boot only in the lab (make lab-test)"
+        );
+    }
+    let max = kvm.get_max_vcpus().min(usize::from(mptable::MAX_CPUS));
+    let too_many = Error::TooManyVcpus {
+        asked: config.vcpus,
+        max,
+    };
+    // At most mptable::MAX_CPUS (a u8) after this check.
+    let count = match usize::try_from(config.vcpus) {
+        Ok(n) if n <= max => u8::try_from(n).map_err(|_| too_many)?,
+        _ => return Err(too_many),
+    };
+    let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+    setup_irqchip(&vm)?;
+    Ok((kvm, vm, count))
+}
+
+/// What a built and a restored VM share: the exit event, the guest-output buffer, the
+/// boot timer's and workload's results.
+struct Parts {
+    exit: Arc<ExitEvent>,
+    booted: Arc<OnceLock<Duration>>,
+    workload_status: Arc<OnceLock<u8>>,
+    output: Arc<console::Output>,
+}
+
+impl Parts {
+    fn new(_vm: &VmFd, opts: &Options) -> Result<Parts, Error> {
+        let exit = Arc::new(ExitEvent::new().map_err(|e| Error::device("exit event", e))?);
+        let out = match &opts.console_out {
+            Some(f) => f
+                .try_clone()
+                .map_err(|e| Error::device("console output", e))?,
+            None => console::open_stdout().map_err(|e| Error::device("console output", e))?,
+        };
+        let output = console::Output::new(out).map_err(|e| Error::device("console output", e))?;
+        Ok(Parts {
+            exit,
+            booted: Arc::new(OnceLock::new()),
+            workload_status: Arc::new(OnceLock::new()),
+            output,
+        })
+    }
+
+    fn legacy(&self, vm: &VmFd, opts: &Options) -> Result<device_manager::Devices, Error> {
+        device_manager::Devices::legacy(
+            vm,
+            &self.exit,
+            opts.start,
+            &self.booted,
+            &self.workload_status,
+            self.output.clone(),
+        )
+    }
+}
+
+/// The last steps of [`Vmm::build`] and [`Vmm::restore`]: the console, the profile, the
+/// control API.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    kvm: Kvm,
+    vm: VmFd,
+    mem: GuestMemoryMmap,
+    devs: device_manager::Devices,
+    vcpus: Vec<VcpuFd>,
+    parts: Parts,
+    filters: seccomp::Filters,
+    opts: Options,
+    config: &VmConfig,
+) -> Result<Vmm, Error> {
+    let Parts {
+        exit,
+        booted,
+        workload_status,
+        output,
+    } = parts;
+    let start = opts.start;
+    let console = console::Console::new(
+        devs.serial.clone(),
+        output.clone(),
+        devs.serial_rx_ready,
+        exit.clone(),
+    )
+    .map_err(|e| Error::device("console", e))?;
+    let profile = opts.profile.then(|| {
+        let mut p = Profile::new(start);
+        for (i, (d, kind)) in devs.virtio.iter().zip(&devs.virtio_kinds).enumerate() {
+            p.device(d.addr, &format!("{kind}{i}"));
+        }
+        output.mark_first_byte(p.mark("first byte of guest console output"));
+        Arc::new(p)
+    });
+    let count = u8::try_from(vcpus.len()).map_err(|_| Error::TooManyVcpus {
+        asked: config.vcpus,
+        max: usize::from(mptable::MAX_CPUS),
+    })?;
+    // The MSRs a snapshot saves: only asked of KVM when a snapshot can be taken.
+    let msr_list = match &opts.api_sock {
+        Some(_) => kvm
+            .get_msr_index_list()
+            .map_err(kvm_err("KVM_GET_MSR_INDEX_LIST"))?
+            .as_slice()
+            .to_vec(),
+        None => Vec::new(),
+    };
+    let control = Arc::new(vcpu::Control::new(count, msr_list));
+    let vm = Arc::new(vm);
+    let api = match &opts.api_sock {
+        Some(path) => Some((
+            api::Api::bind(path)?,
+            api::ApiContext {
+                control: control.clone(),
+                vm: vm.clone(),
+                mem: mem.clone(),
+                serial: devs.serial.clone(),
+                config: config.clone(),
+                host: snapshot::Host::current(kvm.get_api_version()),
+                exit: exit.clone(),
+                stop: Arc::new(AtomicBool::new(false)),
+                paused_clock: std::sync::Mutex::new(None),
+            },
+        )),
+        None => None,
+    };
+    log::debug!("VM built in {:?}", start.elapsed());
+    Ok(Vmm {
+        vcpus,
+        _vm: vm,
+        _mem: mem,
+        api,
+        console: Some(console),
+        handlers: devs.handlers,
+        ctx: vcpu::VcpuContext {
+            io_bus: Arc::new(devs.io_bus),
+            mmio_bus: Arc::new(devs.mmio_bus),
+            exit,
+            stop: Arc::new(AtomicBool::new(false)),
+            profile,
+            control,
+        },
+        start,
+        booted,
+        workload_status,
+        output,
+        filters,
+    })
 }
 
 /// Creates and configures the vCPUs; the first one starts at the kernel entry.

@@ -52,6 +52,47 @@ pub fn create(size: u64, hugepages: bool) -> Result<GuestMemoryMmap, Error> {
     })
 }
 
+/// Maps a snapshot's memory file: each region privately (copy-on-write: pages load on
+/// first touch and a guest's writes stay in this process), so VMs restored from one
+/// snapshot share the pages they have not written.
+pub fn restore(
+    file: &std::fs::File,
+    layout: &[crate::snapshot::MemoryRegion],
+) -> Result<GuestMemoryMmap, Error> {
+    let size: u64 = layout.iter().map(|r| r.len).sum();
+    let mut regions = Vec::new();
+    for r in layout {
+        let len = usize::try_from(r.len).map_err(|_| Error::Memory {
+            mib: size >> 20,
+            reason: "the size does not fit this host's address space",
+        })?;
+        let clone = file.try_clone().map_err(|_| Error::Memory {
+            mib: size >> 20,
+            reason: "the memory file cannot be opened again",
+        })?;
+        let mapping = MmapRegionBuilder::new(len)
+            .with_mmap_prot(libc::PROT_READ | libc::PROT_WRITE)
+            .with_mmap_flags(libc::MAP_PRIVATE | libc::MAP_NORESERVE)
+            .with_file_offset(vm_memory::FileOffset::new(clone, r.file_offset))
+            .build()
+            .map_err(|source| Error::MemoryMap {
+                mib: size >> 20,
+                source,
+                fix: "check the snapshot's memory file",
+            })?;
+        let region =
+            GuestRegionMmap::new(mapping, GuestAddress(r.guest_addr)).ok_or(Error::Memory {
+                mib: size >> 20,
+                reason: "region overflows the address space",
+            })?;
+        regions.push(region);
+    }
+    GuestMemoryMmap::from_regions(regions).map_err(|source| Error::MemoryRegions {
+        mib: size >> 20,
+        source,
+    })
+}
+
 /// Tells KVM about every region, one slot each.
 pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Error> {
     for (slot, region) in mem.iter().enumerate() {

@@ -72,6 +72,8 @@ pub enum Thread {
     Vcpu(u8),
     /// The I/O worker of virtio-blk disk `n`.
     Disk(u8),
+    /// The control API (`--api-sock`): requests, pause and resume, writing snapshots.
+    Api,
 }
 
 impl Thread {
@@ -80,6 +82,7 @@ impl Thread {
             Thread::Main => 1 << 16,
             Thread::Vcpu(i) => (2 << 16) | u32::from(i),
             Thread::Disk(i) => (3 << 16) | u32::from(i),
+            Thread::Api => 4 << 16,
         }
     }
 }
@@ -102,6 +105,7 @@ pub struct Filters {
     main: Arc<BpfProgram>,
     vcpu: Arc<BpfProgram>,
     disk: Arc<BpfProgram>,
+    api: Arc<BpfProgram>,
     /// Test aid (`MINNOW_TEST_SECCOMP_TRIP`, read by the CLI): this kind of thread makes
     /// one call outside its list right after installing its filter.
     trip: Option<&'static str>,
@@ -117,6 +121,7 @@ impl Filters {
                 main: empty(),
                 vcpu: empty(),
                 disk: empty(),
+                api: empty(),
                 trip: None,
             });
         }
@@ -125,6 +130,7 @@ impl Filters {
             main: Arc::new(compile("main", main_rules(), mode)?),
             vcpu: Arc::new(compile("vCPU", vcpu_rules(), mode)?),
             disk: Arc::new(compile("disk worker", disk_rules(), mode)?),
+            api: Arc::new(compile("control API", api_rules(), mode)?),
             trip,
         })
     }
@@ -146,12 +152,14 @@ impl Filters {
             Thread::Main => &self.main,
             Thread::Vcpu(_) => &self.vcpu,
             Thread::Disk(_) => &self.disk,
+            Thread::Api => &self.api,
         };
         seccompiler::apply_filter(prog).map_err(|e| Error::Install(thread, e))?;
         let kind = match thread {
             Thread::Main => "main",
             Thread::Vcpu(_) => "vcpu",
             Thread::Disk(_) => "disk",
+            Thread::Api => "api",
         };
         if self.trip == Some(kind) {
             // SAFETY: getppid has no arguments and no side effects; it is in no list, so
@@ -221,7 +229,7 @@ impl Rules {
 pub mod ioctl {
     use kvm_bindings::{kvm_regs, kvm_sregs};
     use vmm_sys_util::ioctl::ioctl_expr;
-    use vmm_sys_util::ioctl::{_IOC_NONE, _IOC_READ};
+    use vmm_sys_util::ioctl::{_IOC_NONE, _IOC_READ, _IOC_WRITE};
 
     const KVMIO: u32 = 0xae;
     fn size_of<T>() -> u32 {
@@ -239,6 +247,43 @@ pub mod ioctl {
     /// `_IOR(KVMIO, 0x83, struct kvm_sregs)`.
     pub fn kvm_get_sregs() -> u64 {
         ioctl_expr(_IOC_READ, KVMIO, 0x83, size_of::<kvm_sregs>())
+    }
+    /// The vCPU state a snapshot saves (`_IOR`/`_IOWR(KVMIO, nr, struct)`).
+    pub fn kvm_vcpu_save() -> Vec<u64> {
+        use kvm_bindings::{
+            kvm_cpuid2, kvm_debugregs, kvm_fpu, kvm_lapic_state, kvm_mp_state, kvm_msrs,
+            kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+        };
+        let rw = _IOC_READ | _IOC_WRITE;
+        vec![
+            ioctl_expr(rw, KVMIO, 0x91, size_of::<kvm_cpuid2>()),
+            ioctl_expr(rw, KVMIO, 0x88, size_of::<kvm_msrs>()),
+            ioctl_expr(_IOC_READ, KVMIO, 0x98, size_of::<kvm_mp_state>()),
+            ioctl_expr(_IOC_READ, KVMIO, 0x8c, size_of::<kvm_fpu>()),
+            ioctl_expr(_IOC_READ, KVMIO, 0xa4, size_of::<kvm_xsave>()),
+            ioctl_expr(_IOC_READ, KVMIO, 0xa6, size_of::<kvm_xcrs>()),
+            ioctl_expr(_IOC_READ, KVMIO, 0xa1, size_of::<kvm_debugregs>()),
+            ioctl_expr(_IOC_READ, KVMIO, 0x8e, size_of::<kvm_lapic_state>()),
+            ioctl_expr(_IOC_READ, KVMIO, 0x9f, size_of::<kvm_vcpu_events>()),
+            ioctl_expr(_IOC_NONE, KVMIO, 0xa3, 0),
+        ]
+    }
+    /// The VM state a snapshot saves (KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_CLOCK) and
+    /// KVM_SET_CLOCK (resume).
+    pub fn kvm_vm_save() -> Vec<u64> {
+        use kvm_bindings::{kvm_clock_data, kvm_irqchip, kvm_pit_state2};
+        vec![
+            ioctl_expr(
+                _IOC_READ | _IOC_WRITE,
+                KVMIO,
+                0x62,
+                size_of::<kvm_irqchip>(),
+            ),
+            ioctl_expr(_IOC_READ, KVMIO, 0x9f, size_of::<kvm_pit_state2>()),
+            ioctl_expr(_IOC_READ, KVMIO, 0x7c, size_of::<kvm_clock_data>()),
+            // KVM_SET_CLOCK: the clock noted at pause, put back on resume.
+            ioctl_expr(_IOC_WRITE, KVMIO, 0x7b, size_of::<kvm_clock_data>()),
+        ]
     }
     /// `_IOW('T', 208, unsigned int)`.
     pub const TUNSETOFFLOAD: u64 = 0x4004_54d0;
@@ -378,18 +423,52 @@ fn main_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
 fn vcpu_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
     let mut r = base();
     r.allow(&[libc::SYS_getrusage]);
-    r.allow_if(
-        libc::SYS_ioctl,
-        any_of(
-            1,
-            &[
-                ioctl::kvm_run(),
-                ioctl::kvm_get_regs(),
-                ioctl::kvm_get_sregs(),
-                ioctl::TUNSETOFFLOAD,
-            ],
-        ),
-    );
+    let mut ioctls = vec![
+        ioctl::kvm_run(),
+        ioctl::kvm_get_regs(),
+        ioctl::kvm_get_sregs(),
+        ioctl::TUNSETOFFLOAD,
+    ];
+    // A paused vCPU saves its own state for a snapshot.
+    ioctls.extend(ioctl::kvm_vcpu_save());
+    r.allow_if(libc::SYS_ioctl, any_of(1, &ioctls));
+    r.0
+}
+
+/// The control API: accept and serve connections on its socket, kick the vCPUs to pause
+/// them, read the VM's irqchip, PIT and clock, write snapshot files, remove the socket.
+fn api_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
+    let mut r = base();
+    r.allow(&[
+        libc::SYS_accept4,
+        libc::SYS_accept,
+        libc::SYS_poll,
+        libc::SYS_ppoll,
+        libc::SYS_read,
+        libc::SYS_recvfrom,
+        libc::SYS_sendto,
+        libc::SYS_writev,
+        libc::SYS_openat,
+        libc::SYS_mkdir,
+        libc::SYS_mkdirat,
+        libc::SYS_statx,
+        libc::SYS_newfstatat,
+        libc::SYS_fstat,
+        libc::SYS_lseek,
+        libc::SYS_pwrite64,
+        libc::SYS_ftruncate,
+        libc::SYS_fsync,
+        libc::SYS_fdatasync,
+        libc::SYS_unlink,
+        libc::SYS_unlinkat,
+        libc::SYS_rename,
+        libc::SYS_renameat,
+        libc::SYS_renameat2,
+    ]);
+    let kick = u64::try_from(crate::kick_signal()).unwrap_or(0);
+    r.allow_if(libc::SYS_tgkill, any_of(2, &[kick]));
+    r.allow_if(libc::SYS_tkill, any_of(1, &[kick]));
+    r.allow_if(libc::SYS_ioctl, any_of(1, &ioctl::kvm_vm_save()));
     r.0
 }
 
@@ -523,6 +602,7 @@ fn report(thread: u32, nr: i64) -> Line {
             l.number(u64::from(thread & 0xffff));
             l.push(b" worker thread");
         }
+        4 => l.push(b"api (control API) thread"),
         _ => l.push(b"unfiltered thread"),
     }
     l.push(b" made system call ");

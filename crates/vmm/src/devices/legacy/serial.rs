@@ -57,6 +57,34 @@ impl Serial {
         }
     }
 
+    /// The UART's registers and receive FIFO, for a snapshot.
+    pub fn state(&self) -> vm_superio::serial::SerialState {
+        self.inner.state()
+    }
+
+    /// Puts saved registers and FIFO back (a restored VM, before it runs).
+    pub fn restore(&mut self, state: &vm_superio::serial::SerialState) -> Result<(), String> {
+        let irq = EventFdTrigger(
+            self.inner
+                .interrupt_evt()
+                .0
+                .try_clone()
+                .map_err(|e| e.to_string())?,
+        );
+        let events = RxEvents {
+            rx_ready: self
+                .inner
+                .events()
+                .rx_ready
+                .try_clone()
+                .map_err(|e| e.to_string())?,
+        };
+        self.inner =
+            vm_superio::Serial::from_state(state, irq, events, OutputWriter(self.output.clone()))
+                .map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    }
+
     /// A register offset the UART has (0..8), as vm-superio takes it.
     fn register(offset: u64, len: usize) -> Option<u8> {
         if len != 1 || offset >= COM1_LEN {
