@@ -215,6 +215,22 @@ pub fn report(r: &mut Report) {
         "<=",
         1.0,
     );
+    // A goal on a row that could not run here says which row and why.
+    for (goal, rows) in [
+        ("minnow-runc/runc.docker", ["minnow-runc", "runc.docker"]),
+        ("minnow-runc/crun.docker", ["minnow-runc", "crun.docker"]),
+    ] {
+        let why = rows.iter().find_map(|id| {
+            r.row(id)
+                .filter(|row| row.p50().is_none())
+                .map(|row| format!("row {id} {}", row.status))
+        });
+        if let (Some(why), Some(g)) = (why, r.goals.iter_mut().find(|g| g.id == goal)) {
+            if g.met.is_none() {
+                g.why = why;
+            }
+        }
+    }
     let p50 = |r: &Report, id: &str| r.row(id).and_then(crate::report::Row::p50);
     let mut cells = Vec::new();
     for (step, what) in STEPS {

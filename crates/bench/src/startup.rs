@@ -154,7 +154,6 @@ pub fn report(
         "<=",
         0.5,
     );
-    crate::parity::report(&mut r);
     if !memory.is_empty() {
         r.tables.push(Table {
             title: "Memory per instance (one instance running `sleep`):".into(),
@@ -171,6 +170,7 @@ pub fn report(
             rows: density.iter().map(mem::DensityRow::cells).collect(),
         });
     }
+    crate::parity::report(&mut r);
     r.notes = vec![
         "Every sample is wall time from spawn to exit of the row's command, in its own process \
          group, stdout/stderr piped, with a time limit per run."

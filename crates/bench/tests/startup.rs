@@ -7,12 +7,16 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-const ROWS: [&str; 9] = [
+const ROWS: [&str; 13] = [
     "host",
     "minnow-container",
     "runc",
     "crun",
     "docker",
+    "minnow-runc",
+    "runc.docker",
+    "crun.docker",
+    "docker.minnow",
     "vm-exit",
     "vm-init",
     "vm-image",
@@ -88,7 +92,12 @@ fn startup_bench_writes_every_row() {
         );
     }
     // The host and minnow rows run wherever the bench does.
-    for key in ["host", "minnow-container"] {
+    for key in [
+        "host",
+        "minnow-container",
+        "minnow-runc",
+        "minnow-runc.no-seccomp",
+    ] {
         let row = rows.iter().find(|r| r["id"] == key).unwrap();
         assert_eq!(row["status"], "ok", "{row}");
     }
