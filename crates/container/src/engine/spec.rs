@@ -224,6 +224,13 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// Parses a bundle's `config.json` (its bytes), as `minnow-runc create` and `exec` read
+/// it; [`plan`] checks and converts the result. The error is serde's, on one line
+/// (with where in the file), for the caller to prefix with the path.
+pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string().replace('\n', " "))
+}
+
 /// Converts `spec` for container `id` (the bundle is where relative paths start).
 pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, String> {
     check_unsupported(spec)?;
