@@ -423,6 +423,26 @@ mod tests {
         }
     }
 
+    /// fuzz/regressions/config_json/crash-... (cgroupsPath "/"): the plan had an empty
+    /// cgroup path, i.e. the hierarchy's root.
+    #[test]
+    fn a_cgroups_path_naming_the_root_is_refused() {
+        let b = bundle();
+        for path in ["/", "//", "/.", "/./"] {
+            let s = spec_with(|v| v["linux"]["cgroupsPath"] = path.into());
+            let e = plan(&s, b.path(), "t").unwrap_err();
+            assert!(
+                e.contains("linux.cgroupsPath") && e.contains("root cgroup"),
+                "{path}: {e}"
+            );
+        }
+        let s = spec_with(|v| v["linux"]["cgroupsPath"] = "/minnow/t".into());
+        assert_eq!(
+            plan(&s, b.path(), "t").unwrap().cgroup.path,
+            PathBuf::from("minnow/t")
+        );
+    }
+
     #[test]
     fn resources_become_cgroup_files_and_rules() {
         let b = bundle();
