@@ -109,13 +109,9 @@ fn load_spec(bundle: &Path) -> Result<Spec, String> {
             path.display()
         ));
     }
-    Spec::load(&path).map_err(|e| {
-        format!(
-            "cannot parse {}: {}; fix the file",
-            path.display(),
-            e.to_string().replace('\n', " ")
-        )
-    })
+    let bytes = fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    engine::spec::parse(&bytes)
+        .map_err(|e| format!("cannot parse {}: {e}; fix the file", path.display()))
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<(), String> {

@@ -73,12 +73,15 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32, String> {
         ));
     }
     let path = saved.bundle.join("config.json");
-    let mut spec = Spec::load(&path).map_err(|e| {
-        format!(
-            "cannot read {}: {e}; the bundle must stay until delete",
-            path.display()
-        )
-    })?;
+    let mut spec = std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| engine::spec::parse(&b))
+        .map_err(|e| {
+            format!(
+                "cannot read {}: {e}; the bundle must stay until delete",
+                path.display()
+            )
+        })?;
     let p = process(&spec, a)?;
     spec.set_process(Some(p)).set_hooks(None);
     let plan = engine::spec::plan(&spec, &saved.bundle, &a.id)?;

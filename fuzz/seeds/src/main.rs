@@ -288,6 +288,29 @@ fn config(dir: &Path) {
     }
 }
 
+/// OCI runtime configs: `runc spec`, `runc spec --rootless` (runc 1.1.5) and
+/// `minnow-runc spec` output as written, a minimal one minnow plans, and one with
+/// mounts through the target's symlinks, hooks, a namespace path, resources, devices,
+/// sysctls, rlimits, ambient capabilities and a seccomp profile with argument rules.
+fn oci_configs(dir: &Path) {
+    let configs: [(&str, &[u8]); 5] = [
+        ("runc-spec", include_bytes!("../config_json/runc-spec.json")),
+        (
+            "runc-spec-rootless",
+            include_bytes!("../config_json/runc-spec-rootless.json"),
+        ),
+        (
+            "minnow-runc-spec",
+            include_bytes!("../config_json/minnow-runc-spec.json"),
+        ),
+        ("minimal", include_bytes!("../config_json/minimal.json")),
+        ("full", include_bytes!("../config_json/full.json")),
+    ];
+    for (name, text) in configs {
+        write(dir, "config_json", name, text);
+    }
+}
+
 fn tar_header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
@@ -419,4 +442,5 @@ fn main() {
     kernel(dir);
     config(dir);
     layers(dir);
+    oci_configs(dir);
 }

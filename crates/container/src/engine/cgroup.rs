@@ -123,6 +123,12 @@ impl CgroupPlan {
             }
             None => PathBuf::from(format!("minnow-runc-{id}")),
         };
+        // "/" (or "//", "/."): the hierarchy's root, which the container would share with
+        // the host, its limits written there and `delete` trying to remove it (found by
+        // the config_json fuzz target's oracle).
+        if path.as_os_str().is_empty() || path == Path::new(".") {
+            return Err(format!("config.json: linux.cgroupsPath {} names the root cgroup; give a path such as /minnow/{id}", linux.cgroups_path().as_deref().unwrap_or(Path::new("")).display()));
+        }
         if path
             .components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))

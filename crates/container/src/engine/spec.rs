@@ -215,6 +215,13 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, Error> {
     Ok(path)
 }
 
+/// Parses a bundle's `config.json` (its bytes), as `minnow-runc create` and `exec` read
+/// it; [`plan`] checks and converts the result. The error is serde's, on one line
+/// (with where in the file), for the caller to prefix with the path.
+pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string().replace('\n', " "))
+}
+
 /// Converts `spec` for container `id` (the bundle is where relative paths start).
 pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, Error> {
     check_unsupported(spec)?;
@@ -416,6 +423,26 @@ mod tests {
                 "{field}: {e}"
             );
         }
+    }
+
+    /// fuzz/regressions/config_json/crash-... (cgroupsPath "/"): the plan had an empty
+    /// cgroup path, i.e. the hierarchy's root.
+    #[test]
+    fn a_cgroups_path_naming_the_root_is_refused() {
+        let b = bundle();
+        for path in ["/", "//", "/.", "/./"] {
+            let s = spec_with(|v| v["linux"]["cgroupsPath"] = path.into());
+            let e = plan(&s, b.path(), "t").unwrap_err();
+            assert!(
+                e.contains("linux.cgroupsPath") && e.contains("root cgroup"),
+                "{path}: {e}"
+            );
+        }
+        let s = spec_with(|v| v["linux"]["cgroupsPath"] = "/minnow/t".into());
+        assert_eq!(
+            plan(&s, b.path(), "t").unwrap().cgroup.path,
+            PathBuf::from("minnow/t")
+        );
     }
 
     #[test]

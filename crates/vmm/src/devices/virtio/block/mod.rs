@@ -591,6 +591,52 @@ mod tests {
         assert_eq!(served, Served::Broken("corrupt avail ring"));
     }
 
+    /// A request whose chain is an indirect table of 65535 descriptors (the blk_request
+    /// finding): not walked whole, but still put on the used ring (length 0), so the
+    /// driver gets its buffers back; the request after it is served as usual.
+    #[test]
+    fn an_over_long_chain_is_returned_unused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("d.img");
+        std::fs::write(&p, vec![7u8; 4096]).unwrap();
+        let disk = Disk::open(&p, false).unwrap();
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
+        let mq = MockSplitQueue::new(&mem, 16);
+        mem.write_obj(1u32, GuestAddress(0x8000)).unwrap(); // OUT, sector 0
+        mem.write_obj(0u64, GuestAddress(0x8008)).unwrap();
+        const TABLE: u64 = 0x10_0000;
+        let n = u16::MAX;
+        for i in 0..n {
+            let (addr, len, flags) = match i {
+                0 => (0x8000, 16, 1),
+                _ if i == n - 1 => (0xa000, 1, 2),
+                _ => (0x9000, 512, 1),
+            };
+            let raw = RawDescriptor::from(Descriptor::new(addr, len, flags, i + 1));
+            mem.write_obj(raw, GuestAddress(TABLE + 16 * u64::from(i)))
+                .unwrap();
+        }
+        mem.write_obj(0xffu8, GuestAddress(0xa000)).unwrap();
+        let descs = [
+            // The indirect chain (VIRTQ_DESC_F_INDIRECT).
+            RawDescriptor::from(Descriptor::new(TABLE, u32::from(n) * 16, 4, 0)),
+            // A flush after it.
+            RawDescriptor::from(Descriptor::new(0xb000, 16, 1, 2)),
+            RawDescriptor::from(Descriptor::new(0xc000, 1, 2, 0)),
+        ];
+        mem.write_obj(4u32, GuestAddress(0xb000)).unwrap(); // FLUSH
+        mq.add_desc_chains(&descs, 0).unwrap();
+        let mut q: Queue = mq.create_queue().unwrap();
+        let abort = AtomicBool::new(false);
+        assert_eq!(serve_queue(&mem, &mut q, &disk, &abort), Served::Done(2));
+        assert_eq!(mq.used().idx().load(), 2);
+        let first = mq.used().ring().ref_at(0).unwrap().load();
+        assert_eq!((first.id(), first.len()), (0, 0));
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(0xa000)).unwrap(), 0xff);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(0xc000)).unwrap(), 0);
+        assert_eq!(std::fs::read(&p).unwrap(), vec![7u8; 4096]);
+    }
+
     #[test]
     fn corrupt_avail_index_needs_reset_without_hanging() {
         let (mut b, _d, notify) = block_with_notify(false);

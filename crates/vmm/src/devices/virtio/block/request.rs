@@ -58,38 +58,32 @@ pub mod limits {
     pub const DISCARD_SECTOR_ALIGNMENT: u32 = 8;
 }
 
+/// Most descriptors a request may have: a header, `seg_max` data descriptors, a status.
+pub const MAX_DESCRIPTORS: usize = limits::SEG_MAX as usize + 2;
+
 /// Splits a chain into header, data and status. `Err(Some(addr))` means the chain is
 /// malformed but has a status byte at `addr` (answer IOERR there); `Err(None)` means not
-/// even a status byte can be found. A chain with more than `seg_max` data descriptors is
-/// malformed; only the first `seg_max + 1` descriptors and the last are kept, so an
-/// indirect table of 65535 descriptors costs a walk, not an allocation.
+/// even a status byte can be found. At most [`MAX_DESCRIPTORS`] + 1 descriptors are read:
+/// a chain that goes on past `seg_max` data descriptors is malformed, and since its
+/// status byte is in its last descriptor, which the device would have to walk the whole
+/// chain to reach (an indirect table may hold 65535 descriptors), it is answered like a
+/// chain without a status byte: returned unused (found by the blk_request fuzz target).
 pub fn parse(
     mem: &GuestMemoryMmap,
     chain: impl Iterator<Item = Descriptor>,
 ) -> Result<Request, Option<GuestAddress>> {
-    // Header + SEG_MAX data descriptors; the status descriptor is `last`.
-    let keep = limits::SEG_MAX as usize + 1;
-    let mut descs: Vec<Descriptor> = Vec::new();
-    let mut last = None;
-    let mut count = 0usize;
-    for d in chain {
-        if let Some(prev) = last.replace(d) {
-            if descs.len() < keep {
-                descs.push(prev);
-            }
-        }
-        count += 1;
+    let mut descs: Vec<Descriptor> = chain.take(MAX_DESCRIPTORS + 1).collect();
+    if descs.len() > MAX_DESCRIPTORS {
+        log::debug!("virtio-blk: chain longer than seg_max + 2 descriptors");
+        return Err(None);
     }
-    let last = last.ok_or(None)?;
-    if !last.is_write_only() || last.len() < 1 || count < 2 {
+    let last = descs.pop().ok_or(None)?;
+    if !last.is_write_only() || last.len() < 1 || descs.is_empty() {
         return Err(None);
     }
     let status = last.addr();
     // The status byte must be in guest memory, or we cannot answer at all.
     mem.read_obj::<u8>(status).map_err(|_| None)?;
-    if count > keep + 1 {
-        return Err(Some(status));
-    }
     let head = descs[0];
     if head.is_write_only() || head.len() < HEADER_SIZE {
         return Err(Some(status));
@@ -538,6 +532,78 @@ mod tests {
         assert_eq!(submit(&f, &short).status, Some(IOERR));
         let outside = vec![d(0xffff_0000, 16, F_NEXT), d(STATUS, 1, F_WRITE)];
         assert_eq!(submit(&f, &outside).status, Some(IOERR));
+    }
+
+    /// A chain of one indirect descriptor whose table, at 0x10_0000, holds a header,
+    /// `data` data descriptors and a status byte; run through `process`, counting the
+    /// descriptors the parser takes from the chain.
+    fn submit_indirect(f: &Fx, mem: &GuestMemoryMmap, kind: u32, data: u16) -> (Outcome, usize) {
+        const TABLE: u64 = 0x10_0000;
+        header(mem, kind, 0);
+        let n = data + 2;
+        let mut table = Vec::with_capacity(usize::from(n) * 16);
+        for i in 0..n {
+            let (addr, len, flags) = match i {
+                0 => (HDR, 16, F_NEXT),
+                _ if i == n - 1 => (STATUS, 1, F_WRITE),
+                _ => (DATA, 512, F_NEXT | F_WRITE),
+            };
+            table.extend_from_slice(&addr.to_le_bytes());
+            table.extend_from_slice(&u32::to_le_bytes(len));
+            table.extend_from_slice(&flags.to_le_bytes());
+            table.extend_from_slice(&(i + 1).to_le_bytes());
+        }
+        mem.write_slice(&table, GuestAddress(TABLE)).unwrap();
+        let len = u32::from(n) * 16;
+        let mq = MockSplitQueue::new(mem, 16);
+        mq.build_desc_chain(&[d(TABLE, len, 4)]).unwrap(); // VIRTQ_DESC_F_INDIRECT
+        let mut q: Queue = mq.create_queue().unwrap();
+        let chain = q.pop_descriptor_chain(mem).expect("a chain");
+        let taken = std::cell::Cell::new(0usize);
+        let chain = chain.inspect(|_| taken.set(taken.get() + 1));
+        let out = process(mem, &f.disk, chain, &AtomicBool::new(false));
+        (out, taken.get())
+    }
+
+    /// The blk_request fuzz finding: an indirect table of 65535 descriptors was walked
+    /// whole to find its status byte. The parser now reads at most seg_max + 3
+    /// descriptors and returns the chain unused (its status byte, past what was read,
+    /// untouched); a chain of exactly seg_max data descriptors is still served.
+    #[test]
+    fn over_long_indirect_chain_is_not_walked_whole() {
+        let f = fx(false);
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x20_0000)]).unwrap();
+        let seg_max = u16::try_from(limits::SEG_MAX).unwrap();
+
+        mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+        let (out, taken) = submit_indirect(&f, &mem, VIRTIO_BLK_T_FLUSH, u16::MAX - 2);
+        assert_eq!(
+            out,
+            Outcome {
+                status: None,
+                used_len: 0
+            }
+        );
+        assert!(taken <= MAX_DESCRIPTORS + 1, "{taken} descriptors read");
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0xff);
+
+        // One data descriptor too many: the same.
+        let (out, taken) = submit_indirect(&f, &mem, VIRTIO_BLK_T_FLUSH, seg_max + 1);
+        assert_eq!(out.status, None);
+        assert_eq!(taken, MAX_DESCRIPTORS + 1);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0xff);
+
+        // Exactly seg_max: a request like any other.
+        let (out, taken) = submit_indirect(&f, &mem, VIRTIO_BLK_T_FLUSH, seg_max);
+        assert_eq!(
+            out,
+            Outcome {
+                status: Some(0),
+                used_len: 1
+            }
+        );
+        assert_eq!(taken, MAX_DESCRIPTORS);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0);
     }
 
     #[test]
