@@ -75,7 +75,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32, String> {
     let path = saved.bundle.join("config.json");
     let mut spec = std::fs::read(&path)
         .map_err(|e| e.to_string())
-        .and_then(|b| engine::spec::parse(&b))
+        .and_then(|b| engine::spec::parse(&b).map_err(|e| e.to_string()))
         .map_err(|e| {
             format!(
                 "cannot read {}: {e}; the bundle must stay until delete",

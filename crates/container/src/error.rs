@@ -128,6 +128,11 @@ pub enum Error {
     CgroupsPathSystemd { path: PathBuf, id: String },
     #[error("config.json: linux.cgroupsPath {} has '..'; give a plain path", .0.display())]
     CgroupsPathDots(PathBuf),
+    #[error("config.json: linux.cgroupsPath {} names the root cgroup; give a path such as /minnow/{id}", path.display())]
+    CgroupsPathRoot { path: PathBuf, id: String },
+    /// config.json is not a runtime spec (serde's message: what and where).
+    #[error("{0}")]
+    SpecJson(#[source] serde_json::Error),
 
     // --- cgroups ---
     /// `minnow container run`'s cgroup (minnow-cgroup).

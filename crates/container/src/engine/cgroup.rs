@@ -127,7 +127,10 @@ impl CgroupPlan {
         // the host, its limits written there and `delete` trying to remove it (found by
         // the config_json fuzz target's oracle).
         if path.as_os_str().is_empty() || path == Path::new(".") {
-            return Err(format!("config.json: linux.cgroupsPath {} names the root cgroup; give a path such as /minnow/{id}", linux.cgroups_path().as_deref().unwrap_or(Path::new("")).display()));
+            return Err(Error::CgroupsPathRoot {
+                path: linux.cgroups_path().clone().unwrap_or_default(),
+                id: id.to_string(),
+            });
         }
         if path
             .components()

@@ -218,8 +218,8 @@ pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf, Error> {
 /// Parses a bundle's `config.json` (its bytes), as `minnow-runc create` and `exec` read
 /// it; [`plan`] checks and converts the result. The error is serde's, on one line
 /// (with where in the file), for the caller to prefix with the path.
-pub fn parse(bytes: &[u8]) -> Result<Spec, String> {
-    serde_json::from_slice(bytes).map_err(|e| e.to_string().replace('\n', " "))
+pub fn parse(bytes: &[u8]) -> Result<Spec, Error> {
+    serde_json::from_slice(bytes).map_err(Error::SpecJson)
 }
 
 /// Converts `spec` for container `id` (the bundle is where relative paths start).
@@ -432,7 +432,7 @@ mod tests {
         let b = bundle();
         for path in ["/", "//", "/.", "/./"] {
             let s = spec_with(|v| v["linux"]["cgroupsPath"] = path.into());
-            let e = plan(&s, b.path(), "t").unwrap_err();
+            let e = plan(&s, b.path(), "t").unwrap_err().to_string();
             assert!(
                 e.contains("linux.cgroupsPath") && e.contains("root cgroup"),
                 "{path}: {e}"
