@@ -27,7 +27,7 @@ cd "$(dirname "$0")"
 FUZZ=$PWD
 TARGET=x86_64-unknown-linux-gnu
 BIN=$FUZZ/target/$TARGET/release
-TARGETS=(blk_request net_tx_rx mmio_transport kernel_load vm_config layer_unpack config_json)
+TARGETS=(blk_request net_tx_rx mmio_transport kernel_load vm_config layer_unpack config_json snapshot_state)
 STATS=${FUZZ_STATS:-$FUZZ/../bench/results/fuzz/campaign.jsonl}
 NICE=${NICE:-19}
 
@@ -37,7 +37,7 @@ max_len() {
     case $1 in
         blk_request) echo 16384 ;; net_tx_rx) echo 16384 ;; mmio_transport) echo 8192 ;;
         kernel_load) echo 65536 ;; vm_config) echo 4096 ;; layer_unpack) echo 65536 ;;
-        config_json) echo 16384 ;;
+        config_json) echo 16384 ;; snapshot_state) echo 65536 ;;
     esac
 }
 timeout_s() {

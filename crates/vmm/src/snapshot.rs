@@ -418,9 +418,40 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// The memory file's expected size.
+    /// The memory file's expected size (the layout is checked by [`decode`]).
     pub fn memory_len(&self) -> u64 {
-        self.memory.iter().map(|r| r.len).sum()
+        self.memory
+            .iter()
+            .fold(0u64, |n, r| n.saturating_add(r.len))
+    }
+
+    /// The memory layout as [`memory_layout`] writes it: regions of guest RAM in
+    /// ascending, non-overlapping order, laid end to end in the memory file from offset
+    /// 0, as large in total as the config's memory. A state edited otherwise could map
+    /// past the end of the file (SIGBUS when the guest touches it) or overlap itself.
+    fn check_layout(&self) -> Result<(), String> {
+        let mut offset = 0u64;
+        let mut guest_end = 0u64;
+        for (i, r) in self.memory.iter().enumerate() {
+            let end = r.guest_addr.checked_add(r.len);
+            if r.len == 0 || end.is_none() || (i > 0 && r.guest_addr < guest_end) {
+                return Err(format!("memory region {i} is empty, overlaps or overflows"));
+            }
+            if r.file_offset != offset {
+                return Err(format!("memory region {i} is not where the file has it"));
+            }
+            offset = offset
+                .checked_add(r.len)
+                .ok_or_else(|| format!("memory region {i} overflows the file"))?;
+            guest_end = end.unwrap_or(u64::MAX);
+        }
+        if self.memory.is_empty() || offset != self.config.mem_bytes() {
+            return Err(format!(
+                "its memory regions hold {offset} bytes for a VM of {} MiB",
+                self.config.mem_mib
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -453,6 +484,17 @@ fn io<'a>(
     }
 }
 
+/// `DIR/state`'s bytes for an encoded body: magic, version, length, SHA-256, body.
+pub fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(body));
+    out.extend_from_slice(body);
+    out
+}
+
 /// Writes `snap` and `mem` into `dir` (created if missing).
 ///
 /// Both files are written and synced under temporary names, then renamed into place:
@@ -468,12 +510,7 @@ pub fn write(dir: &Path, snap: &Snapshot, mem: &GuestMemoryMmap) -> Result<(), E
     write_memory(&file, snap, mem)?;
 
     let body = postcard::to_allocvec(snap).map_err(Error::Encode)?;
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&Sha256::digest(&body));
-    out.extend_from_slice(&body);
+    let out = frame(&body);
     let state_path = dir.join(STATE_FILE);
     let state_tmp = dir.join(".state.new");
     let mut file = File::create(&state_tmp).map_err(io("create", &state_tmp, FIX))?;
@@ -590,7 +627,10 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, Decode> {
     if Sha256::digest(body).as_slice() != &bytes[20..HEADER_LEN] {
         return Err(Decode::Damaged("its checksum does not match".into()));
     }
-    postcard::from_bytes(body).map_err(|e| Decode::Damaged(format!("cannot decode it: {e}")))
+    let snap: Snapshot = postcard::from_bytes(body)
+        .map_err(|e| Decode::Damaged(format!("cannot decode it: {e}")))?;
+    snap.check_layout().map_err(Decode::Damaged)?;
+    Ok(snap)
 }
 
 #[cfg(test)]
@@ -603,7 +643,7 @@ mod tests {
             config: VmConfig::new(PathBuf::from("/k")),
             memory: vec![MemoryRegion {
                 guest_addr: 0,
-                len: 4096,
+                len: VmConfig::new(PathBuf::from("/k")).mem_bytes(),
                 file_offset: 0,
             }],
             vm: VmState {
@@ -619,13 +659,39 @@ mod tests {
     }
 
     fn encode(s: &Snapshot) -> Vec<u8> {
-        let body = postcard::to_allocvec(s).unwrap();
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&Sha256::digest(&body));
-        out.extend_from_slice(&body);
-        out
+        frame(&postcard::to_allocvec(s).unwrap())
+    }
+
+    #[test]
+    fn an_edited_memory_layout_is_refused() {
+        let half = sample().config.mem_bytes() / 2;
+        let region = |guest_addr, len, file_offset| MemoryRegion {
+            guest_addr,
+            len,
+            file_offset,
+        };
+        let bad: [Vec<MemoryRegion>; 6] = [
+            vec![],
+            // past the end of the file the config implies
+            vec![region(0, half, 0), region(half, half, half + 4096)],
+            // overlapping guest ranges
+            vec![region(0, half, 0), region(4096, half, half)],
+            // a sum that overflows
+            vec![region(0, u64::MAX, 0), region(0, 2, u64::MAX)],
+            vec![region(u64::MAX - 1, half * 2, 0)],
+            vec![region(0, half, 0)],
+        ];
+        for layout in bad {
+            let mut s = sample();
+            s.memory = layout.clone();
+            assert!(
+                matches!(decode(&encode(&s)), Err(Decode::Damaged(_))),
+                "{layout:?}"
+            );
+        }
+        let mut s = sample();
+        s.memory = vec![region(0, half, 0), region(1 << 32, half, half)];
+        assert!(decode(&encode(&s)).is_ok());
     }
 
     #[test]
