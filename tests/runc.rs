@@ -666,6 +666,20 @@ impl Dockerd {
         dockerd
     }
 
+    /// `docker import` of the bundle's root file system as `name`.
+    fn import(&self, bundle: &Path, name: &str) {
+        let tar = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cd {}/rootfs && tar -c . | docker -H unix://{}/sock import - {name}",
+                bundle.display(),
+                self.dir.path().display()
+            ))
+            .output()
+            .unwrap();
+        assert!(tar.status.success(), "docker import: {tar:?}");
+    }
+
     fn docker(&self, args: &[&str]) -> Output {
         Command::new("timeout")
             .args(["-s", "KILL", "60", "docker", "-H"])
@@ -693,16 +707,7 @@ impl Drop for Dockerd {
 fn docker_runs_busybox_through_minnow_runc() {
     let b = bundle(&["true"], |_| {});
     let d = Dockerd::start();
-    let tar = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd {}/rootfs && tar -c . | docker -H unix://{}/sock import - bb:1",
-            b.path().display(),
-            d.dir.path().display()
-        ))
-        .output()
-        .unwrap();
-    assert!(tar.status.success(), "docker import: {tar:?}");
+    d.import(b.path(), "bb:1");
     let script = "echo hi; grep -E '^(CapEff|Seccomp):' /proc/self/status; touch /x; \
                   cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes; id; exit 5";
     let mut results = Vec::new();

@@ -134,16 +134,7 @@ fn exec_tty_detached_and_the_console_rules() {
 fn docker_run_and_exec_with_a_tty() {
     let b = bundle(&["true"], |_| {});
     let d = Dockerd::start();
-    let tar = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cd {}/rootfs && tar -c . | docker -H unix://{}/sock import - bb:1",
-            b.path().display(),
-            d.dir.path().display()
-        ))
-        .output()
-        .unwrap();
-    assert!(tar.status.success(), "docker import: {tar:?}");
+    d.import(b.path(), "bb:1");
     let mut results = Vec::new();
     for rt in ["runc", "minnow"] {
         let run = d.docker(&[

@@ -39,11 +39,7 @@ fn docker_config(ctx: &Ctx, a: &StartupArgs) -> Result<Value> {
         what: "Docker's default OCI spec",
         source,
     })?;
-    v["process"]["args"] = json!(a.command);
-    v["process"]["terminal"] = json!(false);
-    // Read-only, as for the runc and crun rows: one root shared by every runtime.
-    v["root"] = json!({"path": s(&ctx.rootfs), "readonly": true});
-    v["linux"]["resources"]["memory"] = json!({"limit": a.mem_mib * 1024 * 1024});
+    crate::rows::for_bench(&mut v, ctx, a);
     Ok(v)
 }
 

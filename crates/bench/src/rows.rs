@@ -391,13 +391,19 @@ fn runtime_bundle(ctx: &Ctx, a: &StartupArgs, rt: &Path) -> Result<PathBuf> {
         what: "OCI runtime spec",
         source,
     })?;
+    for_bench(&mut v, ctx, a);
+    fs::write(&cfg, serde_json::to_string_pretty(&v).unwrap_or_default())
+        .map_err(Error::write(&cfg))?;
+    Ok(bundle)
+}
+
+/// A runtime spec (as JSON) made the bench's: its command, no terminal, the shared
+/// root file system read-only (every runtime row uses the one copy), the memory limit.
+pub(crate) fn for_bench(v: &mut Value, ctx: &Ctx, a: &StartupArgs) {
     v["process"]["args"] = json!(a.command);
     v["process"]["terminal"] = json!(false);
     v["root"] = json!({"path": s(&ctx.rootfs), "readonly": true});
     v["linux"]["resources"]["memory"] = json!({"limit": a.mem_mib * 1024 * 1024});
-    fs::write(&cfg, serde_json::to_string_pretty(&v).unwrap_or_default())
-        .map_err(Error::write(&cfg))?;
-    Ok(bundle)
 }
 
 /// A sibling of `base` whose config.json runs `cmd` instead.
