@@ -163,8 +163,15 @@ pub enum Error {
     NoSwapAccounting,
     #[error("this host has no cgroup file system mounted; mount cgroup2 on /sys/fs/cgroup")]
     NoCgroupFs,
-    #[error("linux.resources.devices on cgroup v2 needs an eBPF device program, which minnow-runc does not load yet; remove linux.resources.devices")]
-    DevicesOnV2,
+    /// A device rule the eBPF program cannot express (the rules come from the spec).
+    #[error("linux.resources.devices: cannot use the rule {0:?}; give type a, b or c, MAJOR:MINOR (numbers or *) and access of r, w, m")]
+    DeviceRule(String),
+    #[error("cannot {what} the cgroup v2 device program: {source}; check that the kernel has CONFIG_CGROUP_BPF")]
+    DeviceProgram {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("update cannot change device rules (as runc's); remove devices from the resources")]
     UpdateDevices,
     #[error(

@@ -285,9 +285,6 @@ fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), Error> {
     let Some(v2) = v2 else {
         return Err(Error::NoCgroupFs);
     };
-    if !plan.devices.is_empty() {
-        return Err(Error::DevicesOnV2);
-    }
     let dir = v2.join(&plan.path);
     // Enable the controllers down to the parent.
     let mut parent = v2.clone();
@@ -305,6 +302,9 @@ fn populate(plan: &CgroupPlan, placed: &mut Placed) -> Result<(), Error> {
     }
     let _ = fs::write(parent.join("cgroup.subtree_control"), "+memory +cpu +pids");
     create_dir(&dir, placed)?;
+    if !plan.devices.is_empty() {
+        super::bpf::attach(&dir, &plan.devices)?;
+    }
     write_v2(&dir, &plan.files)
 }
 

@@ -9,6 +9,7 @@
 //!   waits until it is set up, [`Child::commit`] lets it outlive the runtime;
 //! - the init waits on the exec fifo in the state directory until `start` opens it.
 
+pub mod bpf;
 pub mod cgroup;
 pub mod console;
 pub mod exec;
