@@ -1,7 +1,8 @@
 //! `minnow-bench snapshot` (issue 15's benchmarks, the tiny-guest variant on this host):
 //!
-//! 1. restore to the workload's first answer: `tests/guests/echo.S` waits on COM1 and
-//!    answers `q` with `minnow-guest: echo done`; a snapshot is taken once while it
+//! 1. restore to the workload's first answer: `tests/guests/answer.S` writes 16 MiB of
+//!    state, waits on COM1 and answers `q` with `minnow-guest: answer q`; a snapshot is
+//!    taken once while it
 //!    waits, then rounds interleave `minnow run --restore DIR` (request written to its
 //!    stdin at spawn, time until the answer line), the cold boot of the same guest to the
 //!    same answer, `runc run` of `/bin/true` on a busybox bundle and `minnow-runc run` of
@@ -31,8 +32,8 @@ use minnow_image::{store_path, Store};
 pub const TITLE: &str = "Snapshots: restore to first answer, clones' memory, snapshot size";
 
 /// The guest's line that says it waits for input, and its answer to `q`.
-const READY: &str = "minnow-guest: echo ready";
-const ANSWER: &str = "minnow-guest: echo done";
+const READY: &str = "minnow-guest: answer ready";
+const ANSWER: &str = "minnow-guest: answer q";
 const REQUEST: &[u8] = b"q";
 
 #[derive(Args, Debug, Clone)]
@@ -93,8 +94,6 @@ impl Proc {
         if let Some(out) = child.stdout.take() {
             let log = log.clone();
             std::thread::spawn(move || {
-                // The echo guest writes its answer without a newline first ("q\n..."),
-                // so lines are read whole and searched.
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
                     let now = Instant::now();
@@ -208,7 +207,7 @@ fn s(p: &Path) -> String {
 struct Ctx {
     work: PathBuf,
     minnow: PathBuf,
-    echo: PathBuf,
+    guest: PathBuf,
     mem_mib: u64,
     timeout: Duration,
 }
@@ -221,7 +220,7 @@ impl Ctx {
             "--mem-mib".into(),
             mem_mib.to_string(),
             "--kernel".into(),
-            s(&self.echo),
+            s(&self.guest),
         ];
         if let Some(p) = sock {
             v.extend(["--api-sock".into(), s(p)]);
@@ -242,7 +241,7 @@ impl Ctx {
         sh(&mut c, &format!("minnow vm {cmd}")).map(drop)
     }
 
-    /// Boots echo.elf with `mem_mib`, waits until it waits for input, pauses it and
+    /// Boots answer.elf with `mem_mib`, waits until it waits for input, pauses it and
     /// snapshots it into `dir` (replaced); the time of `minnow vm snapshot`, ms.
     fn take_snapshot(&self, mem_mib: u64, dir: &Path) -> Result<f64> {
         let _ = fs::remove_dir_all(dir);
@@ -253,8 +252,8 @@ impl Ctx {
         p.wait_for(READY, Instant::now() + self.timeout)
             .map_err(|why| {
                 Error::missing(
-                    format!("echo.elf did not get ready: {why}"),
-                    "see tests/guests/echo.S",
+                    format!("answer.elf did not get ready: {why}"),
+                    "see tests/guests/answer.S",
                 )
             })?;
         self.vm("pause", &sock, None)?;
@@ -452,7 +451,7 @@ pub fn run(a: &SnapshotArgs) -> Result<Report> {
     let ctx = Ctx {
         work: work.path.clone(),
         minnow: minnow.clone(),
-        echo: guests.join("echo.elf"),
+        guest: guests.join("answer.elf"),
         mem_mib: a.mem_mib,
         timeout: Duration::from_secs(a.timeout),
     };
@@ -463,7 +462,7 @@ pub fn run(a: &SnapshotArgs) -> Result<Report> {
     r.param("size_runs", a.size_runs);
     r.param("mem_mib", a.mem_mib);
     r.summary = format!(
-        "Tiny guest tests/guests/echo.S ({} MiB) on this host's /dev/kvm: request `q` on \
+        "Tiny guest tests/guests/answer.S (16 MiB of state written at boot) ({} MiB) on this host's /dev/kvm: request `q` on \
          its serial input, answer `{ANSWER}`; {} interleaved rounds after one warm-up.\n",
         a.mem_mib, a.runs
     );
@@ -608,7 +607,7 @@ pub fn run(a: &SnapshotArgs) -> Result<Report> {
     // 2. PSS of clones against cold-booted VMs.
     let mut table = Table {
         title: format!(
-            "Memory: PSS summed over N instances of echo.elf ({} MiB), each alive and waiting for input (/proc/PID/smaps_rollup)",
+            "Memory: PSS summed over N instances of answer.elf ({} MiB), each alive and waiting for input (/proc/PID/smaps_rollup)",
             a.mem_mib
         ),
         columns: [
@@ -665,7 +664,7 @@ pub fn run(a: &SnapshotArgs) -> Result<Report> {
 
     // 3. Snapshot size and time.
     let mut table = Table {
-        title: "Snapshot size and time (echo.elf paused while waiting for input; `minnow vm snapshot` wall time; memory file)".into(),
+        title: "Snapshot size and time (answer.elf paused while waiting for input; `minnow vm snapshot` wall time; memory file)".into(),
         columns: [
             "guest MiB",
             "snapshot p50 ms",
@@ -694,7 +693,7 @@ pub fn run(a: &SnapshotArgs) -> Result<Report> {
         )
         .with_command(format!(
             "minnow vm pause + minnow vm snapshot --api-sock SOCK DIR ({} --mem-mib {mib})",
-            s(&ctx.echo)
+            s(&ctx.guest)
         ))
         .measured(samples, failures, true);
         let (du, app) = sizes(&dir.join("memory"))
@@ -720,7 +719,10 @@ pub fn run(a: &SnapshotArgs) -> Result<Report> {
         "runc and minnow-runc: spawn → exit of `run` of the same busybox bundle (`runc spec`, /bin/true, read-only root, 64 MiB memory limit), fresh id per run.".into(),
     );
     r.notes.push(
-        "Clones: N `minnow run --restore DIR --api-sock` of one snapshot, each up once `minnow vm status` answers; cold: N `minnow run` each up at its ready line; 0.5 s later every PSS is read, then all are killed. echo.S polls the UART (no interrupts), so every instance spins a vCPU.".into(),
+        "Clones: N `minnow run --restore DIR --api-sock` of one snapshot, each up once `minnow vm status` answers; cold: N `minnow run` each up at its ready line; 0.5 s later every PSS is read, then all are killed. answer.S polls the UART (no interrupts), so every instance spins a vCPU.".into(),
+    );
+    r.notes.push(
+        "answer.S writes 16 MiB at boot, so a cold-booted VM holds it as its own anonymous memory; a restored clone maps the snapshot's memory file privately and loads a page on first touch, so while it waits for input it holds only the pages it touched since the restore (its code, the UART loop), and pages it reads later are the page cache's, shared between clones (PSS splits them), until it writes them.".into(),
     );
     r.elapsed_s = t_start.elapsed().as_secs_f64();
     r.settle();
