@@ -280,12 +280,15 @@ impl Ctx {
     }
 }
 
+/// One timed run of a start-up row (its index makes container ids unique): ms, or why not.
+type RunFn = Box<dyn Fn(usize) -> std::result::Result<f64, String>>;
+
 /// A start-up row: how to run it once, or why it cannot run.
 struct StartRow {
     id: &'static str,
     name: &'static str,
     command: String,
-    run: std::result::Result<Box<dyn Fn(usize) -> std::result::Result<f64, String>>, Status>,
+    run: std::result::Result<RunFn, Status>,
     samples: Vec<f64>,
     failures: Vec<String>,
 }
@@ -331,10 +334,7 @@ fn oci(
     state: PathBuf,
     tag: &'static str,
     timeout: Duration,
-) -> (
-    String,
-    Box<dyn Fn(usize) -> std::result::Result<f64, String>>,
-) {
+) -> (String, RunFn) {
     let bin = s(bin);
     let bundle = s(bundle);
     let state = s(&state);
