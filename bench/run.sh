@@ -9,6 +9,7 @@
 #   startup   host process vs minnow container vs runc/crun/docker vs microVM (S runs; in
 #             the lab unless --skip-lab; --density: how many fit in 2 GiB, ~30 minutes more)
 #   lab-io    minimal-kernel boot vs QEMU, virtio-blk and virtio-net throughput (K rounds)
+#   snapshot  restore to first answer vs cold boot and runc, clones' PSS, snapshot size (here)
 # Writes DIR/BENCH/BENCH.{md,json,csv,svg} per benchmark and DIR/latest.{md,json} with every
 # row and goal (DIR defaults to bench/results). Never fails on speed: exits 1 only if a
 # measurement that was attempted did not run cleanly. The lab is shared: run this as
@@ -17,7 +18,7 @@
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-case "${1:-}" in -h|--help) sed -n '2,17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;; esac
 BIN=${MINNOW_BIN:-$REPO/target/release/minnow}
 BENCH_BIN=$REPO/target/release/minnow-bench
 if [ ! -x "$BIN" ] || [ ! -x "$BENCH_BIN" ]; then

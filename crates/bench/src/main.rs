@@ -27,6 +27,7 @@ mod plot;
 mod registry;
 mod report;
 mod rows;
+mod snapshot;
 mod startup;
 mod stats;
 mod util;
@@ -65,6 +66,8 @@ enum BenchCommand {
     LabIo(lab_io::LabIoArgs),
     /// Registry pull and push through a loopback registry: minnow vs skopeo, cold and warm.
     Registry(registry::RegistryArgs),
+    /// Snapshots: restore to first answer vs cold boot and runc, clones' PSS, size and time.
+    Snapshot(snapshot::SnapshotArgs),
     /// Fuzzing throughput per target, from the runs `make fuzz` recorded.
     Fuzz(fuzz::FuzzArgs),
     /// Every benchmark, then the summary (what `make bench` runs).
@@ -163,6 +166,7 @@ fn dispatch(c: BenchCommand) -> Result<ExitCode> {
         BenchCommand::LabBoot(a) => publish(&lab_boot::run(&a)?, &a.out),
         BenchCommand::LabIo(a) => publish(&lab_io::run(&a)?, &a.out),
         BenchCommand::Registry(a) => publish(&registry::run(&a)?, &a.out),
+        BenchCommand::Snapshot(a) => publish(&snapshot::run(&a)?, &a.out),
         BenchCommand::Fuzz(a) => publish(&fuzz::run(&a)?, &a.out),
         BenchCommand::Startup(a) => {
             let out = a.out.clone();
@@ -243,7 +247,12 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
     let src = util::minnow_path(a.minnow.as_deref())?;
     let (minnow, _) = util::private_binaries(&work.path, &src)?;
     let guests = work.path.join("guests");
-    let guests_built = util::build_guests(&guests);
+    let guests_built = util::build_guests(&guests).map_err(|e| e.to_string());
+    let guests_ok = || {
+        guests_built
+            .clone()
+            .map_err(|e| Error::missing(format!("building the test guests: {e}"), "install gcc"))
+    };
     let lab_ok = if a.skip_lab {
         Err(Status::Skipped("--skip-lab given".into()))
     } else {
@@ -251,7 +260,7 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
     };
 
     step(&out, "host", |dir| {
-        guests_built?;
+        guests_ok()?;
         host::run(&host::HostArgs {
             runs: a.runs,
             mem_runs: a.mem_runs,
@@ -299,6 +308,21 @@ fn all(a: &AllArgs) -> Result<ExitCode> {
             lab_timeout: None,
             lab_inner: None,
             command: Vec::new(),
+        })
+    });
+    step(&out, "snapshot", |dir| {
+        guests_ok()?;
+        snapshot::run(&snapshot::SnapshotArgs {
+            runs: 20,
+            clones: vec![1, 8, 32],
+            sizes: vec![128, 512, 2048],
+            size_runs: 3,
+            mem_mib: 128,
+            store: None,
+            timeout: 30,
+            minnow: Some(minnow.clone()),
+            guests: Some(guests.clone()),
+            out: dir.to_path_buf(),
         })
     });
     step(&out, "registry", |dir| {
