@@ -41,7 +41,7 @@ max_len() {
     esac
 }
 timeout_s() {
-    # blk_request has the default: a request's chain is read for at most seg_max + 3
+    # blk_request has the default: a request's chain is read for at most 4096
     # descriptors, no longer walked whole when it is an indirect table of 65535 (it had
     # 25 s until then; bench/results/fuzz/findings.txt).
     case $1 in

@@ -61,21 +61,40 @@ pub mod limits {
 /// Most descriptors a request may have: a header, `seg_max` data descriptors, a status.
 pub const MAX_DESCRIPTORS: usize = limits::SEG_MAX as usize + 2;
 
+/// Most descriptors of one chain the parser reads to find its status byte (in the
+/// chain's last descriptor). An indirect table may hold 65535 (virtio-queue follows
+/// indirect tables whether or not the feature was offered); a pass may serve the whole
+/// queue, so the walk is bounded here, well above any valid chain.
+pub const MAX_WALK: usize = 4096;
+
 /// Splits a chain into header, data and status. `Err(Some(addr))` means the chain is
 /// malformed but has a status byte at `addr` (answer IOERR there); `Err(None)` means not
-/// even a status byte can be found. At most [`MAX_DESCRIPTORS`] + 1 descriptors are read:
-/// a chain that goes on past `seg_max` data descriptors is malformed, and since its
-/// status byte is in its last descriptor, which the device would have to walk the whole
-/// chain to reach (an indirect table may hold 65535 descriptors), it is answered like a
-/// chain without a status byte: returned unused (found by the blk_request fuzz target).
+/// even a status byte can be found. A chain with more than `seg_max` data descriptors is
+/// malformed: within [`MAX_WALK`] descriptors it gets IOERR at its status byte; longer,
+/// it is answered like a chain without a status byte, returned unused (found by the
+/// blk_request fuzz target: a table of 65535 was walked whole). Only the first
+/// [`MAX_DESCRIPTORS`] - 1 descriptors and the last are kept.
 pub fn parse(
     mem: &GuestMemoryMmap,
     chain: impl Iterator<Item = Descriptor>,
 ) -> Result<Request, Option<GuestAddress>> {
-    let mut descs: Vec<Descriptor> = chain.take(MAX_DESCRIPTORS + 1).collect();
-    if descs.len() > MAX_DESCRIPTORS {
-        log::debug!("virtio-blk: chain longer than seg_max + 2 descriptors");
+    let mut descs: Vec<Descriptor> = Vec::new();
+    let mut last = None;
+    let mut count = 0usize;
+    for d in chain.take(MAX_WALK + 1) {
+        if let Some(prev) = last.replace(d) {
+            if descs.len() < MAX_DESCRIPTORS - 1 {
+                descs.push(prev);
+            }
+        }
+        count += 1;
+    }
+    if count > MAX_WALK {
+        log::debug!("virtio-blk: chain longer than {MAX_WALK} descriptors");
         return Err(None);
+    }
+    if let Some(l) = last {
+        descs.push(l);
     }
     let last = descs.pop().ok_or(None)?;
     if !last.is_write_only() || last.len() < 1 || descs.is_empty() {
@@ -84,6 +103,9 @@ pub fn parse(
     let status = last.addr();
     // The status byte must be in guest memory, or we cannot answer at all.
     mem.read_obj::<u8>(status).map_err(|_| None)?;
+    if count > MAX_DESCRIPTORS {
+        return Err(Some(status));
+    }
     let head = descs[0];
     if head.is_write_only() || head.len() < HEADER_SIZE {
         return Err(Some(status));
@@ -566,9 +588,10 @@ mod tests {
     }
 
     /// The blk_request fuzz finding: an indirect table of 65535 descriptors was walked
-    /// whole to find its status byte. The parser now reads at most seg_max + 3
-    /// descriptors and returns the chain unused (its status byte, past what was read,
-    /// untouched); a chain of exactly seg_max data descriptors is still served.
+    /// whole to find its status byte. The parser now reads at most `MAX_WALK`
+    /// descriptors and returns a longer chain unused (its status byte, past what was
+    /// read, untouched); one data descriptor too many gets IOERR; a chain of exactly
+    /// seg_max data descriptors is still served.
     #[test]
     fn over_long_indirect_chain_is_not_walked_whole() {
         let f = fx(false);
@@ -584,14 +607,15 @@ mod tests {
                 used_len: 0
             }
         );
-        assert!(taken <= MAX_DESCRIPTORS + 1, "{taken} descriptors read");
+        assert!(taken <= MAX_WALK + 1, "{taken} descriptors read");
         assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0xff);
 
-        // One data descriptor too many: the same.
+        // One data descriptor too many: IOERR at its status byte.
         let (out, taken) = submit_indirect(&f, &mem, VIRTIO_BLK_T_FLUSH, seg_max + 1);
-        assert_eq!(out.status, None);
+        assert_eq!(out.status, Some(IOERR));
         assert_eq!(taken, MAX_DESCRIPTORS + 1);
-        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0xff);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), IOERR);
+        mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
 
         // Exactly seg_max: a request like any other.
         let (out, taken) = submit_indirect(&f, &mem, VIRTIO_BLK_T_FLUSH, seg_max);
