@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::report::{Report, Status, Table};
-use crate::rows::{oci_row, s, Ctx, Row};
+use crate::rows::{oci_row, Ctx, Row};
 use crate::startup::StartupArgs;
 use minnow_host::which;
 
