@@ -65,6 +65,47 @@ pub const VARIANTS: &[Variant] = &[
     },
 ];
 
+/// One way of running the floor VMM (`minnow-floor`, crates/bench/src/bin/minnow-floor.rs):
+/// only the VM, one memory slot and one vCPU, plus the KVM objects in `flags`.
+pub struct Floor {
+    /// Row-id suffix: `1g.KEY`, `1h.KEY`.
+    pub key: &'static str,
+    pub name: &'static str,
+    pub flags: &'static [&'static str],
+}
+
+/// The floor rows, each run once per round beside minnow's first variant.
+pub const FLOORS: &[Floor] = &[
+    Floor {
+        key: "floor",
+        name: "floor VMM: VM, memory, vCPU",
+        flags: &[],
+    },
+    Floor {
+        key: "floor-irqchip",
+        name: "floor + KVM_CREATE_IRQCHIP",
+        flags: &["--irqchip"],
+    },
+    Floor {
+        key: "floor-irqchip-pit",
+        name: "floor + KVM_CREATE_IRQCHIP + KVM_CREATE_PIT2",
+        flags: &["--irqchip", "--pit"],
+    },
+];
+
+/// The end of hello64.elf's UART line `minnow-guest: hello from 64-bit` (rows 1g): only
+/// the end, because stdout and stderr share the bench's pipe and minnow's stderr log (its
+/// boot-time line) can land inside the guest's line, which then ends on a line of its own.
+const HELLO_RX: &str = r"-bit$";
+
+/// The KVM objects `minnow run --kernel hello64.elf --mem-mib 32` creates (crates/vmm:
+/// lib.rs `open_vm`/`setup_irqchip`/`create_vcpus`, memory.rs, vcpu.rs, device_manager.rs).
+pub const MINNOW_KVM_OBJECTS: &str = "KVM_CREATE_VM; KVM_SET_TSS_ADDR and \
+     KVM_SET_IDENTITY_MAP_ADDR; KVM_CREATE_IRQCHIP (PIC, IO-APIC, LAPICs); KVM_CREATE_PIT2 \
+     (speaker dummy); one memory slot; KVM_CREATE_VCPU with KVM_SET_CPUID2, boot MSRs, \
+     KVM_SET_LAPIC (LINT0 ExtINT, LINT1 NMI), sregs, regs, FPU; an irqfd for COM1 (IRQ 4); \
+     for each virtio device (none here) an irqfd and an ioeventfd per queue";
+
 /// Where the jailed variants' jail goes (created and removed by each run).
 const JAIL_DIR: &str = "/tmp/minnow-bench-jail";
 /// The jailed VMM's uid and gid.
@@ -113,6 +154,8 @@ fn id(base: &str, v: &Variant, first: bool) -> String {
 #[derive(Default)]
 struct Boot {
     boot_ms: Vec<f64>,
+    /// Spawn → the guest's UART line (hello64 only).
+    line_ms: Vec<f64>,
     cpu_to_guest_ms: Vec<f64>,
     cpu_ms: Vec<f64>,
     wall_ms: Vec<f64>,
@@ -142,10 +185,10 @@ fn boot_argv(minnow: &Path, v: &Variant, kernel: &Path, mib: u64) -> Vec<String>
 }
 
 /// One run of a start-up row: exit 0 with a boot-timer line carrying the CPU time.
-fn boot_once(argv: &[String], boot: &Regex, cpu: &Regex, run: usize, into: &mut Boot) {
+fn boot_once(argv: &[String], rx: &Patterns, run: usize, into: &mut Boot) {
     let r = firstline::run(
         argv,
-        &[("boot", boot), ("cpu", cpu)],
+        &[("boot", &rx.boot), ("cpu", &rx.cpu), ("line", &rx.hello)],
         Duration::from_secs(20),
         None,
     );
@@ -158,12 +201,51 @@ fn boot_once(argv: &[String], boot: &Regex, cpu: &Regex, run: usize, into: &mut 
     ) {
         (true, Some(b), Some(c), Some(cpu_ms), Some(wall)) => {
             into.boot_ms.push(b);
+            into.line_ms.extend(r.at("line"));
             into.cpu_to_guest_ms.push(c);
             into.cpu_ms.push(cpu_ms);
             into.wall_ms.push(wall);
         }
         (true, ..) => into.failures.push(format!(
             "run {run}: exit 0 but no boot-time line with the VMM's CPU time"
+        )),
+        _ => into.failures.push(r.reason(&format!("run {run}"))),
+    }
+}
+
+/// The patterns of a start-up run.
+struct Patterns {
+    boot: Regex,
+    cpu: Regex,
+    hello: Regex,
+}
+
+/// Samples of one floor series: spawn → hello64's line, spawn → exit.
+#[derive(Default)]
+struct FloorRuns {
+    line_ms: Vec<f64>,
+    exit_ms: Vec<f64>,
+    failures: Vec<String>,
+}
+
+fn floor_argv(floor: &Path, f: &Floor, guest: &Path) -> Vec<String> {
+    let mut a = vec![floor.display().to_string()];
+    a.extend(f.flags.iter().map(|s| s.to_string()));
+    a.extend(["--mem-mib".into(), "32".into(), guest.display().to_string()]);
+    a
+}
+
+/// One run of a floor row: exit 0 with hello64's line.
+fn floor_once(argv: &[String], hello: &Regex, run: usize, into: &mut FloorRuns) {
+    let r = firstline::run(argv, &[("line", hello)], Duration::from_secs(20), None);
+    match (r.ok(), r.at("line"), r.wall_ms) {
+        (true, Some(l), Some(w)) => {
+            into.line_ms.push(l);
+            into.exit_ms.push(w);
+        }
+        (true, ..) => into.failures.push(format!(
+            "run {run}: exit 0 but no guest line; last output: {}",
+            r.last(3)
         )),
         _ => into.failures.push(r.reason(&format!("run {run}"))),
     }
@@ -325,6 +407,17 @@ pub fn run(a: &HostArgs) -> Result<Report> {
     let minnow_src = util::minnow_path(a.minnow.as_deref())?;
     let work = WorkDir::new(Path::new("/tmp"), "minnow-bench-host")?;
     let (minnow, _) = util::private_binaries(&work.path, &minnow_src)?;
+    // The floor VMM: `minnow-floor` beside this program, copied like minnow.
+    let floor_src = std::env::current_exe()
+        .map_err(Error::spawn("minnow-bench (current_exe)"))?
+        .with_file_name("minnow-floor");
+    let floor = work.path.join("minnow-floor");
+    let floor_missing = std::fs::copy(&floor_src, &floor).err().map(|e| {
+        format!(
+            "no floor VMM at {} ({e}); cargo build --release -p minnow-bench",
+            floor_src.display()
+        )
+    });
     let guests = match &a.guests {
         Some(g) => g.clone(),
         None => {
@@ -363,8 +456,12 @@ pub fn run(a: &HostArgs) -> Result<Report> {
                 .map(|f| format!("this minnow's `run` has no {f}"))
         })
         .collect();
-    let boot_rx = Regex::new(BOOT_RX).map_err(|e| Error::missing(e.to_string(), "fix BOOT_RX"))?;
-    let cpu_rx = Regex::new(CPU_RX).map_err(|e| Error::missing(e.to_string(), "fix CPU_RX"))?;
+    let rx = Patterns {
+        boot: Regex::new(BOOT_RX).map_err(|e| Error::missing(e.to_string(), "fix BOOT_RX"))?,
+        cpu: Regex::new(CPU_RX).map_err(|e| Error::missing(e.to_string(), "fix CPU_RX"))?,
+        hello: Regex::new(HELLO_RX).map_err(|e| Error::missing(e.to_string(), "fix HELLO_RX"))?,
+    };
+    let mut floors: Vec<FloorRuns> = FLOORS.iter().map(|_| Default::default()).collect();
 
     // 1: rounds over variants x guests, round 0 an untimed warm-up.
     let runs = a.runs as usize;
@@ -383,10 +480,21 @@ pub fn run(a: &HostArgs) -> Result<Report> {
                 let argv = boot_argv(&minnow, v, &guests.join(file), 32);
                 if round == 0 {
                     let mut warm = Boot::default();
-                    boot_once(&argv, &boot_rx, &cpu_rx, 0, &mut warm);
+                    boot_once(&argv, &rx, 0, &mut warm);
                     continue;
                 }
-                boot_once(&argv, &boot_rx, &cpu_rx, round, &mut boots[vi][gi]);
+                boot_once(&argv, &rx, round, &mut boots[vi][gi]);
+            }
+        }
+        // 1g/1h: the floor VMM in the same rounds as minnow's rows.
+        if floor_missing.is_none() {
+            for (fi, f) in FLOORS.iter().enumerate() {
+                let argv = floor_argv(&floor, f, &guests.join("hello64.elf"));
+                if round == 0 {
+                    floor_once(&argv, &rx.hello, 0, &mut FloorRuns::default());
+                    continue;
+                }
+                floor_once(&argv, &rx.hello, round, &mut floors[fi]);
             }
         }
     }
@@ -452,6 +560,9 @@ pub fn run(a: &HostArgs) -> Result<Report> {
         })
         .collect();
     r.param("variants", vnames);
+    r.param("minnow_kvm_objects", MINNOW_KVM_OBJECTS);
+    let mut minnow_hello = FloorRuns::default();
+    let mut minnow_unsupported = None;
     for (vi, v) in variants.iter().enumerate() {
         let first = vi == 0;
         let suffix = if first {
@@ -459,7 +570,16 @@ pub fn run(a: &HostArgs) -> Result<Report> {
         } else {
             format!(" [{}]", v.name)
         };
-        let [fb, hb] = std::mem::take(&mut boots[vi]);
+        let [fb, mut hb] = std::mem::take(&mut boots[vi]);
+        if first {
+            // 1g.minnow/1h.minnow: the first variant's hello64 runs, beside the floor's.
+            minnow_hello = FloorRuns {
+                line_ms: std::mem::take(&mut hb.line_ms),
+                exit_ms: hb.wall_ms.clone(),
+                failures: hb.failures.clone(),
+            };
+            minnow_unsupported = unsupported[vi].clone();
+        }
         let cmd = |file: &str, mib: u64| {
             boot_argv(Path::new("minnow"), v, Path::new(file), mib).join(" ")
         };
@@ -571,6 +691,13 @@ pub fn run(a: &HostArgs) -> Result<Report> {
             );
         }
     }
+    floor_rows(
+        &mut r,
+        variants[0],
+        (minnow_hello, minnow_unsupported),
+        floors,
+        floor_missing,
+    );
     r.rows.push(
         Row::new(
             "1j",
@@ -611,10 +738,94 @@ pub fn run(a: &HostArgs) -> Result<Report> {
          fully; PSS splits them. Then SIGTERM; the exit status must be 0. The 1024 MiB rows show \
          the overhead does not grow with the guest."
             .into(),
+        format!(
+            "1g and 1h put minnow's hello64.elf run (the first variant's, the same runs as \
+             1d-1f) beside the floor VMM `minnow-floor` (crates/bench/src/bin/minnow-floor.rs) in \
+             the same rounds: it opens /dev/kvm, creates the VM, one 32 MiB memory slot and one \
+             vCPU in long mode (minnow's GDT, page tables and registers), loads the ELF and runs \
+             it on the main thread, printing COM1 writes a line at a time; no CPUID, MSRs, \
+             devices, threads or seccomp. floor-irqchip adds KVM_CREATE_IRQCHIP, \
+             floor-irqchip-pit KVM_CREATE_PIT2 as well, both before the vCPU as minnow does. \
+             1g is spawn → the end of the line `minnow-guest: hello from 64-bit` as the bench read \
+             it (the first line ending in `-bit`: minnow's stderr can split it), 1h \
+             spawn → exit. What minnow itself creates: {MINNOW_KVM_OBJECTS}."
+        ),
     ];
     r.settle();
     r.elapsed_s = t0.elapsed().as_secs_f64();
     Ok(r)
+}
+
+/// Rows 1g (spawn → hello64's line) and 1h (spawn → exit) of minnow's first variant
+/// and of every floor VMM, and the ratios minnow / floor of each.
+fn floor_rows(
+    r: &mut Report,
+    v: &Variant,
+    (minnow, unsupported): (FloorRuns, Option<String>),
+    floors: Vec<FloorRuns>,
+    missing: Option<String>,
+) {
+    let FloorRuns {
+        line_ms: line,
+        exit_ms: exit,
+        failures,
+    } = minnow;
+    let mcmd = boot_argv(Path::new("minnow"), v, Path::new("hello64.elf"), 32).join(" ");
+    let mut rows = vec![
+        Row::new(
+            "1g.minnow",
+            format!("minnow ({}): spawn → hello64.elf's UART line", v.name),
+            "ms",
+        )
+        .measured(line, failures.clone(), true)
+        .with_command(mcmd),
+        Row::new(
+            "1h.minnow",
+            format!("minnow ({}): spawn → exit, hello64.elf (= 1f)", v.name),
+            "ms",
+        )
+        .measured(exit, failures, true),
+    ];
+    if let Some(why) = unsupported {
+        for row in &mut rows {
+            row.failures.clear();
+            row.status = Status::Unavailable(why.clone());
+        }
+    }
+    for (f, runs) in FLOORS.iter().zip(floors) {
+        let cmd = floor_argv(Path::new("minnow-floor"), f, Path::new("hello64.elf")).join(" ");
+        let mut line = Row::new(
+            format!("1g.{}", f.key),
+            format!("{}: spawn → hello64.elf's UART line", f.name),
+            "ms",
+        )
+        .measured(runs.line_ms, runs.failures.clone(), true)
+        .with_command(cmd);
+        let mut exit = Row::new(
+            format!("1h.{}", f.key),
+            format!("{}: spawn → exit, hello64.elf", f.name),
+            "ms",
+        )
+        .measured(runs.exit_ms, runs.failures, true);
+        if let Some(why) = &missing {
+            line = line.with_status(Status::Unavailable(why.clone()));
+            exit = exit.with_status(Status::Unavailable(why.clone()));
+        }
+        rows.push(line);
+        rows.push(exit);
+    }
+    r.rows.extend(rows);
+    for f in FLOORS {
+        for (row, what) in [("1g", "to the guest's line"), ("1h", "to exit")] {
+            r.compare(
+                &format!("{row}.minnow/{}", f.key),
+                &format!("minnow / {}, spawn → {what}", f.name),
+                &format!("{row}.minnow"),
+                &format!("{row}.{}", f.key),
+                "how far minnow is from this floor (1 = at it)",
+            );
+        }
+    }
 }
 
 #[cfg(test)]

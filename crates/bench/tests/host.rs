@@ -1,12 +1,15 @@
 //! `minnow-bench host` end to end on this host's /dev/kvm with a couple of runs: every
 //! row has numbers or a reason, the report files exist, every goal is decided; and the
-//! `firstline` helper's command line. Needs root (/dev/kvm) and gcc (the test guests).
+//! `firstline` helper's command line; the floor VMM `minnow-floor` runs hello64.elf and
+//! prints its line, with and without the irqchip and PIT. Needs root (/dev/kvm) and gcc (the test guests).
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 const STARTUP_ROWS: [&str; 6] = ["1a", "1b", "1c", "1d", "1e", "1f"];
+const FLOOR_ROWS: [&str; 4] = ["minnow", "floor", "floor-irqchip", "floor-irqchip-pit"];
 
 fn samples(v: &serde_json::Value, id: &str) -> Vec<f64> {
     let row = v["rows"]
@@ -52,6 +55,11 @@ fn host_bench_writes_every_row() {
 
     let rows = v["rows"].as_array().unwrap();
     let mut ids: Vec<String> = STARTUP_ROWS.iter().map(|s| s.to_string()).collect();
+    // minnow beside its floor VMM, with and without the irqchip and the PIT.
+    for vmm in FLOOR_ROWS {
+        ids.push(format!("1g.{vmm}"));
+        ids.push(format!("1h.{vmm}"));
+    }
     for mib in [128, 1024] {
         for m in ["rss", "pss", "total", "guest"] {
             ids.push(format!("2.{mib}.{m}"));
@@ -92,6 +100,30 @@ fn host_bench_writes_every_row() {
     // memory rows add up.
     for (boot, wall) in samples(&v, "1d").iter().zip(samples(&v, "1f")) {
         assert!(*boot < wall, "1d {boot} ms >= 1f {wall} ms");
+    }
+    // Per run, the guest's line comes before the exit, for minnow and every floor; every
+    // ratio minnow / floor was computed; 1h.minnow is 1f.
+    for vmm in FLOOR_ROWS {
+        let (line, exit) = (
+            samples(&v, &format!("1g.{vmm}")),
+            samples(&v, &format!("1h.{vmm}")),
+        );
+        assert_eq!(line.len(), 2, "1g.{vmm}");
+        for (l, e) in line.iter().zip(&exit) {
+            assert!(l < e, "1g.{vmm} {l} ms >= 1h.{vmm} {e} ms");
+        }
+    }
+    assert_eq!(samples(&v, "1h.minnow"), samples(&v, "1f"));
+    let cmps = v["comparisons"].as_array().unwrap();
+    for vmm in &FLOOR_ROWS[1..] {
+        for row in ["1g", "1h"] {
+            let id = format!("{row}.minnow/{vmm}");
+            let c = cmps
+                .iter()
+                .find(|c| c["id"] == id.as_str())
+                .unwrap_or_else(|| panic!("comparison {id} missing"));
+            assert!(c["ratio"].as_f64().unwrap() > 0.0, "{c}");
+        }
     }
     for mib in [128, 1024] {
         let total = samples(&v, &format!("2.{mib}.total"))[0];
@@ -143,5 +175,67 @@ fn firstline_prints_the_first_matching_lines_as_json() {
     assert_eq!(
         err.trim(),
         "minnow-bench: error: bad --pattern nonsense; write it as NAME=REGEX"
+    );
+}
+
+/// `minnow-floor ARGS GUEST` with a time limit.
+fn floor(args: &[&str], guest: &Path) -> Output {
+    Command::new("timeout")
+        .args(["-s", "KILL", "30", env!("CARGO_BIN_EXE_minnow-floor")])
+        .args(args)
+        .arg(guest)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn floor_vmm_runs_hello64_and_prints_its_line() {
+    assert!(
+        Path::new("/dev/kvm").exists(),
+        "the floor VMM needs /dev/kvm"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let guests = tmp.path().join("guests");
+    let built = Command::new("sh")
+        .arg("tests/guests/build.sh")
+        .arg(&guests)
+        .current_dir(common::repo())
+        .status()
+        .unwrap();
+    assert!(built.success(), "tests/guests/build.sh failed");
+    let hello = guests.join("hello64.elf");
+    for args in [&[][..], &["--irqchip"], &["--irqchip", "--pit"]] {
+        let out = floor(args, &hello);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {}: {stderr}", out.status);
+        assert_eq!(
+            stdout, "minnow-guest: hello from 64-bit\n",
+            "{args:?}: {stderr}"
+        );
+    }
+    // Another guest prints another line: the output is the guest's, not the floor's.
+    let out = floor(&[], &guests.join("exit42.elf"));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("hello from 64-bit"),
+        "{out:?}"
+    );
+
+    // The PIT needs the irqchip; a file that is not an ELF is refused; both exit 1.
+    let out = floor(&["--pit"], &hello);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--pit needs --irqchip"),
+        "{out:?}"
+    );
+    let junk = tmp.path().join("junk.elf");
+    std::fs::write(&junk, b"not an ELF").unwrap();
+    let out = floor(&[], &junk);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("minnow-floor: "),
+        "{out:?}"
     );
 }
