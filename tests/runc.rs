@@ -55,6 +55,17 @@ impl Runtime {
         self.cmd(args).output().unwrap()
     }
 
+    /// `run -d` of the bundle as container `id`, which must succeed.
+    fn run_detached(&self, bundle: &Path, id: &str) {
+        let o = self
+            .cmd(&["run", "-d", "--bundle", bundle.to_str().unwrap(), id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}: run -d {id}: {o:?}", self.name);
+    }
+
     /// The state JSON's status, or None when the container does not exist.
     fn status(&self, id: &str) -> Option<String> {
         let o = self.out(&["state", id]);
@@ -355,13 +366,7 @@ fn update_changes_the_limits() {
     });
     let limits = "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes";
     for rt in Runtime::both() {
-        let o = rt
-            .cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), "upd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}: {o:?}", rt.name);
+        rt.run_detached(b.path(), "upd");
         let read = || text(&rt.out(&["exec", "upd", "sh", "-c", limits]).stdout);
         assert_eq!(read(), "7\n67108864\n", "{}", rt.name);
         let o = rt.out(&["update", "--pids-limit", "9", "--memory", "48m", "upd"]);
@@ -456,13 +461,7 @@ fn kill_all_and_a_mount_with_options() {
 fn pause_and_resume() {
     let b = bundle(&["sleep", "30"], |_| {});
     for rt in Runtime::both() {
-        let o = rt
-            .cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), "pz"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}: {o:?}", rt.name);
+        rt.run_detached(b.path(), "pz");
         assert!(rt.out(&["pause", "pz"]).status.success(), "{}", rt.name);
         assert_eq!(rt.status("pz").as_deref(), Some("paused"), "{}", rt.name);
         assert!(rt.out(&["resume", "pz"]).status.success(), "{}", rt.name);
@@ -805,13 +804,7 @@ fn exec_inline_and_with_a_process_file() {
     )
     .unwrap();
     for rt in Runtime::both() {
-        let o = rt
-            .cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), "ex"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}: {o:?}", rt.name);
+        rt.run_detached(b.path(), "ex");
         let o = rt.out(&[
             "exec",
             "-e",

@@ -16,7 +16,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ATTEMPTS=3
-total_pass=0 total_fail=0 status=0
+total_pass=0 total_fail=0 status=0 bad=
 for entry in boot:900 minimal:600 net:1200 image:900 jail:600; do
     t=${entry%%:*} budget=${entry#*:}
     script=tests/lab/$t.sh
@@ -46,9 +46,20 @@ for entry in boot:900 minimal:600 net:1200 image:900 jail:600; do
         echo "lab: $t did not report results (exit $rc)"
         p=0 f=1
     fi
-    [ "$rc" = 0 ] || status=1
+    if [ "$rc" != 0 ]; then
+        status=1
+        why="failed checks"
+        case "$rc" in
+            124) why="timed out" ;;
+            125) why="the lab host crashed or hung" ;;
+        esac
+        bad="$bad
+lab: $t exited $rc on attempt $attempt of $ATTEMPTS ($why); its last result line: ${line:-none}"
+    fi
     total_pass=$((total_pass + p)) total_fail=$((total_fail + f))
 done
+# The scripts that did not exit 0, last: a CI log that keeps only its end still says why.
+[ -z "$bad" ] || echo "${bad#?}"
 echo "lab: $total_pass passed, $total_fail failed"
 [ "$total_fail" = 0 ] && exit "$status"
 exit 1

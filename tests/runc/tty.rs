@@ -90,13 +90,7 @@ fn create_with_a_console_socket_gives_the_process_a_terminal() {
 fn exec_tty_detached_and_the_console_rules() {
     let b = bundle(&["sleep", "30"], |_| {});
     for rt in Runtime::both() {
-        let o = rt
-            .cmd(&["run", "-d", "--bundle", b.path().to_str().unwrap(), "tty2"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}: {o:?}", rt.name);
+        rt.run_detached(b.path(), "tty2");
         let tmp = tempfile::tempdir().unwrap();
         let (sock, got) = console_socket(tmp.path());
         let o = rt.out(&[

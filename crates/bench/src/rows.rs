@@ -775,39 +775,44 @@ pub struct RunOut {
     pub why: String,
 }
 
-/// Spawns `argv` in its own process group; the caller's pipes are drained by threads.
-pub fn spawn(argv: &[String]) -> std::io::Result<(Child, mpsc::Receiver<String>)> {
-    let mut child = Command::new(&argv[0])
+/// Spawns `argv` in its own process group with `stdin`, stdout and stderr piped.
+pub fn spawn_piped(argv: &[String], stdin: Stdio) -> std::io::Result<Child> {
+    Command::new(&argv[0])
         .args(&argv[1..])
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .spawn()?;
-    let (tx, rx) = mpsc::channel();
-    for mut pipe in [
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+        .spawn()
+}
+
+/// Drains `pipe` on a thread of its own, handing each chunk read to `each`.
+pub fn pump(mut pipe: impl Read + Send + 'static, mut each: impl FnMut(&[u8]) + Send + 'static) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
             }
-        });
+            each(&buf[..n]);
+        }
+    });
+}
+
+/// Spawns `argv` in its own process group; its output comes as chunks on the channel.
+pub fn spawn(argv: &[String]) -> std::io::Result<(Child, mpsc::Receiver<String>)> {
+    let mut child = spawn_piped(argv, Stdio::null())?;
+    let (tx, rx) = mpsc::channel();
+    let send = move |tx: mpsc::Sender<String>| {
+        move |b: &[u8]| {
+            let _ = tx.send(String::from_utf8_lossy(b).into_owned());
+        }
+    };
+    if let Some(out) = child.stdout.take() {
+        pump(out, send(tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        pump(err, send(tx));
     }
     Ok((child, rx))
 }

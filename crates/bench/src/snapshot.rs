@@ -12,9 +12,8 @@
 //! 3. snapshot size and time as guest memory grows.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -25,6 +24,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::report::{Facts, Report, Row, Status, Table};
+use crate::rows;
 use crate::util::{sh, tail, WorkDir};
 use minnow_host::which;
 use minnow_image::{store_path, Store};
@@ -82,13 +82,7 @@ struct Proc {
 
 impl Proc {
     fn spawn(argv: &[String]) -> std::io::Result<Proc> {
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()?;
+        let mut child = rows::spawn_piped(argv, Stdio::piped())?;
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, lines) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
@@ -109,17 +103,11 @@ impl Proc {
                 }
             });
         }
-        if let Some(mut err) = child.stderr.take() {
+        if let Some(err) = child.stderr.take() {
             let log = log.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = err.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        l.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
+            rows::pump(err, move |b| {
+                if let Ok(mut l) = log.lock() {
+                    l.push_str(&String::from_utf8_lossy(b));
                 }
             });
         }
@@ -350,7 +338,7 @@ fn oci(
             bundle.clone(),
             format!("mbs-{tag}-{pid}-{i}"),
         ];
-        let out = crate::rows::run_once(&argv, timeout);
+        let out = rows::run_once(&argv, timeout);
         if out.ok {
             Ok(out.wall_ms)
         } else {
