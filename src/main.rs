@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod cli;
+mod logging;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -345,22 +346,7 @@ fn log_filter(level: &str) -> String {
 fn main() -> ExitCode {
     let start = Instant::now();
     let cli = Cli::parse();
-    env_logger::Builder::new()
-        .parse_filters(&log_filter(&cli.log_level))
-        .format(|buf, record| {
-            use std::io::Write;
-            match record.level() {
-                log::Level::Info => writeln!(buf, "minnow: {}", record.args()),
-                log::Level::Warn => writeln!(buf, "minnow: warning: {}", record.args()),
-                level => writeln!(
-                    buf,
-                    "minnow: {}: {}",
-                    level.as_str().to_lowercase(),
-                    record.args()
-                ),
-            }
-        })
-        .init();
+    logging::init(&log_filter(&cli.log_level));
     let result = match cli.command {
         Command::Run(args) => run(*args, start, &cli.log_level),
         Command::Vm(args) => cli::vm::run(args),

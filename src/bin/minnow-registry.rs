@@ -3,6 +3,8 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+#[path = "../logging.rs"]
+mod logging;
 #[path = "../registry/mod.rs"]
 mod registry;
 

@@ -96,19 +96,7 @@ fn log_filter(level: &str) -> String {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new()
-        .parse_filters(&log_filter(&cli.log_level))
-        .format(|buf, record| match record.level() {
-            log::Level::Info => writeln!(buf, "minnow: {}", record.args()),
-            log::Level::Warn => writeln!(buf, "minnow: warning: {}", record.args()),
-            level => writeln!(
-                buf,
-                "minnow: {}: {}",
-                level.as_str().to_lowercase(),
-                record.args()
-            ),
-        })
-        .init();
+    crate::logging::init(&log_filter(&cli.log_level));
     let store = || Store::open(&store_path(cli.store.clone())).map_err(String::from);
     let result = match cli.command {
         Command::Pull {
