@@ -106,6 +106,10 @@ struct RunArgs {
     /// Back guest memory with huge pages.
     #[arg(long)]
     hugepages: bool,
+    /// The in-kernel i8254 PIT: auto (only for a kernel that uses it: Linux before 5.3,
+    /// or one told to avoid the TSC-deadline LAPIC timer), on, off [default: auto].
+    #[arg(long, value_name = "auto|on|off")]
+    pit: Option<minnow_vmm::pit::Mode>,
     /// A raw disk image on virtio-blk: PATH[,ro]. Repeat for more disks (vda, vdb, ...).
     #[arg(long = "disk", value_name = "PATH[,ro]")]
     disks: Vec<minnow_vmm::config::DiskConfig>,
@@ -144,7 +148,7 @@ struct RunArgs {
     api_sock: Option<PathBuf>,
     /// Run on from the snapshot in DIR (`minnow vm snapshot`) instead of booting: its
     /// memory is mapped copy-on-write, so many VMs can restore one DIR at once.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["jail", "kernel", "initrd", "cmdline", "mem_mib", "vcpus", "hugepages", "disks", "nets", "root", "image", "config", "command"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["jail", "kernel", "initrd", "cmdline", "mem_mib", "vcpus", "hugepages", "pit", "disks", "nets", "root", "image", "config", "command"])]
     restore: Option<PathBuf>,
     /// The workload and its arguments, run by minnow's guest init (after --).
     #[arg(last = true, value_name = "CMD")]
@@ -177,6 +181,9 @@ impl RunArgs {
             cfg.vcpus = v;
         }
         cfg.hugepages |= self.hugepages;
+        if let Some(p) = self.pit {
+            cfg.pit = p;
+        }
         if !self.disks.is_empty() {
             cfg.disks = self.disks;
         }

@@ -183,9 +183,15 @@ fn console_input_longer_than_the_uart_fifo_arrives_whole() {
 
 /// Starts the halting guest and waits until it has halted.
 fn start_halted_guest() -> std::process::Child {
+    start_halted_guest_with(&[])
+}
+
+/// The same, with more `minnow run` flags.
+fn start_halted_guest_with(flags: &[&str]) -> std::process::Child {
     let mut child = minnow()
         .args(["run", "--mem-mib", "32", "--kernel"])
         .arg(guest("halt.elf"))
+        .args(flags)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -211,6 +217,26 @@ fn wait_with_deadline(
     }
     let _ = child.kill();
     None
+}
+
+/// Whether KVM's PIT worker thread of VMM `pid` (`kvm-pit/PID`) exists.
+fn has_pit(pid: u32) -> bool {
+    let name = format!("kvm-pit/{pid}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim_end() == name))
+}
+
+#[test]
+fn a_guest_that_is_not_linux_gets_no_pit_unless_asked() {
+    for (flags, want) in [(&[][..], false), (&["--pit", "on"][..], true)] {
+        let mut child = start_halted_guest_with(flags);
+        assert_eq!(has_pit(child.id()), want, "minnow run {flags:?}");
+        sigterm(child.id());
+        let status = wait_with_deadline(&mut child, 10).expect("minnow did not stop");
+        assert_eq!(status.code(), Some(0), "{flags:?}");
+    }
 }
 
 #[test]

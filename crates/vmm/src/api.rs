@@ -437,7 +437,8 @@ fn create_snapshot(ctx: &ApiContext, dir: &Path, gone: &dyn Fn() -> bool) -> Res
         ));
     }
     let vcpus = ctx.control.save(gone)?;
-    let mut vm = snapshot::save_vm(&ctx.vm).map_err(|e| e.to_string())?;
+    let mut vm = snapshot::save_vm(&ctx.vm, ctx.config.pit == crate::pit::Mode::On)
+        .map_err(|e| e.to_string())?;
     // The guest's time is the one at the pause.
     if let Some(clock) = *lock(&ctx.paused_clock) {
         vm.clock = clock;

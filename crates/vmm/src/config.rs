@@ -300,6 +300,9 @@ pub struct VmConfig {
     /// The image store holding `image` [default: $MINNOW_STORE or /var/lib/minnow].
     #[serde(default)]
     pub store: Option<PathBuf>,
+    /// The in-kernel PIT: auto (only for guests that use one, crate::pit), on, off.
+    #[serde(default)]
+    pub pit: crate::pit::Mode,
 }
 
 fn default_mem() -> u64 {

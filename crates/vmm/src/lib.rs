@@ -16,6 +16,7 @@ pub mod device_manager;
 pub mod devices;
 pub mod kvm;
 pub mod memory;
+pub mod pit;
 pub mod profile;
 pub mod seccomp;
 pub mod snapshot;
@@ -257,8 +258,21 @@ impl Vmm {
                 rsdp: Some(rsdp),
             },
         )?;
+        // The PIT once the kernel is known; the config (and a snapshot's) says which.
+        let mut config = config.clone();
+        let pit = pit::wanted(config.pit, &entry.guest, &cmdline);
+        if pit {
+            create_pit(&vm).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+        }
+        log::debug!(
+            "PIT {} for {:?} (--pit {})",
+            if pit { "on" } else { "off" },
+            entry.guest,
+            config.pit
+        );
+        config.pit = if pit { pit::Mode::On } else { pit::Mode::Off };
         let vcpus = create_vcpus(&kvm, &vm, &mem, count, entry)?;
-        finish(kvm, vm, mem, devs, vcpus, parts, filters, opts, config)
+        finish(kvm, vm, mem, devs, vcpus, parts, filters, opts, &config)
     }
 
     /// Builds a VM from the snapshot in `dir` (`minnow run --restore DIR`): memory mapped
@@ -457,7 +471,7 @@ pub(crate) fn block_stop_signals() {
     }
 }
 
-/// In-kernel interrupt controllers and timer; the TSS and identity-map pages Intel's VMX
+/// In-kernel interrupt controllers; the TSS and identity-map pages Intel's VMX
 /// needs out of the guest's way.
 fn setup_irqchip(vm: &VmFd) -> Result<(), Error> {
     // A 32-bit address: fits usize on the 64-bit hosts minnow runs on.
@@ -471,15 +485,18 @@ fn setup_irqchip(vm: &VmFd) -> Result<(), Error> {
         .map_err(kvm_err("KVM_SET_IDENTITY_MAP_ADDR"))?;
     vm.create_irq_chip()
         .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
-    let pit = kvm_pit_config {
-        flags: KVM_PIT_SPEAKER_DUMMY,
-        ..Default::default()
-    };
-    vm.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
     Ok(())
 }
 
-/// Opens KVM and creates the VM with its in-kernel irqchip and PIT; checks the vCPU count.
+/// KVM's in-kernel PIT, with a dummy speaker port; only for guests that use it (crate::pit).
+pub(crate) fn create_pit(vm: &VmFd) -> Result<(), kvm_ioctls::Error> {
+    vm.create_pit2(kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    })
+}
+
+/// Opens KVM and creates the VM with its in-kernel irqchip; checks the vCPU count.
 fn open_vm(config: &VmConfig, kvm_device: &std::path::Path) -> Result<(Kvm, VmFd, u8), Error> {
     let kvm = kvm::open(kvm_device)?;
     if minnow_host::is_pvm() {

@@ -27,7 +27,7 @@ use crate::config::VmConfig;
 /// The first bytes of `DIR/state`.
 pub const MAGIC: [u8; 8] = *b"MINNOWSS";
 /// The format version this minnow writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The state file's name in a snapshot directory.
 pub const STATE_FILE: &str = "state";
 /// The memory file's name in a snapshot directory.
@@ -307,7 +307,8 @@ pub struct VmState {
     pub pic_master: kvm_irqchip,
     pub pic_slave: kvm_irqchip,
     pub ioapic: kvm_irqchip,
-    pub pit: kvm_pit_state2,
+    /// None for a VM built without a PIT (crate::pit).
+    pub pit: Option<kvm_pit_state2>,
     pub clock: kvm_clock_data,
 }
 
@@ -320,20 +321,28 @@ fn irqchip(vm: &VmFd, chip_id: u32) -> Result<kvm_irqchip, Error> {
     Ok(chip)
 }
 
-/// Saves the VM's irqchip, PIT and clock (its vCPUs are paused).
-pub fn save_vm(vm: &VmFd) -> Result<VmState, Error> {
+/// Saves the VM's irqchip, PIT (if `pit`: the VM has one) and clock (its vCPUs are paused).
+pub fn save_vm(vm: &VmFd, pit: bool) -> Result<VmState, Error> {
     Ok(VmState {
         pic_master: irqchip(vm, KVM_IRQCHIP_PIC_MASTER)?,
         pic_slave: irqchip(vm, KVM_IRQCHIP_PIC_SLAVE)?,
         ioapic: irqchip(vm, KVM_IRQCHIP_IOAPIC)?,
-        pit: vm.get_pit2().map_err(kvm("KVM_GET_PIT2"))?,
+        pit: if pit {
+            Some(vm.get_pit2().map_err(kvm("KVM_GET_PIT2"))?)
+        } else {
+            None
+        },
         clock: vm.get_clock().map_err(kvm("KVM_GET_CLOCK"))?,
     })
 }
 
-/// Puts the saved irqchip, PIT and clock into a new VM (created with both).
+/// Puts the saved irqchip, PIT and clock into a new VM (created with an irqchip; the PIT
+/// is created here when the snapshot has one).
 pub fn restore_vm(vm: &VmFd, s: &VmState) -> Result<(), Error> {
-    vm.set_pit2(&s.pit).map_err(kvm("KVM_SET_PIT2"))?;
+    if let Some(pit) = &s.pit {
+        crate::create_pit(vm).map_err(kvm("KVM_CREATE_PIT2"))?;
+        vm.set_pit2(pit).map_err(kvm("KVM_SET_PIT2"))?;
+    }
     // KVM_SET_CLOCK takes no flags but KVM_CLOCK_REALTIME; the saved ones describe the
     // old host's clock (TSC_STABLE), not a request.
     let clock = kvm_clock_data {
@@ -650,7 +659,7 @@ mod tests {
                 pic_master: kvm_irqchip::default(),
                 pic_slave: kvm_irqchip::default(),
                 ioapic: kvm_irqchip::default(),
-                pit: kvm_pit_state2::default(),
+                pit: Some(kvm_pit_state2::default()),
                 clock: kvm_clock_data::default(),
             },
             vcpus: Vec::new(),

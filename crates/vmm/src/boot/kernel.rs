@@ -16,6 +16,7 @@ use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::Error;
 use crate::arch::x86_64::layout::{CMDLINE_MAX_SIZE, HIMEM_START, MMIO_GAP_START};
+use crate::pit::{self, Guest};
 
 /// Offset of the 64-bit entry point from the start of a bzImage's protected-mode code.
 const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
@@ -41,6 +42,8 @@ pub struct Kernel {
     pub end: u64,
     /// The bzImage setup header.
     pub setup_header: Option<setup_header>,
+    /// Linux (and which) or another kernel: whether it needs a PIT (crate::pit).
+    pub guest: Guest,
 }
 
 impl Kernel {
@@ -141,14 +144,45 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<Kernel, Error> {
             },
         });
     }
-    log::debug!("kernel {format:?} loaded at {load:#x}, entry {entry:#x}, pvh {pvh_entry:x?}");
+    let guest = what_guest(&mut file, format, result.setup_header.as_ref()).map_err(open_err)?;
+    log::debug!(
+        "kernel {format:?} ({guest:?}) loaded at {load:#x}, entry {entry:#x}, pvh {pvh_entry:x?}"
+    );
     Ok(Kernel {
         format,
         entry,
         pvh_entry,
         end: result.kernel_end,
         setup_header: result.setup_header,
+        guest,
     })
+}
+
+/// A bzImage is Linux, its version in the setup header's `kernel_version` string (at
+/// 0x200 plus that offset, boot protocol 2.00+); an ELF is Linux if it has Linux's banner.
+fn what_guest(
+    file: &mut File,
+    format: Format,
+    header: Option<&setup_header>,
+) -> std::io::Result<Guest> {
+    match format {
+        Format::BzImage => {
+            let at = header.map_or(0, |h| h.kernel_version);
+            if at == 0 {
+                return Ok(Guest::Linux(None));
+            }
+            file.seek(SeekFrom::Start(0x200 + u64::from(at)))?;
+            let mut text = Vec::with_capacity(32);
+            file.take(32).read_to_end(&mut text)?;
+            Ok(Guest::Linux(pit::parse_version(&String::from_utf8_lossy(
+                &text,
+            ))))
+        }
+        Format::Elf => {
+            file.seek(SeekFrom::Start(0))?;
+            Ok(pit::scan_banner(file)?.unwrap_or(Guest::Other))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +217,7 @@ mod tests {
             pvh_entry: None,
             end: 0,
             setup_header: h,
+            guest: Guest::Linux(None),
         }
     }
 

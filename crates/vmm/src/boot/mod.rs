@@ -69,6 +69,8 @@ pub struct BootInput<'a> {
 pub struct BootEntry {
     pub mode: EntryMode,
     pub entry: u64,
+    /// What the kernel is, for the devices it needs (crate::pit).
+    pub guest: crate::pit::Guest,
 }
 
 /// Loads everything and writes the boot parameters.
@@ -98,6 +100,7 @@ pub fn load(mem: &GuestMemoryMmap, input: &BootInput) -> Result<BootEntry, Error
             Ok(BootEntry {
                 mode: EntryMode::Pvh,
                 entry,
+                guest: kernel.guest,
             })
         }
         None => {
@@ -105,6 +108,7 @@ pub fn load(mem: &GuestMemoryMmap, input: &BootInput) -> Result<BootEntry, Error
             Ok(BootEntry {
                 mode: EntryMode::Linux64,
                 entry: kernel.entry,
+                guest: kernel.guest,
             })
         }
     }
