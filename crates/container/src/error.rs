@@ -2,11 +2,11 @@
 //! a fix (the CLI prints it after `minnow: error:`, minnow-runc after `minnow-runc:
 //! error:`); the cause stays reachable as the source.
 //!
-//! A failure inside the container's own process before its exec (`container run`'s child,
-//! the engine's init, an `exec`'d process) is a [`Failure`]; it crosses a pipe to the
-//! runtime as its one line of text, which arrives there as [`Error::Init`],
-//! [`Error::Exec`] or [`Error::Setup`] (and a detached supervisor's as
-//! [`Error::Startup`]).
+//! A failure inside the container's own process before its exec (the engine's init, for
+//! minnow-runc and `container run`, or an `exec`'d process) is a [`Failure`]; it crosses
+//! a pipe to the runtime as its one line of text, which arrives there as [`Error::Init`]
+//! (for `container run`, [`Error::Setup`]) or [`Error::Exec`] (and a detached
+//! supervisor's as [`Error::Startup`]).
 
 use std::fmt::Display;
 use std::io;
@@ -221,14 +221,10 @@ pub enum Error {
     },
     #[error("cannot join the container's PID namespace: {0}")]
     ContainerPidJoin(#[source] Errno),
-    #[error("cannot create the container's PID namespace: {0}")]
-    ClonePidNamespace(#[source] Errno),
     #[error("cannot create the container's init: {0}")]
     CloneInit(#[source] Errno),
     #[error("cannot signal the container's init: {0}")]
     SignalInit(#[source] io::Error),
-    #[error("cannot start the container: {0}")]
-    Start(#[source] io::Error),
     /// The init's own one-line message.
     #[error("container init: {0}")]
     Init(String),
@@ -272,8 +268,6 @@ pub enum Error {
     CommandNotFound(String),
     #[error("{0:?} contains a NUL byte; remove it from config.json")]
     SpecNul(String),
-    #[error("argument {0:?} contains a NUL byte")]
-    ArgumentNul(String),
     #[error("cannot execute {}: {source}", program.display())]
     Execve {
         program: PathBuf,

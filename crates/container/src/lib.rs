@@ -2,9 +2,10 @@
 //! namespaces, on an overlayfs of the image's extracted layers, inside a cgroup with
 //! memory, cpu and pids limits. See docs/containers.md.
 //!
-//! `run` is the supervisor: it prepares the container directory and cgroup, and clones the
-//! container's PID 1 into a new PID namespace (which joins the cgroup, finishes set-up in
-//! [`rootfs::setup`] and execs), waits for it, and cleans up on every path.
+//! `run` is the supervisor: it turns the image and the flags into an OCI spec and the
+//! engine's plan (`run_spec.rs`), prepares the container directory and cgroup, has the
+//! engine clone the container's init into a new PID namespace (which joins the cgroup,
+//! sets up and execs, as minnow-runc's does), waits for it, and cleans up on every path.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod paths;
 pub mod rootfs;
+pub mod run_spec;
 pub mod seccomp;
 pub mod security;
 pub mod veth;
@@ -30,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, pipe2, ForkResult, Pid};
@@ -38,7 +39,6 @@ use serde::{Deserialize, Serialize};
 
 use cgroup::{Cgroup, Limits};
 use minnow_image::{check_name, now_rfc3339, Image, Store};
-use rootfs::ChildPlan;
 
 /// `STORE/containers/<id>/state.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -224,7 +224,8 @@ pub fn find(store: &Store, key: &str) -> Result<State, Error> {
 struct Prepared {
     dir: PathBuf,
     state: State,
-    plan: ChildPlan,
+    plan: engine::Plan,
+    veth: bool,
     limits: Limits,
     mountinfo: PathBuf,
 }
@@ -246,8 +247,7 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, Error> {
         return Err(Error::NoCommand(opts.image.clone()));
     }
     // Before anything exists: a bad flag or profile leaves nothing behind.
-    let security =
-        security::Security::from_flags(&opts.security, security::passwd_root(&lowers).as_deref())?;
+    let (spec, security) = run_spec::spec(&opts.security, &lowers)?;
     let _lock = store.lock()?;
     let id = new_id();
     let name = opts.name.clone().unwrap_or_else(|| id.clone());
@@ -293,26 +293,31 @@ fn prepare(store: &Store, opts: &RunOptions) -> Result<Prepared, Error> {
         let _ = fs::remove_dir_all(&dir);
         return Err(e);
     }
-    let plan = ChildPlan {
-        rootfs,
-        overlay_options,
-        hostname: name,
-        new_net: !opts.host_net,
-        veth: opts.veth,
-        bind_sys: opts.bind_sys,
+    let workload = run_spec::Workload {
         argv,
         env,
-        workdir: cfg
+        cwd: cfg
             .working_dir
             .clone()
             .filter(|w| !w.is_empty())
             .unwrap_or_else(|| "/".into()),
-        security,
+        hostname: name,
+        host_net: opts.host_net,
+        veth: opts.veth,
+        bind_sys: opts.bind_sys,
+    };
+    let plan = match run_spec::plan(spec, security, &workload, &dir, &id, overlay_options) {
+        Ok(p) => p,
+        Err(e) => {
+            remove_dir(&dir);
+            return Err(e);
+        }
     };
     Ok(Prepared {
         dir,
         state,
         plan,
+        veth: opts.veth,
         limits: opts.limits,
         mountinfo: opts.mountinfo.clone(),
     })
@@ -442,28 +447,25 @@ fn supervise(mut p: Prepared, started: impl FnOnce(Result<(), &str>)) -> Result<
     result
 }
 
+/// Reports `e` to `started`, then returns it.
+fn fail(e: Error, started: impl FnOnce(Result<(), &str>)) -> Result<i32, Error> {
+    started(Err(&e.to_string()));
+    Err(e)
+}
+
 fn start_and_wait(
     p: &mut Prepared,
     cg: &Cgroup,
     started: impl FnOnce(Result<(), &str>),
 ) -> Result<i32, Error> {
-    // Reports the failure to `started`, then returns it.
-    fn fail(e: Error, started: impl FnOnce(Result<(), &str>)) -> Result<i32, Error> {
-        started(Err(&e.to_string()));
-        Err(e)
-    }
-    let pipes = pipe2(OFlag::O_CLOEXEC).and_then(|go| pipe2(OFlag::O_CLOEXEC).map(|err| (go, err)));
-    let ((go_r, go_w), (err_r, err_w)) = match pipes {
-        Ok(p) => p,
-        Err(e) => return fail(Error::sys("pipe")(e), started),
-    };
-    // The child becomes PID 1 of a new PID namespace; this process stays outside (unshare
-    // would move our own later children and forbid threads, so clone it is).
-    let veth = if p.plan.veth {
+    let veth = if p.veth {
         match veth::plan(&p.state.id) {
             Ok(v) => {
-                p.plan.env.push(format!("MINNOW_HOST_IP={}", v.host_ip));
-                p.plan.env.push(format!("MINNOW_IP={}", v.ip));
+                p.plan
+                    .process
+                    .env
+                    .push(format!("MINNOW_HOST_IP={}", v.host_ip));
+                p.plan.process.env.push(format!("MINNOW_IP={}", v.ip));
                 Some(v)
             }
             Err(e) => return fail(e, started),
@@ -471,77 +473,82 @@ fn start_and_wait(
     } else {
         None
     };
-    let mut clone_flags = CloneFlags::CLONE_NEWPID;
-    if veth.is_some() {
-        clone_flags |= CloneFlags::CLONE_NEWNET;
-    }
-    let mut stack = vec![0u8; 256 << 10];
-    let mut child_fds = Some((go_r, err_w));
-    let plan = &p.plan;
-    let cb: nix::sched::CloneCb = Box::new(|| match child_fds.take() {
-        Some((go, err)) => child_main(plan, cg, go, err),
-        None => 1,
-    });
-    // SAFETY: without CLONE_VM the child gets a copy of this address space, as with
-    // fork; the supervisor is single-threaded until after this call (the signal thread
-    // starts below), so the child cannot inherit a lock held by another thread. The
-    // stack outlives the call and is only used by the child.
-    let cloned = unsafe { nix::sched::clone(cb, &mut stack, clone_flags, Some(libc::SIGCHLD)) };
-    drop(child_fds);
-    let child = match cloned {
-        Ok(c) => c,
-        Err(e) => return fail(Error::ClonePidNamespace(e), started),
-    };
-    // Forward termination signals; a second one kills the container.
-    let forwarder = forward_signals(child);
-    let mut go = fs::File::from(go_w);
-    // The child joins its cgroup and sets up its root meanwhile; it execs after "g".
-    let setup = veth
-        .as_ref()
-        .map_or(Ok(()), |v| v.setup(child.as_raw()))
-        .and_then(|()| match go.write_all(b"g") {
-            // The child failed before the go-ahead and closed its end: its message is
-            // on the error pipe, read below.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            r => r.map_err(Error::Start),
-        });
-    drop(go);
-    if let Err(e) = setup {
-        let _ = kill(child, Signal::SIGKILL);
-        let _ = wait_for(child);
-        if let Some(v) = &veth {
-            v.remove();
-        }
-        return fail(e, started);
-    }
-    p.state.pid = Some(child.as_raw());
-    p.state.status = Status::Running;
-    let _ = p.state.save(&p.dir);
-    // The error pipe closes on exec (CLOEXEC) or carries "code message" on failure.
-    let mut msg = String::new();
-    let _ = fs::File::from(err_r).read_to_string(&mut msg);
-    if msg.is_empty() {
-        started(Ok(()));
-        let status = wait_for(child);
-        drop(forwarder);
-        if let Some(v) = &veth {
-            v.remove();
-        }
-        return status;
-    }
-    let _ = wait_for(child);
-    drop(forwarder);
+    let result = start(p, cg, veth.as_ref(), started);
     if let Some(v) = &veth {
         v.remove();
     }
-    let (code, text) = msg.split_once(' ').unwrap_or(("1", &msg));
-    let code: i32 = code.parse().unwrap_or(1);
-    started(Err(text));
+    result
+}
+
+/// Has the engine clone the init, makes the veth pair while it waits before pivot_root,
+/// lets it exec and waits for it.
+fn start(
+    p: &mut Prepared,
+    cg: &Cgroup,
+    veth: Option<&veth::Veth>,
+    started: impl FnOnce(Result<(), &str>),
+) -> Result<i32, Error> {
+    let mut child = match engine::spawn(&p.plan, cg, None, None) {
+        Ok(c) => c,
+        Err(e) => return fail(e, started),
+    };
+    let pid = child.pid;
+    // Forward termination signals; a second one kills the container.
+    let forwarder = forward_signals(pid);
+    if let Err(e) = set_up(&mut child, veth) {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = wait_for(pid);
+        drop(forwarder);
+        return failed(e, child.code, started);
+    }
+    p.state.pid = Some(pid.as_raw());
+    p.state.status = Status::Running;
+    let _ = p.state.save(&p.dir);
+    // The report pipe closes on exec (CLOEXEC) or carries the failure before it.
+    match child.exec_result() {
+        Ok(()) => {
+            started(Ok(()));
+            let status = wait_for(pid);
+            drop(forwarder);
+            status
+        }
+        Err(e) => {
+            let _ = wait_for(pid);
+            drop(forwarder);
+            failed(e, child.code, started)
+        }
+    }
+}
+
+/// Waits until the init is set up (making the veth pair when it stops before
+/// pivot_root), then commits it.
+fn set_up(child: &mut engine::Child, veth: Option<&veth::Veth>) -> Result<(), Error> {
+    loop {
+        match child.stage()? {
+            engine::Stage::Ready => break,
+            engine::Stage::Hooks => {
+                if let Some(v) = veth {
+                    v.setup(child.pid.as_raw())?;
+                }
+                child.resume()?;
+            }
+        }
+    }
+    child.commit()
+}
+
+/// A failure of the init: a program not found or not executable is its exit code (127,
+/// 126) after the message, as a shell has it; any other is a set-up failure.
+fn failed(e: Error, code: i32, started: impl FnOnce(Result<(), &str>)) -> Result<i32, Error> {
+    let Error::Init(text) = e else {
+        return fail(e, started);
+    };
+    started(Err(&text));
     if code == 126 || code == 127 {
         eprintln!("minnow: error: {text}");
         return Ok(code);
     }
-    Err(Error::Setup(text.to_string()))
+    Err(Error::Setup(text))
 }
 
 fn wait_for(child: Pid) -> Result<i32, Error> {
@@ -576,32 +583,6 @@ fn forward_signals(child: Pid) -> Option<signal_hook::iterator::Handle> {
         }
     });
     Some(handle)
-}
-
-/// The cloned child: joins its cgroup first (so everything after is limited), sets up,
-/// waits for the supervisor's "g" (its veth is ready), applies capabilities, user and
-/// seccomp (`security.rs`), execs; reports failure on `err`.
-/// Joining from the child is what keeps a v1 host fast: see `Cgroup::join_self`.
-fn child_main(plan: &ChildPlan, cg: &Cgroup, go: OwnedFd, err: OwnedFd) -> ! {
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    let started = cg
-        .join_self()
-        .map_err(|e| (1, Error::Cgroup(e)))
-        .and_then(|()| rootfs::setup(plan))
-        .and_then(|()| {
-            let mut byte = [0u8; 1];
-            match fs::File::from(go).read(&mut byte) {
-                Ok(1) => plan.security.apply().and_then(|()| rootfs::exec(plan)),
-                // The supervisor failed before "g" and is killing us: nothing to report.
-                _ => exit_now(1),
-            }
-        });
-    let (code, msg) = match started {
-        Ok(never) => match never {},
-        Err(f) => f,
-    };
-    let _ = write!(fs::File::from(err), "{code} {msg}");
-    exit_now(code)
 }
 
 /// `minnow container stop`: SIGTERM, then SIGKILL after `grace`; waits for the supervisor

@@ -7,7 +7,7 @@
 //! In the init, [`Security::apply`] follows the order of `caps.rs`'s module
 //! documentation (runc's): seccomp first unless no_new_privs, keepcaps, setgroups /
 //! setresgid / setresuid, `caps::apply`, then no_new_privs and seccomp if asked, exec.
-//! The path mounts are `paths.rs`'s, called by `rootfs::setup` after pivot_root.
+//! The path mounts are `paths.rs`'s, called by the engine's init after pivot_root.
 
 use std::path::{Path, PathBuf};
 
@@ -82,13 +82,24 @@ pub fn check_flags(flags: &Flags) -> Result<(), Error> {
     defaults::apply_flags(&mut spec, &early, None).map_err(|e| flag_error(e, flags))
 }
 
+/// Docker's defaults ([`defaults::docker_spec`]) changed by `flags`; `passwd_root` is
+/// where the image's `etc/passwd` is, for `--user NAME`. An error names the flag.
+pub fn flags_spec(flags: &Flags, passwd_root: Option<&Path>) -> Result<Spec, Error> {
+    let mut spec = defaults::docker_spec();
+    defaults::apply_flags(&mut spec, flags, passwd_root).map_err(|e| flag_error(e, flags))?;
+    Ok(spec)
+}
+
 impl Security {
     /// Docker's defaults changed by `flags`; `passwd_root` is where the image's
     /// `etc/passwd` is, for `--user NAME`.
     pub fn from_flags(flags: &Flags, passwd_root: Option<&Path>) -> Result<Security, Error> {
-        let mut spec = defaults::docker_spec();
-        defaults::apply_flags(&mut spec, flags, passwd_root).map_err(|e| flag_error(e, flags))?;
-        Security::from_spec(&spec, flags.privileged).map_err(|e| {
+        Security::from_flags_spec(&flags_spec(flags, passwd_root)?, flags)
+    }
+
+    /// The settings of [`flags_spec`]'s spec (an error naming the flag).
+    pub fn from_flags_spec(spec: &Spec, flags: &Flags) -> Result<Security, Error> {
+        Security::from_spec(spec, flags.privileged).map_err(|e| {
             match flags
                 .security_opt
                 .iter()

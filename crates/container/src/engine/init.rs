@@ -70,9 +70,12 @@ pub fn main(plan: &Plan, cg: &Cgroup, fds: InitFds) -> ! {
             // The runtime failed after set-up and is killing us.
             _ => exit_now(1),
         }
-        // The runtime is alive (it waits for "k"): from here the container outlives it.
-        nix::sys::prctl::set_pdeathsig(None)
-            .map_err(fail("cannot clear the parent-death signal"))?;
+        // The runtime is alive (it waits for "k"): from here the container outlives it
+        // (but for `container run`, whose supervisor stays to the end).
+        if !plan.front.cli {
+            nix::sys::prctl::set_pdeathsig(None)
+                .map_err(fail("cannot clear the parent-death signal"))?;
+        }
         report
             .write_all(b"k")
             .map_err(fail("cannot report to the runtime"))?;
@@ -99,8 +102,9 @@ pub fn main(plan: &Plan, cg: &Cgroup, fds: InitFds) -> ! {
         Ok(never) => match never {},
         Err(f) => f,
     };
-    // Before the commit the runtime reads this; after, the container's stderr does.
-    if committed.get() {
+    // Before the commit the runtime reads this; after, the container's stderr does
+    // (`container run`'s supervisor reads it until the exec).
+    if committed.get() && !plan.front.cli {
         let _ = writeln!(std::io::stderr(), "minnow-runc: error: {msg}");
     } else {
         let _ = write!(report, "E{code} {msg}");
@@ -139,15 +143,11 @@ fn set_up(
         None::<&str>,
     )
     .map_err(fail("cannot set the propagation of /"))?;
+    if plan.front.loopback {
+        super::net::loopback_up().map_err(fail("cannot bring up lo"))?;
+    }
     let root = &plan.rootfs;
-    mount(
-        Some(root),
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(fail(format!("cannot bind the root {}", root.display())))?;
+    root_mount(plan)?;
     for m in &plan.mounts {
         mounts::apply(m, root, &own)?;
     }
@@ -155,7 +155,7 @@ fn set_up(
         m.destination == Path::new("/dev") && m.typ != "bind" && !m.flags.contains(MsFlags::MS_BIND)
     });
     if dev_is_tmpfs {
-        default_devices(root)?;
+        default_devices(root, &plan.front)?;
     }
     for d in &plan.devices {
         device(root, d)?;
@@ -199,13 +199,52 @@ fn set_up(
             .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             .unwrap_or(false)
     };
+    let missing = || match plan.front.cli {
+        true => Error::CommandNotFound(cmd.clone()),
+        false => Error::InitNoProgram(cmd.clone()),
+    };
+    // `container run` leaves a path that cannot be run to execve (126, as a shell).
     find_program(cmd, &plan.process.env, is_exec)
-        .filter(|p| is_exec(p))
-        .ok_or_else(|| (127, Error::InitNoProgram(cmd.clone())))
+        .filter(|p| plan.front.cli || is_exec(p))
+        .ok_or_else(|| (127, missing()))
 }
 
-/// The nodes runc makes in a /dev of its own, and the links.
-fn default_devices(root: &Path) -> Result<(), Failure> {
+/// The root: the spec's bound onto itself, or `container run`'s overlay.
+fn root_mount(plan: &Plan) -> Result<(), Failure> {
+    let root = &plan.rootfs;
+    let Some(options) = &plan.front.overlay else {
+        return mount(
+            Some(root),
+            root,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(fail(format!("cannot bind the root {}", root.display())));
+    };
+    let flags = match plan.front.nodev {
+        true => MsFlags::MS_NODEV,
+        false => MsFlags::empty(),
+    };
+    mount(
+        Some("overlay"),
+        root,
+        Some("overlay"),
+        flags,
+        Some(options.as_str()),
+    )
+    .map_err(fail(format!(
+        "cannot mount overlay on {} ({options})",
+        root.display()
+    )))
+}
+
+/// The nodes runc makes in a /dev of its own, and the links (but `core` for `container
+/// run`). With `nodev` each node is bound onto itself and /dev then made nodev: the
+/// standard nodes work, a node made later with mknod (CAP_MKNOD is one of Docker's)
+/// cannot be opened (EACCES).
+fn default_devices(root: &Path, front: &super::Front) -> Result<(), Failure> {
+    let nodev = front.nodev;
     let dev = root.join("dev");
     for (name, major, minor) in [
         ("null", 1, 3),
@@ -215,7 +254,16 @@ fn default_devices(root: &Path) -> Result<(), Failure> {
         ("urandom", 1, 9),
         ("tty", 5, 0),
     ] {
-        node(&dev.join(name), SFlag::S_IFCHR, major, minor, 0o666)?;
+        let p = dev.join(name);
+        node(&p, SFlag::S_IFCHR, major, minor, 0o666)?;
+        if nodev {
+            mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(fail(format!("cannot bind {}", p.display())))?;
+        }
+    }
+    if nodev {
+        paths::set_attr(&dev, libc::MOUNT_ATTR_NODEV, false)
+            .map_err(fail("cannot make /dev nodev"))?;
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -224,6 +272,9 @@ fn default_devices(root: &Path) -> Result<(), Failure> {
         ("stderr", "/proc/self/fd/2"),
         ("core", "/proc/kcore"),
     ] {
+        if front.cli && link == "core" {
+            continue;
+        }
         let _ = std::os::unix::fs::symlink(target, dev.join(link));
     }
     if dev.join("pts/ptmx").exists() && !dev.join("ptmx").exists() {
@@ -296,11 +347,15 @@ pub(crate) fn exec(plan: &Plan, program: &Path) -> Result<std::convert::Infallib
     } else {
         126
     };
-    Err((
-        code,
-        Error::Execve {
+    let e = match plan.front.cli {
+        true => Error::ExecveCommand {
+            command: plan.process.args[0].clone(),
+            source: err,
+        },
+        false => Error::Execve {
             program: program.to_path_buf(),
             source: err,
         },
-    ))
+    };
+    Err((code, e))
 }

@@ -1,6 +1,8 @@
 //! The engine: an OCI runtime spec (`oci_spec::runtime::Spec`) and a bundle in, a
 //! container's init out, set up and waiting for the go-ahead (runc's lifecycle: create,
-//! then start). `minnow-runc` drives it (src/runc/).
+//! then start). `minnow-runc` drives it (src/runc/), and so does `minnow container run`
+//! (`run_spec.rs` builds its spec from Docker's defaults, the flags and the image; the
+//! few things it asks beyond a spec are the plan's [`Front`]).
 //!
 //! - [`spec::plan`] checks and converts the spec (refusing what minnow does not support)
 //!   and compiles the seccomp filter, before anything exists;
@@ -15,6 +17,7 @@ pub mod console;
 pub mod exec;
 pub mod init;
 pub mod mounts;
+pub mod net;
 pub mod spec;
 
 use std::fs;
@@ -110,6 +113,25 @@ pub struct Plan {
     /// Stop after the mounts (before pivot_root) for the runtime to run the prestart and
     /// createRuntime hooks ([`Child::stage`] says [`Stage::Hooks`]).
     pub hooks_pause: bool,
+    /// What `minnow container run` asks beyond the spec (the default: minnow-runc's).
+    pub front: Front,
+}
+
+/// What `minnow container run` asks of the init beyond an OCI spec.
+#[derive(Clone, Debug, Default)]
+pub struct Front {
+    /// overlayfs options: the root is an overlay mounted on `rootfs` in the new mount
+    /// namespace (so nothing is mounted on the host), not a bind of it.
+    pub overlay: Option<String>,
+    /// The root is nodev, and so is /dev once its standard nodes are bound onto
+    /// themselves: a node made later with mknod cannot be opened.
+    pub nodev: bool,
+    /// Bring `lo` up (a new network namespace).
+    pub loopback: bool,
+    /// `minnow container run`: the init keeps its parent-death signal after the commit
+    /// (it dies with its supervisor), reports a failure up to its exec on the report
+    /// pipe (closed by the exec), and words errors as `minnow` does.
+    pub cli: bool,
 }
 
 /// Where the init is, as [`Child::stage`] reports it.
@@ -125,6 +147,8 @@ pub enum Stage {
 /// The cloned init, seen from the runtime.
 pub struct Child {
     pub pid: Pid,
+    /// The exit code the init gave with its last failure (1 when it gave none).
+    pub code: i32,
     report: fs::File,
     go: Option<fs::File>,
 }
@@ -182,6 +206,7 @@ pub fn spawn(
     let pid = cloned.map_err(Error::CloneInit)?;
     Ok(Child {
         pid,
+        code: 1,
         report: fs::File::from(report_r),
         go: Some(fs::File::from(go_w)),
     })
@@ -194,13 +219,27 @@ impl Child {
         match self.report.read(&mut b) {
             Ok(1) if b[0] == b'r' => Ok(Stage::Ready),
             Ok(1) if b[0] == b'h' => Ok(Stage::Hooks),
-            Ok(1) if b[0] == b'E' => {
-                let mut msg = String::new();
-                let _ = self.report.read_to_string(&mut msg);
-                let text = msg.split_once(' ').map_or(msg.as_str(), |(_, m)| m);
-                Err(Error::Init(text.trim().to_string()))
-            }
+            Ok(1) if b[0] == b'E' => Err(Error::Init(self.failure())),
             _ => Err(Error::InitDied),
+        }
+    }
+
+    /// The rest of an "E<code> <message>" report: the message (the code in `self.code`).
+    fn failure(&mut self) -> String {
+        let mut msg = String::new();
+        let _ = self.report.read_to_string(&mut msg);
+        let (code, text) = msg.split_once(' ').unwrap_or(("1", msg.as_str()));
+        self.code = code.parse().unwrap_or(1);
+        text.trim().to_string()
+    }
+
+    /// After the commit of a [`Front::cli`] plan: waits until the init has exec'd (the
+    /// report pipe closes), or failed before (its message; the code in `self.code`).
+    pub fn exec_result(&mut self) -> Result<(), Error> {
+        let mut b = [0u8; 1];
+        match self.report.read(&mut b) {
+            Ok(1) if b[0] == b'E' => Err(Error::Init(self.failure())),
+            _ => Ok(()),
         }
     }
 

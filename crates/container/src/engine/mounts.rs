@@ -30,6 +30,9 @@ pub struct MountPlan {
     pub data: String,
     /// runc's `tmpcopyup` (Podman sends it): a tmpfs gets a copy of what was beneath it.
     pub copy_up: bool,
+    /// runc's `rro`: read-only (with the flags' nosuid, nodev, noexec) all the way down,
+    /// every mount under it too.
+    pub recursive_ro: bool,
 }
 
 /// A propagation option's flags, or None.
@@ -95,8 +98,12 @@ impl MountPlan {
         let mut prop = Vec::new();
         let mut data = Vec::new();
         let mut copy_up = false;
+        let mut recursive_ro = false;
         for o in m.options().iter().flatten() {
-            if o == "tmpcopyup" {
+            if o == "rro" {
+                recursive_ro = true;
+                flags |= MsFlags::MS_RDONLY;
+            } else if o == "tmpcopyup" {
                 copy_up = true;
             } else if o == "notmpcopyup" {
                 copy_up = false;
@@ -139,6 +146,7 @@ impl MountPlan {
             propagation: prop,
             data: data.join(","),
             copy_up,
+            recursive_ro,
         })
     }
 
@@ -298,6 +306,22 @@ pub fn apply(m: &MountPlan, root: &Path, own: &[(String, String)]) -> Result<(),
                 }
             }
         }
+    }
+    if m.recursive_ro {
+        let mut attr = libc::MOUNT_ATTR_RDONLY;
+        for (f, a) in [
+            (MsFlags::MS_NOSUID, libc::MOUNT_ATTR_NOSUID),
+            (MsFlags::MS_NODEV, libc::MOUNT_ATTR_NODEV),
+            (MsFlags::MS_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+        ] {
+            if m.flags.contains(f) {
+                attr |= a;
+            }
+        }
+        paths::set_attr(&target, attr, true).map_err(fail(format!(
+            "cannot make {} read-only (rro)",
+            m.destination.display()
+        )))?;
     }
     for p in &m.propagation {
         mount(None::<&str>, &target, None::<&str>, *p, None::<&str>).map_err(fail(format!(
@@ -482,6 +506,9 @@ mod tests {
         let typed = m("bind", "/abs", &["ro"]);
         assert!(typed.flags.contains(MsFlags::MS_BIND | MsFlags::MS_RDONLY));
         assert_eq!(typed.source, Some(PathBuf::from("/abs")));
+        let rro = m("bind", "/sys", &["rbind", "rro", "nosuid"]);
+        assert!(rro.recursive_ro && rro.flags.contains(MsFlags::MS_RDONLY));
+        assert!(!m("sysfs", "sysfs", &["ro"]).recursive_ro);
     }
 
     #[test]

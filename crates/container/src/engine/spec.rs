@@ -331,6 +331,7 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, Error> {
         },
         security,
         cgroup: CgroupPlan::from_spec(&linux, id)?,
+        front: Default::default(),
     })
 }
 
