@@ -218,29 +218,10 @@ impl Vmm {
     pub fn build(config: &VmConfig, workload: &Workload, opts: Options) -> Result<Vmm, Error> {
         config.validate()?;
         let (kvm, vm, count) = open_vm(config, &opts.kvm_device)?;
-        // KVM_GET_SUPPORTED_CPUID and compiling the seccomp filters are CPU work; the
-        // irqchip and the memory slot mostly wait (KVM's SRCU grace periods). So the first
-        // two run on a thread of their own beside the other two.
-        let (seccomp_mode, trip) = (opts.seccomp, opts.seccomp_trip);
-        let (early, built) = std::thread::scope(|s| {
-            let early = s.spawn(|| {
-                let cpuid = kvm
-                    .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-                    .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"));
-                (cpuid, seccomp::Filters::new(seccomp_mode, trip))
-            });
-            let built = setup_irqchip(&vm).and_then(|()| {
-                let mem = memory::create(config.mem_bytes(), config.hugepages)?;
-                memory::register(&vm, &mem)?;
-                Ok(mem)
-            });
-            (early.join(), built)
-        });
-        let mem = built?;
-        let (cpuid, filters) = early
-            .map_err(|_| Error::device("start-up thread", std::io::Error::other("it panicked")))?;
-        let (base_cpuid, filters) = (cpuid?, filters?);
+        let mem = memory::create(config.mem_bytes(), config.hugepages)?;
+        memory::register(&vm, &mem)?;
         let parts = Parts::new(&vm, &opts)?;
+        let filters = seccomp::Filters::new(opts.seccomp, opts.seccomp_trip)?;
         let mut devs = parts.legacy(&vm, &opts)?;
         devs.add_disks(&vm, &mem, &config.disks, &filters)?;
         devs.add_nets(&vm, &mem, &config.nets)?;
@@ -290,7 +271,7 @@ impl Vmm {
             config.pit
         );
         config.pit = if pit { pit::Mode::On } else { pit::Mode::Off };
-        let vcpus = create_vcpus(&base_cpuid, &vm, &mem, count, entry)?;
+        let vcpus = create_vcpus(&kvm, &vm, &mem, count, entry)?;
         finish(kvm, vm, mem, devs, vcpus, parts, filters, opts, &config)
     }
 
@@ -300,7 +281,6 @@ impl Vmm {
     pub fn restore(dir: &std::path::Path, opts: Options) -> Result<Vmm, Error> {
         let (snap, mem_file) = snapshot::read(dir)?;
         let (kvm, vm, count) = open_vm(&snap.config, &opts.kvm_device)?;
-        setup_irqchip(&vm)?;
         snapshot::Host::current(kvm.get_api_version()).check(&snap.host)?;
         if usize::from(count) != snap.vcpus.len() {
             return Err(snapshot::Error::Damaged {
@@ -516,7 +496,7 @@ pub(crate) fn create_pit(vm: &VmFd) -> Result<(), kvm_ioctls::Error> {
     })
 }
 
-/// Opens KVM and creates the VM (without devices); checks the vCPU count.
+/// Opens KVM and creates the VM with its in-kernel irqchip; checks the vCPU count.
 fn open_vm(config: &VmConfig, kvm_device: &std::path::Path) -> Result<(Kvm, VmFd, u8), Error> {
     let kvm = kvm::open(kvm_device)?;
     if minnow_host::is_pvm() {
@@ -535,6 +515,7 @@ fn open_vm(config: &VmConfig, kvm_device: &std::path::Path) -> Result<(Kvm, VmFd
         _ => return Err(too_many),
     };
     let vm = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+    setup_irqchip(&vm)?;
     Ok((kvm, vm, count))
 }
 
@@ -671,18 +652,21 @@ fn finish(
 
 /// Creates and configures the vCPUs; the first one starts at the kernel entry.
 fn create_vcpus(
-    base_cpuid: &CpuId,
+    kvm: &Kvm,
     vm: &VmFd,
     mem: &GuestMemoryMmap,
     count: u8,
     entry: boot::BootEntry,
 ) -> Result<Vec<VcpuFd>, Error> {
+    let base_cpuid: CpuId = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
     let mut vcpus = Vec::with_capacity(usize::from(count));
     for index in 0..count {
         let fd = vm
             .create_vcpu(u64::from(index))
             .map_err(kvm_err("KVM_CREATE_VCPU"))?;
-        vcpu::configure(&fd, base_cpuid, index, count)?;
+        vcpu::configure(&fd, &base_cpuid, index, count)?;
         if index == 0 {
             vcpu::set_boot_state(&fd, mem, entry)?;
         }
