@@ -523,10 +523,12 @@ pub fn pull(
             return Ok(pulled);
         }
         let t = probe.connect(&r)?;
-        t.client
-            .auth(&r.reference, &auth, RegistryOperation::Pull)
-            .await
-            .map_err(|e| classify(e, &r, had_credentials))?;
+        if t.challenged {
+            t.client
+                .auth(&r.reference, &auth, RegistryOperation::Pull)
+                .await
+                .map_err(|e| classify(e, &r, had_credentials))?;
+        }
         let progress = Progress::new(opts.progress);
         let ctx = Ctx {
             store,

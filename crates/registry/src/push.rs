@@ -156,13 +156,18 @@ pub fn push(store: &Store, name: &str, target: &str, opts: &Options) -> Result<P
             blobs.push(l.clone());
         }
     }
+    // Largest first: the big uploads start at once, and a small one never holds a slot
+    // that the last big one waits for.
+    blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
     let (auth, had_credentials) = auth::lookup(&r.auth_key())?;
     crate::runtime()?.block_on(async {
         let t = transport::connect(&r, opts).await?;
-        t.client
-            .auth(&r.reference, &auth, RegistryOperation::Push)
-            .await
-            .map_err(|e| classify(e, &r, had_credentials))?;
+        if t.challenged {
+            t.client
+                .auth(&r.reference, &auth, RegistryOperation::Push)
+                .await
+                .map_err(|e| classify(e, &r, had_credentials))?;
+        }
         let progress = Progress::new(opts.progress);
         let ctx = Ctx {
             store,

@@ -20,6 +20,8 @@ pub struct Transport {
     pub client: Client,
     pub scheme: &'static str,
     pub registry: String,
+    /// Whether `/v2/` answered with a `WWW-Authenticate` challenge (see [`Probe`]).
+    pub challenged: bool,
     opts: Options,
     certs: Vec<Vec<u8>>,
 }
@@ -256,6 +258,10 @@ pub async fn connect(r: &ImageRef, opts: &Options) -> Result<Transport, Error> {
 pub struct Probe {
     pub scheme: &'static str,
     pub registry: String,
+    /// Whether `/v2/` answered with a `WWW-Authenticate` challenge. Without one,
+    /// `oci-client`'s `auth` finds no token to get, yet, once called, asks `/v2/` again
+    /// before every later request: a registry that does not challenge is not asked.
+    pub challenged: bool,
     opts: Options,
     certs: Vec<Vec<u8>>,
     plain: reqwest::Client,
@@ -285,8 +291,12 @@ pub async fn probe(r: &ImageRef, opts: &Options) -> Result<Probe, Error> {
     let probe = http_client(true, &[]).map_err(|e| from_reqwest(e, &registry))?;
     let http_allowed = opts.insecure || r.is_loopback();
     let https = probe.get(format!("https://{}/v2/", r.host())).send().await;
-    let scheme = match https {
-        Ok(_) => "https",
+    let challenge = |resp: &reqwest::Response| {
+        resp.headers()
+            .contains_key(reqwest::header::WWW_AUTHENTICATE)
+    };
+    let (scheme, challenged) = match https {
+        Ok(resp) => ("https", challenge(&resp)),
         Err(e) => {
             let text = chain(&e);
             if !is_tls(&text) {
@@ -302,7 +312,7 @@ pub async fn probe(r: &ImageRef, opts: &Options) -> Result<Probe, Error> {
                 None
             };
             match plain {
-                Some(resp) if is_registry_answer(resp.status()) => "http",
+                Some(resp) if is_registry_answer(resp.status()) => ("http", challenge(&resp)),
                 _ if !http_allowed && text.to_ascii_lowercase().contains("invalidcontenttype") => {
                     return Err(Error::PlainHttp { registry });
                 }
@@ -319,6 +329,7 @@ pub async fn probe(r: &ImageRef, opts: &Options) -> Result<Probe, Error> {
     Ok(Probe {
         scheme,
         registry,
+        challenged,
         opts: opts.clone(),
         certs,
         plain: probe,
@@ -331,6 +342,7 @@ impl Probe {
         let Probe {
             scheme,
             registry,
+            challenged,
             opts,
             certs,
             ..
@@ -341,7 +353,10 @@ impl Probe {
             } else {
                 ClientProtocol::Https
             },
-            // Over plain HTTP no certificate is ever checked: skip loading the roots.
+            // Over plain HTTP no certificate is ever checked: skip loading the roots. (They
+            // are loaded all the same, ~5 ms, by the default `reqwest` client that
+            // `oci-client` 0.18's `Client::try_from` builds with `..Default::default()`
+            // and drops.)
             accept_invalid_certificates: opts.insecure || scheme == "http",
             extra_root_certificates: certs
                 .iter()
@@ -364,6 +379,7 @@ impl Probe {
             client,
             scheme,
             registry,
+            challenged,
             opts,
             certs,
         })
