@@ -15,10 +15,11 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, mkfifo, pipe2, ForkResult, Pid};
 use oci_spec::runtime::Spec;
 
+use super::relay::Relay;
 use super::state::{self, Saved};
 use super::{debug, hooks, warn, Global};
 
@@ -32,21 +33,25 @@ pub struct CreateArgs {
     pub detach: bool,
 }
 
-/// The connected `--console-socket` for a process with `terminal` (engine/console.rs),
-/// with runc's rules: a socket only for a detached process (`create`, `-d`) with a
-/// terminal, and a detached terminal only through a socket. Where runc relays the
-/// terminal itself (`run` or `exec` in the foreground), minnow-runc refuses.
+/// The console socket for a process with `terminal` (engine/console.rs), with runc's
+/// rules: `--console-socket` only for a detached process (`create`, `-d`) with a
+/// terminal, and a detached terminal only through one. In the foreground (`run` or
+/// `exec` without `-d`) minnow-runc relays the terminal itself, as runc does: the socket
+/// is one end of a pair whose other end is the [`Relay`].
 pub fn console(
     terminal: bool,
     socket: Option<&Path>,
     detach: bool,
-) -> Result<Option<OwnedFd>, String> {
+) -> Result<(Option<OwnedFd>, Option<Relay>), String> {
     match (terminal, socket) {
-        (true, Some(s)) if detach => Ok(Some(engine::console::connect(s)?)),
-        (false, None) => Ok(None),
+        (true, Some(s)) if detach => Ok((Some(engine::console::connect(s)?), None)),
+        (false, None) => Ok((None, None)),
+        (true, None) if !detach => {
+            let (theirs, relay) = Relay::pair()?;
+            Ok((Some(theirs), Some(relay)))
+        }
         (_, Some(_)) => Err("cannot use --console-socket unless the process is detached (create, -d) and has a terminal; drop --console-socket or set process.terminal".into()),
-        (true, None) if detach => Err("cannot give a detached process a terminal without --console-socket; pass --console-socket SOCKET or set process.terminal to false".into()),
-        (true, None) => Err("minnow-runc does not relay a terminal in the foreground; run detached (-d) with --console-socket SOCKET, or set process.terminal to false".into()),
+        (true, None) => Err("cannot give a detached process a terminal without --console-socket; pass --console-socket SOCKET or set process.terminal to false".into()),
     }
 }
 
@@ -126,6 +131,8 @@ pub struct Created {
     pub saved: Saved,
     pub child: engine::Child,
     pub guard: Guard,
+    /// The foreground terminal (`run` of a process with `terminal`).
+    pub relay: Option<Relay>,
 }
 
 /// `create` (and the first half of `run`).
@@ -164,10 +171,11 @@ pub fn create(g: &Global, a: &CreateArgs) -> Result<Created, String> {
         }
     };
     match create_in(&plan, &spec, &bundle, &dir, a) {
-        Ok((saved, child)) => Ok(Created {
+        Ok((saved, child, relay)) => Ok(Created {
             saved,
             child,
             guard,
+            relay,
         }),
         Err(e) => {
             state::destroy(&dir);
@@ -183,7 +191,7 @@ fn create_in(
     bundle: &Path,
     dir: &Path,
     a: &CreateArgs,
-) -> Result<(Saved, engine::Child), String> {
+) -> Result<(Saved, engine::Child, Option<Relay>), String> {
     let fifo = dir.join(engine::EXEC_FIFO);
     mkfifo(&fifo, Mode::from_bits_truncate(0o622))
         .map_err(|e| format!("cannot create {}: {e}", fifo.display()))?;
@@ -197,7 +205,7 @@ fn create_in(
     )
     .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
     let cg = cgroup::cgroup(&placed);
-    let console = console(plan.process.terminal, a.console_socket.as_deref(), a.detach)?;
+    let (console, relay) = console(plan.process.terminal, a.console_socket.as_deref(), a.detach)?;
     let mut child = engine::spawn(plan, &cg, Some(fifo_dir), console)?;
     let pid = child.pid;
     let abort = |e: String| {
@@ -244,7 +252,7 @@ fn create_in(
         write_pid_file(p, pid.as_raw()).map_err(abort)?;
     }
     child.commit().map_err(|e| abort(e.into()))?;
-    Ok((saved, child))
+    Ok((saved, child, relay))
 }
 
 /// Opens the exec fifo, so the init goes on to exec; returns once it did (or died).
@@ -312,6 +320,10 @@ pub fn start(g: &Global, id: &str) -> Result<(), String> {
 pub fn run(g: &Global, a: &CreateArgs, detach: bool) -> Result<i32, String> {
     let mut c = create(g, a)?;
     let started = release(&g.root, &c.saved);
+    let terminal = match (c.relay.take(), &started) {
+        (Some(r), Ok(())) => Some(r.receive()),
+        _ => None,
+    };
     if started.is_ok() {
         poststart(&g.root, &c.saved);
     }
@@ -321,7 +333,15 @@ pub fn run(g: &Global, a: &CreateArgs, detach: bool) -> Result<i32, String> {
     }
     let pid = c.child.pid;
     let forwarder = forward_signals(pid);
-    let code = if started.is_ok() { wait(pid) } else { Ok(1) };
+    let code = match terminal {
+        Some(Ok(t)) => t.pump(|| exited(pid)),
+        Some(Err(e)) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            wait(pid).and(Err(e))
+        }
+        None if started.is_ok() => wait(pid),
+        None => Ok(1),
+    };
     drop(forwarder);
     state::destroy(&state::dir(&g.root, &a.id));
     poststop(&c.saved);
@@ -345,6 +365,16 @@ pub fn poststop(saved: &Saved) {
         if let Err(e) = hooks::run("poststop", &list, &saved.oci_as(Status::Stopped)) {
             warn(&e);
         }
+    }
+}
+
+/// The exit code of `pid` if it has exited (reaped), else None.
+pub fn exited(pid: Pid) -> Result<Option<i32>, String> {
+    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(Some(code)),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Ok(Some(128 + sig as i32)),
+        Ok(_) | Err(Errno::EINTR) => Ok(None),
+        Err(e) => Err(format!("waitpid: {e}")),
     }
 }
 

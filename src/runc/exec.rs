@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use minnow_container::engine::{self, cgroup, Status};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use oci_spec::runtime::{Process, Spec};
 
 use super::state;
@@ -86,7 +85,7 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32, String> {
     spec.set_process(Some(p)).set_hooks(None);
     let plan = engine::spec::plan(&spec, &saved.bundle, &a.id)?;
     let cg = cgroup::cgroup(&saved.cgroup);
-    let console =
+    let (console, relay) =
         super::create::console(plan.process.terminal, a.console_socket.as_deref(), a.detach)?;
     let pid = engine::exec::spawn(saved.pid, &cg, &plan, console)?;
     if let Some(f) = &a.pid_file {
@@ -102,19 +101,24 @@ pub fn exec(g: &Global, a: &ExecArgs) -> Result<i32, String> {
         use signal_hook::consts::*;
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]).ok()
     };
-    let code = loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, c)) => break c,
-            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(format!("waitpid: {e}")),
-        }
+    let mut exited = || {
         for sig in signals.iter_mut().flat_map(|s| s.pending()) {
             if let Ok(sig) = Signal::try_from(sig) {
                 let _ = kill(pid, sig);
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        super::create::exited(pid)
     };
-    Ok(code)
+    if let Some(relay) = relay {
+        let terminal = relay.receive().inspect_err(|_| {
+            let _ = kill(pid, Signal::SIGKILL);
+        });
+        return terminal?.pump(exited);
+    }
+    loop {
+        if let Some(code) = exited()? {
+            return Ok(code);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }

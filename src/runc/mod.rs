@@ -7,6 +7,7 @@ mod exec;
 mod hooks;
 mod info;
 mod ops;
+mod relay;
 mod state;
 mod update;
 

@@ -124,6 +124,61 @@ fn exec_tty_detached_and_the_console_rules() {
     }
 }
 
+/// Runs `cmd` with a new pty (in raw mode) as its stdin, stdout and stderr, as a user's
+/// terminal, typing `input` into it; everything written to that terminal and the exit code.
+fn on_a_terminal(mut cmd: Command, input: &[u8]) -> (String, Option<i32>) {
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut raw = tcgetattr(&pty.slave).unwrap();
+    cfmakeraw(&mut raw);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &raw).unwrap();
+    cmd.stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave));
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd); // its copies of the slave: the master reads EIO once the runtime is gone
+    let mut master = fs::File::from(pty.master);
+    std::io::Write::write_all(&mut master, input).unwrap();
+    let out = read_all(OwnedFd::from(master));
+    (out, child.wait().unwrap().code())
+}
+
+#[test]
+fn run_and_exec_in_the_foreground_relay_the_terminal() {
+    let script = "read line; echo got $line; tty; echo err >&2; exit 3";
+    let b = bundle(&["sh", "-c", script], |v| {
+        v["process"]["terminal"] = json!(true);
+    });
+    let mut results = Vec::new();
+    for rt in Runtime::both() {
+        let run = on_a_terminal(
+            rt.cmd(&["run", "--bundle", b.path().to_str().unwrap(), "fg1"]),
+            b"hello\n",
+        );
+        assert!(rt.status("fg1").is_none(), "{}: run left fg1", rt.name);
+        // exec -t in the foreground, into a container that runs detached.
+        let plain = bundle(&["sleep", "30"], |_| {});
+        rt.run_detached(plain.path(), "fg2");
+        let exec = on_a_terminal(
+            rt.cmd(&["exec", "-t", "fg2", "sh", "-c", "read l; echo exec $l; tty; exit 4"]),
+            b"there\n",
+        );
+        assert!(rt.out(&["delete", "--force", "fg2"]).status.success());
+        results.push((run, exec));
+    }
+    assert_eq!(
+        results[0].0,
+        ("hello\r\ngot hello\r\n/dev/pts/0\r\nerr\r\n".to_string(), Some(3)),
+        "runc run"
+    );
+    assert_eq!(
+        results[0].1,
+        ("there\r\nexec there\r\n/dev/pts/0\r\n".to_string(), Some(4)),
+        "runc exec -t"
+    );
+    assert_eq!(results[1], results[0], "minnow-runc against runc");
+}
+
 #[test]
 fn docker_run_and_exec_with_a_tty() {
     let b = bundle(&["true"], |_| {});
