@@ -825,13 +825,28 @@ fn a_guest_using_a_disk_goes_on_using_it_after_a_restore() {
     );
 
     // Two clones at once, each on its own copy: both go on from the snapshot.
+    let sock_a = tmp.path().join("a.sock");
     let clones = [
-        Vm::restore(&dir, &["--disk", a.to_str().unwrap()]),
+        Vm::restore(
+            &dir,
+            &[
+                "--disk",
+                a.to_str().unwrap(),
+                "--api-sock",
+                sock_a.to_str().unwrap(),
+            ],
+        ),
         Vm::restore(&dir, &["--disk", b.to_str().unwrap()]),
     ];
     for c in &clones {
         wait_more(c, &before, 80);
     }
+    // Clone a is snapshotted in turn, and stopped while paused: a.img stays as it was.
+    let dir_a = tmp.path().join("snap-a");
+    let (code, _, err) = vm_cli(&["snapshot", dir_a.to_str().unwrap()], &sock_a);
+    assert_eq!(code, Some(0), "{err}");
+    std::thread::sleep(Duration::from_millis(100));
+    let mut outputs = Vec::new();
     for (vm, img) in clones.into_iter().zip([&a, &b]) {
         let (code, out, stderr) = vm.stop();
         assert_eq!(code, Some(0), "{stderr}");
@@ -848,6 +863,7 @@ fn a_guest_using_a_disk_goes_on_using_it_after_a_restore() {
             assert!(v >= next.saturating_sub(64), "sector {i} is stale: {now:?}");
         }
         assert!(now[(last % 64) as usize] >= last, "{now:?}, last {last:#x}");
+        outputs.push(all);
     }
     // The clones wrote their copies: a restore onto one of them is refused now.
     refused_with(
@@ -855,6 +871,16 @@ fn a_guest_using_a_disk_goes_on_using_it_after_a_restore() {
         &["--disk", a.to_str().unwrap()],
         "was modified since the snapshot",
     );
+    // Clone a's snapshot recorded a.img, unchanged since: restored from its recorded
+    // path (no --disk), the guest goes on from clone a's last round.
+    let again = Vm::restore(&dir_a, &[]);
+    let before_a = outputs.swap_remove(0);
+    wait_more(&again, &before_a, 40);
+    let (code, out, stderr) = again.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut all = before_a.clone();
+    all.extend_from_slice(&out);
+    assert!(check_blk(&all, 0) > check_blk(&before_a, 0) + 30);
 }
 
 /// A VM with a network device cannot be snapshotted yet: refused in one line, and the
