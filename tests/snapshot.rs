@@ -883,6 +883,41 @@ fn a_guest_using_a_disk_goes_on_using_it_after_a_restore() {
     assert!(check_blk(&all, 0) > check_blk(&before_a, 0) + 30);
 }
 
+/// A disk the guest never started (count.elf does not drive it): its transport is saved
+/// as the driver left it (untouched), the disk re-opened at its recorded path, and the
+/// guest counts on.
+#[test]
+fn a_disk_the_guest_never_started_is_restored_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = tmp.path().join("d.img");
+    std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+    let sock = tmp.path().join("vm.sock");
+    let vm = Vm::spawn(&[
+        "run".as_ref(),
+        "--mem-mib".as_ref(),
+        "32".as_ref(),
+        "--kernel".as_ref(),
+        guest("count.elf").as_os_str(),
+        "--disk".as_ref(),
+        disk.as_os_str(),
+        "--api-sock".as_ref(),
+        sock.as_os_str(),
+    ]);
+    wait_socket(&sock, &vm);
+    vm.wait_lines(20);
+    assert_eq!(api(&sock, "PATCH", "/vm", r#"{"state":"Paused"}"#).0, 204);
+    std::thread::sleep(Duration::from_millis(100));
+    let dir = tmp.path().join("snap");
+    let body = format!(r#"{{"snapshot_path":"{}"}}"#, dir.display());
+    let (code, resp) = api(&sock, "PUT", "/snapshot/create", &body);
+    assert_eq!(code, 204, "{resp}");
+    let (code, before, stderr) = vm.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    let saved = minnow_vmm::snapshot::decode(&std::fs::read(dir.join("state")).unwrap()).unwrap();
+    assert_eq!(saved.devices.len(), 1);
+    check_restored(Vm::restore(&dir, &[]), &before);
+}
+
 /// A VM with a network device cannot be snapshotted yet: refused in one line, and the
 /// VM runs on (in a network namespace of its own, with a TAP minnow creates).
 #[test]
