@@ -148,7 +148,7 @@ struct RunArgs {
     api_sock: Option<PathBuf>,
     /// Run on from the snapshot in DIR (`minnow vm snapshot`) instead of booting: its
     /// memory is mapped copy-on-write, so many VMs can restore one DIR at once.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["jail", "kernel", "initrd", "cmdline", "mem_mib", "vcpus", "hugepages", "pit", "disks", "nets", "root", "image", "config", "command"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["jail", "kernel", "initrd", "cmdline", "mem_mib", "vcpus", "hugepages", "pit", "nets", "root", "image", "config", "command"])]
     restore: Option<PathBuf>,
     /// The workload and its arguments, run by minnow's guest init (after --).
     #[arg(last = true, value_name = "CMD")]
@@ -333,6 +333,7 @@ fn restore(
     opts.seccomp_trip = seccomp_trip();
     opts.api_sock = api_sock;
     opts.profile = args.profile || args.profile_json.is_some();
+    opts.restore_disks = args.disks.clone();
     let vmm = Vmm::restore(dir, opts).map_err(|e| e.to_string())?;
     let summary = {
         let _raw = RawTerminal::enter();

@@ -8,12 +8,78 @@
 //! decoder (an edited state whose checksum was fixed up).
 //! Oracle: no panic; a state that decodes has a layout a restore can map: regions in
 //! ascending guest order, end to end in the file from offset 0, as large as the config's
-//! memory, so no mapping reaches past the memory file.
+//! memory, so no mapping reaches past the memory file; it has one device state per disk
+//! and no network device. Each virtio-blk transport state is then put into a fresh
+//! transport (over a stand-in device with virtio-blk's type, queue and features, in
+//! guest memory of the state's size, 1 to 64 MiB), as a restore does: it is refused, or taken whole (saving the
+//! transport again gives the state back, features cut to those offered).
 
 #![no_main]
 
+use std::sync::{Arc, Mutex};
+
 use libfuzzer_sys::fuzz_target;
-use minnow_vmm::snapshot;
+use minnow_fuzz::memory;
+use minnow_vmm::devices::virtio::mmio::{MmioTransport, TransportState};
+use minnow_vmm::devices::virtio::{ActivateError, Interrupt, VirtioDevice};
+use minnow_vmm::snapshot::{self, DeviceState};
+use virtio_queue::{Queue, QueueState};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+/// virtio-blk as the transport sees it, without a disk or a worker.
+#[derive(Default)]
+struct BlockLike {
+    queues: Vec<QueueState>,
+}
+
+/// FLUSH, SEG_MAX, DISCARD, WRITE_ZEROES, EVENT_IDX: what a read-write disk offers.
+const FEATURES: u64 = (1 << 9) | (1 << 2) | (1 << 13) | (1 << 14) | (1 << 29);
+
+impl VirtioDevice for BlockLike {
+    fn device_type(&self) -> u32 {
+        2
+    }
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[256]
+    }
+    fn features(&self) -> u64 {
+        FEATURES
+    }
+    fn read_config(&self, _offset: u64, _data: &mut [u8]) {}
+    fn activate(
+        &mut self,
+        _mem: GuestMemoryMmap,
+        queues: Vec<Queue>,
+        _acked: u64,
+        _interrupt: Arc<Interrupt>,
+    ) -> Result<(), ActivateError> {
+        self.queues = queues.iter().map(|q| q.state()).collect();
+        Ok(())
+    }
+    fn reset(&mut self) {}
+    fn process_queue(&mut self, _index: usize) {}
+    fn save_queues(&mut self) -> Result<Vec<QueueState>, String> {
+        Ok(self.queues.clone())
+    }
+}
+
+fn restore_transport(s: &TransportState, mem_size: usize) {
+    let dev = Arc::new(Mutex::new(BlockLike::default()));
+    let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
+    let evt = EventFd::new(EFD_NONBLOCK).unwrap();
+    let mut t = MmioTransport::new(dev, memory(mem_size), interrupt, vec![evt]);
+    if t.restore(s).is_err() {
+        return;
+    }
+    let mut want = s.clone();
+    want.acked_features &= FEATURES | (1 << 32);
+    assert_eq!(
+        t.save().unwrap(),
+        want,
+        "a restored transport saves what it was given"
+    );
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -41,4 +107,18 @@ fuzz_target!(|data: &[u8]| {
         snap.config.mem_bytes(),
         "as large as the config says"
     );
+    assert_eq!(
+        snap.devices.len(),
+        snap.config.disks.len(),
+        "a state per disk"
+    );
+    assert!(snap.config.nets.is_empty(), "no network devices");
+    // Guest memory as large as the state's (a mapping nothing touches), within bounds.
+    let mem_size = usize::try_from(snap.config.mem_bytes())
+        .unwrap_or(usize::MAX)
+        .clamp(1 << 20, 64 << 20);
+    for d in &snap.devices {
+        let DeviceState::Block { transport, .. } = d;
+        restore_transport(transport, mem_size);
+    }
 });

@@ -160,7 +160,14 @@ fn run_and_exec_in_the_foreground_relay_the_terminal() {
         let plain = bundle(&["sleep", "30"], |_| {});
         rt.run_detached(plain.path(), "fg2");
         let exec = on_a_terminal(
-            rt.cmd(&["exec", "-t", "fg2", "sh", "-c", "read l; echo exec $l; tty; exit 4"]),
+            rt.cmd(&[
+                "exec",
+                "-t",
+                "fg2",
+                "sh",
+                "-c",
+                "read l; echo exec $l; tty; exit 4",
+            ]),
             b"there\n",
         );
         assert!(rt.out(&["delete", "--force", "fg2"]).status.success());
@@ -168,7 +175,10 @@ fn run_and_exec_in_the_foreground_relay_the_terminal() {
     }
     assert_eq!(
         results[0].0,
-        ("hello\r\ngot hello\r\n/dev/pts/0\r\nerr\r\n".to_string(), Some(3)),
+        (
+            "hello\r\ngot hello\r\n/dev/pts/0\r\nerr\r\n".to_string(),
+            Some(3)
+        ),
         "runc run"
     );
     assert_eq!(

@@ -39,6 +39,8 @@ pub struct ApiContext {
     pub vm: Arc<VmFd>,
     pub mem: GuestMemoryMmap,
     pub serial: Arc<Mutex<Serial>>,
+    /// The virtio-blk devices, in `config.disks` order.
+    pub blocks: Vec<crate::device_manager::BlockHandle>,
     pub config: VmConfig,
     pub host: Host,
     pub exit: Arc<ExitEvent>,
@@ -425,9 +427,9 @@ fn status(ctx: &ApiContext) -> Status {
 
 /// Saves the paused VM into `dir`; it stays paused.
 fn create_snapshot(ctx: &ApiContext, dir: &Path, gone: &dyn Fn() -> bool) -> Result<(), String> {
-    if !ctx.config.disks.is_empty() || !ctx.config.nets.is_empty() {
+    if !ctx.config.nets.is_empty() {
         return Err(
-            "snapshots of VMs with --disk or --net are not supported yet; snapshot a VM without virtio devices".into(),
+            "snapshots of VMs with --net are not supported yet; snapshot a VM without --net".into(),
         );
     }
     if !dir.is_absolute() {
@@ -435,6 +437,18 @@ fn create_snapshot(ctx: &ApiContext, dir: &Path, gone: &dyn Fn() -> bool) -> Res
             "snapshot_path {} is relative; give an absolute directory",
             dir.display()
         ));
+    }
+    // The devices first: their requests are completed (into guest memory) and the
+    // disks flushed before anything of the guest is saved.
+    let mut devices = Vec::with_capacity(ctx.blocks.len());
+    for (i, b) in ctx.blocks.iter().enumerate() {
+        let transport = lock(&b.transport)
+            .save()
+            .map_err(|e| format!("cannot save disk {i}'s virtio-blk device: {e}"))?;
+        let disk = lock(&b.block)
+            .identity()
+            .map_err(|e| format!("cannot read disk {i}'s file status: {e}; check the disk"))?;
+        devices.push(snapshot::DeviceState::Block { transport, disk });
     }
     let vcpus = ctx.control.save(gone)?;
     let mut vm = snapshot::save_vm(&ctx.vm, ctx.config.pit == crate::pit::Mode::On)
@@ -451,6 +465,7 @@ fn create_snapshot(ctx: &ApiContext, dir: &Path, gone: &dyn Fn() -> bool) -> Res
         vm,
         vcpus,
         serial: snapshot::SerialState::from(&serial),
+        devices,
     };
     snapshot::write(dir, &snap, &ctx.mem).map_err(|e| e.to_string())?;
     log::info!("snapshot written to {}", dir.display());

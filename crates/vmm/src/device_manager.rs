@@ -45,6 +45,15 @@ pub struct Devices {
     pub virtio: Vec<MmioDevice>,
     /// What each window holds ("virtio-blk", "virtio-net"), for the profile.
     pub virtio_kinds: Vec<&'static str>,
+    /// The virtio-blk devices, in `--disk` order: what a snapshot saves and restores.
+    pub blocks: Vec<BlockHandle>,
+}
+
+/// A virtio-blk device and its transport.
+#[derive(Clone)]
+pub struct BlockHandle {
+    pub transport: Arc<Mutex<MmioTransport>>,
+    pub block: Arc<Mutex<Block>>,
 }
 
 fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> Error {
@@ -130,6 +139,7 @@ impl Devices {
             handlers: Vec::new(),
             virtio: Vec::new(),
             virtio_kinds: Vec::new(),
+            blocks: Vec::new(),
         })
     }
 
@@ -142,13 +152,29 @@ impl Devices {
         disks: &[DiskConfig],
         filters: &seccomp::Filters,
     ) -> Result<(), Error> {
-        for (i, disk) in disks.iter().enumerate() {
-            let opened = Disk::open(&disk.path, disk.read_only)?;
+        let opened = disks
+            .iter()
+            .map(|d| Disk::open(&d.path, d.read_only))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.add_opened_disks(vm, mem, opened, filters)
+    }
+
+    /// [`Devices::add_disks`] for disks already opened (a restore checks them first).
+    pub fn add_opened_disks(
+        &mut self,
+        vm: &VmFd,
+        mem: &GuestMemoryMmap,
+        disks: Vec<Disk>,
+        filters: &seccomp::Filters,
+    ) -> Result<(), Error> {
+        for (i, opened) in disks.into_iter().enumerate() {
             let evts = queue_events(1)?;
             let index = u8::try_from(i).map_err(|_| Error::TooManyDevices)?;
             let block = Block::new(opened, clone_events(&evts)?.remove(0), index, filters)
                 .map_err(|e| Error::DiskWorker(i, e))?;
-            self.add_virtio(vm, mem, Arc::new(Mutex::new(block)), evts, false)?;
+            let block = Arc::new(Mutex::new(block));
+            let transport = self.add_virtio(vm, mem, block.clone(), evts, false)?;
+            self.blocks.push(BlockHandle { transport, block });
         }
         Ok(())
     }
@@ -185,7 +211,7 @@ impl Devices {
         device: SharedVirtioDevice,
         queue_evts: Vec<EventFd>,
         on_event_loop: bool,
-    ) -> Result<(), Error> {
+    ) -> Result<Arc<Mutex<MmioTransport>>, Error> {
         let index = u32::try_from(self.virtio.len()).map_err(|_| Error::TooManyDevices)?;
         let kind = device
             .lock()
@@ -208,14 +234,14 @@ impl Devices {
                 log::debug!("virtio: no ioeventfd for queue {q} ({e}); using MMIO exits");
             }
         }
-        let transport = MmioTransport::new(
+        let transport = Arc::new(Mutex::new(MmioTransport::new(
             device.clone(),
             mem.clone(),
             Arc::new(Interrupt::new(irqfd)),
             clone_events(&queue_evts)?,
-        );
+        )));
         self.mmio_bus
-            .insert(addr, MMIO_DEVICE_SIZE, Arc::new(Mutex::new(transport)))
+            .insert(addr, MMIO_DEVICE_SIZE, transport.clone())
             .map_err(bus_err("virtio-mmio"))?;
         if on_event_loop {
             self.handlers
@@ -227,7 +253,7 @@ impl Devices {
             irq,
         });
 
-        Ok(())
+        Ok(transport)
     }
 
     /// Kernel parameters that announce the virtio devices to kernels built with

@@ -173,6 +173,9 @@ pub struct Options {
     pub profile: bool,
     /// Serve the control API on this Unix socket (`--api-sock`).
     pub api_sock: Option<PathBuf>,
+    /// A restore's disks in place of the snapshot's recorded ones (`--disk` with
+    /// `--restore`): none, or one per disk of the snapshot, in order.
+    pub restore_disks: Vec<config::DiskConfig>,
 }
 
 impl Options {
@@ -186,6 +189,7 @@ impl Options {
             seccomp_trip: None,
             profile: false,
             api_sock: None,
+            restore_disks: Vec::new(),
         }
     }
 }
@@ -280,6 +284,10 @@ impl Vmm {
     /// the guest runs on from where it was paused.
     pub fn restore(dir: &std::path::Path, opts: Options) -> Result<Vmm, Error> {
         let (snap, mem_file) = snapshot::read(dir)?;
+        // The disks before KVM: a changed disk is refused in one line, as a bad state is.
+        let mut config = snap.config.clone();
+        let disks = snapshot::open_disks(&snap, &opts.restore_disks)?;
+        config.disks = disks.iter().map(|(c, _)| c.clone()).collect();
         let (kvm, vm, count) = open_vm(&snap.config, &opts.kvm_device)?;
         snapshot::Host::current(kvm.get_api_version()).check(&snap.host)?;
         if usize::from(count) != snap.vcpus.len() {
@@ -289,17 +297,30 @@ impl Vmm {
             }
             .into());
         }
-        if !snap.config.disks.is_empty() || !snap.config.nets.is_empty() {
-            return Err(snapshot::Error::Refused(
-                "the snapshot has virtio devices, which this minnow cannot restore; take it of a VM without --disk and --net".into(),
-            )
-            .into());
-        }
         let mem = memory::restore(&mem_file, &snap.memory)?;
         memory::register(&vm, &mem)?;
         let parts = Parts::new(&vm, &opts)?;
         let filters = seccomp::Filters::new(opts.seccomp, opts.seccomp_trip)?;
-        let devs = parts.legacy(&vm, &opts)?;
+        let mut devs = parts.legacy(&vm, &opts)?;
+        devs.add_opened_disks(
+            &vm,
+            &mem,
+            disks.into_iter().map(|(_, d)| d).collect(),
+            &filters,
+        )?;
+        for (i, (handle, state)) in devs.blocks.iter().zip(&snap.devices).enumerate() {
+            let snapshot::DeviceState::Block { transport, .. } = state;
+            handle
+                .transport
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .restore(transport)
+                .map_err(|e| {
+                    snapshot::Error::Refused(format!(
+                        "cannot restore disk {i}'s virtio-blk device: {e}; take the snapshot again"
+                    ))
+                })?;
+        }
         devs.serial
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -319,17 +340,7 @@ impl Vmm {
         }
         snapshot::restore_vm(&vm, &snap.vm)?;
         log::debug!("restored from {}", dir.display());
-        finish(
-            kvm,
-            vm,
-            mem,
-            devs,
-            vcpus,
-            parts,
-            filters,
-            opts,
-            &snap.config,
-        )
+        finish(kvm, vm, mem, devs, vcpus, parts, filters, opts, &config)
     }
 
     /// Runs the VM until the guest stops or the user quits. Each vCPU thread installs
@@ -617,6 +628,7 @@ fn finish(
                 vm: vm.clone(),
                 mem: mem.clone(),
                 serial: devs.serial.clone(),
+                blocks: devs.blocks.clone(),
                 config: config.clone(),
                 host: snapshot::Host::current(kvm.get_api_version()),
                 exit: exit.clone(),

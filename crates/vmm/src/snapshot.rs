@@ -22,11 +22,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use crate::config::VmConfig;
+use crate::config::{DiskConfig, VmConfig};
+use crate::devices::virtio::block::disk::{Disk, Identity};
+use crate::devices::virtio::mmio::TransportState;
 
 /// The first bytes of `DIR/state`.
 pub const MAGIC: [u8; 8] = *b"MINNOWSS";
 /// The format version this minnow writes and reads.
+/// (1: no virtio devices; 2: virtio-blk transports, queues and disks, and the PIT's
+/// state only when the VM has a PIT.)
 pub const VERSION: u32 = 2;
 /// The state file's name in a snapshot directory.
 pub const STATE_FILE: &str = "state";
@@ -413,6 +417,17 @@ pub struct MemoryRegion {
     pub file_offset: u64,
 }
 
+/// A virtio device in a snapshot, in the order of the VM's windows (disks first).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum DeviceState {
+    /// virtio-blk: its transport and queue, and the disk file as it was at the
+    /// snapshot (every request completed, the disk flushed).
+    Block {
+        transport: TransportState,
+        disk: Identity,
+    },
+}
+
 /// Everything `DIR/state` holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -424,9 +439,27 @@ pub struct Snapshot {
     pub vm: VmState,
     pub vcpus: Vec<VcpuState>,
     pub serial: SerialState,
+    /// The virtio devices, one per `config.disks` entry, in order.
+    pub devices: Vec<DeviceState>,
 }
 
 impl Snapshot {
+    /// The devices match the config: one virtio-blk state per disk and no network
+    /// devices (not saved yet).
+    fn check_devices(&self) -> Result<(), String> {
+        if !self.config.nets.is_empty() {
+            return Err("it lists network devices, which no snapshot saves".into());
+        }
+        if self.devices.len() != self.config.disks.len() {
+            return Err(format!(
+                "it has {} device states for {} disks",
+                self.devices.len(),
+                self.config.disks.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// The memory file's expected size (the layout is checked by [`decode`]).
     pub fn memory_len(&self) -> u64 {
         self.memory
@@ -462,6 +495,49 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// Opens a restore's disks: each at its recorded path, or the `--disk` given in its
+/// place (`given`: none, or one per disk), and refuses one that changed since the
+/// snapshot (see [`Identity`]) or is given with another read-only mode.
+pub fn open_disks(snap: &Snapshot, given: &[DiskConfig]) -> Result<Vec<(DiskConfig, Disk)>, Error> {
+    let recorded = &snap.config.disks;
+    if !given.is_empty() && given.len() != recorded.len() {
+        return Err(Error::Refused(format!(
+            "the snapshot has {} disks and --disk was given {} times; give one --disk per disk of the snapshot, in its order, or none",
+            recorded.len(),
+            given.len()
+        )));
+    }
+    let mode = |ro: bool| if ro { "read-only" } else { "read-write" };
+    let mut out = Vec::with_capacity(recorded.len());
+    for (i, (saved, state)) in recorded.iter().zip(&snap.devices).enumerate() {
+        let DeviceState::Block { disk: id, .. } = state;
+        let chosen = given.get(i).unwrap_or(saved);
+        if chosen.read_only != saved.read_only {
+            return Err(Error::Refused(format!(
+                "disk {} is given {}, the snapshot's disk {i} was {}; give it as the snapshot had it (with or without ,ro)",
+                chosen.path.display(),
+                mode(chosen.read_only),
+                mode(saved.read_only)
+            )));
+        }
+        let disk = Disk::open(&chosen.path, chosen.read_only)
+            .map_err(|e| Error::Refused(e.to_string()))?;
+        let now = disk.identity().map_err(io(
+            "read the status of",
+            &chosen.path,
+            "check the --disk path",
+        ))?;
+        if let Some(why) = id.differs(&now, given.is_empty()) {
+            return Err(Error::Refused(format!(
+                "disk {} is not the snapshot's disk {i}: {why}; give the disk as it was at the snapshot (a copy made with cp -p while the VM was paused) with --disk, or take the snapshot again",
+                chosen.path.display()
+            )));
+        }
+        out.push((chosen.clone(), disk));
+    }
+    Ok(out)
 }
 
 /// The regions of `mem`, laid end to end in the memory file.
@@ -639,6 +715,7 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, Decode> {
     let snap: Snapshot = postcard::from_bytes(body)
         .map_err(|e| Decode::Damaged(format!("cannot decode it: {e}")))?;
     snap.check_layout().map_err(Decode::Damaged)?;
+    snap.check_devices().map_err(Decode::Damaged)?;
     Ok(snap)
 }
 
@@ -664,6 +741,7 @@ mod tests {
             },
             vcpus: Vec::new(),
             serial: SerialState::default(),
+            devices: Vec::new(),
         }
     }
 
@@ -703,6 +781,56 @@ mod tests {
         assert!(decode(&encode(&s)).is_ok());
     }
 
+    fn with_disk() -> Snapshot {
+        use crate::devices::virtio::mmio::QueueSnap;
+        let mut s = sample();
+        s.config.disks.push("/d.img".parse().unwrap());
+        s.devices.push(DeviceState::Block {
+            transport: TransportState {
+                device_type: 2,
+                status: 15,
+                acked_features: 1 << 32,
+                active: true,
+                queues: vec![QueueSnap {
+                    max_size: 256,
+                    next_avail: 7,
+                    next_used: 7,
+                    size: 8,
+                    ready: true,
+                    desc_table: 0x20_0000,
+                    avail_ring: 0x20_1000,
+                    used_ring: 0x20_2000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            disk: Identity {
+                dev: 1,
+                ino: 2,
+                size: 4096,
+                mtime_sec: 3,
+                mtime_nsec: 4,
+            },
+        });
+        s
+    }
+
+    #[test]
+    fn devices_round_trip_and_must_match_the_disks() {
+        let s = with_disk();
+        let back = decode(&encode(&s)).unwrap();
+        assert_eq!(back.devices, s.devices);
+        let mut no_state = with_disk();
+        no_state.devices.clear();
+        assert!(matches!(
+            decode(&encode(&no_state)),
+            Err(Decode::Damaged(_))
+        ));
+        let mut extra = with_disk();
+        extra.config.disks.clear();
+        assert!(matches!(decode(&encode(&extra)), Err(Decode::Damaged(_))));
+    }
+
     #[test]
     fn round_trips() {
         let bytes = encode(&sample());
@@ -734,7 +862,7 @@ mod tests {
     /// without bound; it decodes or says the state is damaged.
     #[test]
     fn edited_bodies_with_a_valid_checksum_never_panic() {
-        let mut s = sample();
+        let mut s = with_disk();
         s.vcpus.push(VcpuState {
             cpuid: vec![kvm_cpuid_entry2::default(); 3],
             mp_state: kvm_mp_state::default(),

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use virtio_queue::{Queue, QueueT};
+use serde::{Deserialize, Serialize};
+use virtio_queue::{Queue, QueueState, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -54,6 +55,69 @@ pub mod status {
     pub const FAILED: u32 = 128;
 }
 
+/// One queue in a snapshot (virtio-queue's `QueueState`, which has no serde).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSnap {
+    pub max_size: u16,
+    pub next_avail: u16,
+    pub next_used: u16,
+    pub event_idx: bool,
+    pub size: u16,
+    pub ready: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+}
+
+impl From<QueueState> for QueueSnap {
+    fn from(q: QueueState) -> Self {
+        QueueSnap {
+            max_size: q.max_size,
+            next_avail: q.next_avail,
+            next_used: q.next_used,
+            event_idx: q.event_idx_enabled,
+            size: q.size,
+            ready: q.ready,
+            desc_table: q.desc_table,
+            avail_ring: q.avail_ring,
+            used_ring: q.used_ring,
+        }
+    }
+}
+
+impl From<&QueueSnap> for QueueState {
+    fn from(q: &QueueSnap) -> Self {
+        QueueState {
+            max_size: q.max_size,
+            next_avail: q.next_avail,
+            next_used: q.next_used,
+            event_idx_enabled: q.event_idx,
+            size: q.size,
+            ready: q.ready,
+            desc_table: q.desc_table,
+            avail_ring: q.avail_ring,
+            used_ring: q.used_ring,
+        }
+    }
+}
+
+/// A transport's registers and queues in a snapshot. The queues are the driver's
+/// (being configured) before `DRIVER_OK`, the device's (with its next avail and used
+/// indexes) once it is active.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportState {
+    pub device_type: u32,
+    pub status: u32,
+    pub acked_features: u64,
+    pub queue_sel: u32,
+    pub device_features_sel: u32,
+    pub driver_features_sel: u32,
+    pub config_generation: u32,
+    pub interrupt_status: u32,
+    pub active: bool,
+    pub queues: Vec<QueueSnap>,
+}
+
 /// One device's register window.
 pub struct MmioTransport {
     device: SharedVirtioDevice,
@@ -93,6 +157,91 @@ impl MmioTransport {
             config_generation: 0,
             active: false,
         }
+    }
+
+    /// The transport's state for a snapshot (the vCPUs are paused). An active device
+    /// first completes the requests it has (see [`super::VirtioDevice::save_queues`]).
+    pub fn save(&mut self) -> Result<TransportState, String> {
+        let queues = if self.active {
+            self.device
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .save_queues()?
+        } else {
+            self.queues.iter().map(|q| q.state()).collect()
+        };
+        Ok(TransportState {
+            device_type: self
+                .device
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .device_type(),
+            status: self.status,
+            acked_features: self.acked_features,
+            queue_sel: self.queue_sel,
+            device_features_sel: self.device_features_sel,
+            driver_features_sel: self.driver_features_sel,
+            config_generation: self.config_generation,
+            interrupt_status: self.interrupt.status(),
+            active: self.active,
+            queues: queues.into_iter().map(QueueSnap::from).collect(),
+        })
+    }
+
+    /// Puts a saved state back into this (new, never driven) transport; an active one
+    /// starts its device with the saved queues. Refuses a state that does not fit the
+    /// device (another kind, other queues, queues outside guest memory).
+    pub fn restore(&mut self, s: &TransportState) -> Result<(), String> {
+        let (kind, max_sizes) = {
+            let dev = self.device.lock().unwrap_or_else(|p| p.into_inner());
+            (dev.device_type(), dev.queue_max_sizes().to_vec())
+        };
+        if s.device_type != kind {
+            return Err(format!(
+                "a device of type {} was saved where this VM has type {kind}",
+                s.device_type
+            ));
+        }
+        let saved_max: Vec<u16> = s.queues.iter().map(|q| q.max_size).collect();
+        if saved_max != max_sizes {
+            return Err(format!(
+                "its queues were {saved_max:?} entries at most, the device's are {max_sizes:?}"
+            ));
+        }
+        let mut queues = Vec::with_capacity(s.queues.len());
+        for (i, q) in s.queues.iter().enumerate() {
+            let queue = Queue::try_from(QueueState::from(q))
+                .map_err(|e| format!("its queue {i} is not valid ({e})"))?;
+            if s.active && queue.ready() && !queue.is_valid(&self.mem) {
+                return Err(format!("its queue {i} is outside guest memory"));
+            }
+            queues.push(queue);
+        }
+        self.status = s.status;
+        self.acked_features = s.acked_features & self.device_features();
+        self.queue_sel = s.queue_sel;
+        self.device_features_sel = s.device_features_sel;
+        self.driver_features_sel = s.driver_features_sel;
+        self.config_generation = s.config_generation;
+        // The line itself is in the restored irqchips: only the status bits come back.
+        self.interrupt.ack(u32::MAX);
+        self.interrupt.set(s.interrupt_status);
+        if s.active {
+            self.device
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .activate(
+                    self.mem.clone(),
+                    queues,
+                    self.acked_features,
+                    self.interrupt.clone(),
+                )
+                .map_err(|e| format!("the device cannot start again: {e}"))?;
+            self.active = true;
+        } else {
+            self.queues = queues;
+        }
+        Ok(())
     }
 
     fn fresh_queues(device: &SharedVirtioDevice) -> Vec<Queue> {
@@ -354,6 +503,7 @@ mod tests {
         activated: Option<(usize, u64)>,
         resets: usize,
         processed: Vec<usize>,
+        queues: Vec<QueueState>,
     }
 
     impl VirtioDevice for Dummy {
@@ -379,7 +529,11 @@ mod tests {
             _interrupt: Arc<Interrupt>,
         ) -> Result<(), ActivateError> {
             self.activated = Some((queues.len(), acked));
+            self.queues = queues.iter().map(|q| q.state()).collect();
             Ok(())
+        }
+        fn save_queues(&mut self) -> Result<Vec<QueueState>, String> {
+            Ok(self.queues.clone())
         }
         fn reset(&mut self) {
             self.resets += 1;
@@ -442,6 +596,75 @@ mod tests {
             w(t, reg::QUEUE_AVAIL_LOW, base + 0x1000);
             w(t, reg::QUEUE_USED_LOW, base + 0x2000);
             w(t, reg::QUEUE_READY, 1);
+        }
+    }
+
+    #[test]
+    fn state_is_saved_and_put_back_before_and_after_driver_ok() {
+        let mut f = fixture();
+        init_driver(&mut f.t);
+        w(&mut f.t, reg::QUEUE_SEL, 1);
+        let configuring = f.t.save().unwrap();
+        assert!(!configuring.active);
+        assert_eq!(configuring.queues[1].size, 8);
+        assert_eq!(configuring.queue_sel, 1);
+        let mut g = fixture();
+        g.t.restore(&configuring).unwrap();
+        assert_eq!(g.t.save().unwrap(), configuring);
+        // The restored driver finishes its set-up: the device starts.
+        w(
+            &mut g.t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+        );
+        assert_eq!(
+            g.dev.lock().unwrap().activated,
+            Some((2, (1 << 32) | (1 << 9)))
+        );
+
+        w(
+            &mut f.t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+        );
+        f.t.interrupt.raise(crate::devices::virtio::INT_VRING);
+        let active = f.t.save().unwrap();
+        assert!(active.active);
+        assert_eq!(active.interrupt_status, 1);
+        assert_eq!(active.queues[0].desc_table, 0x10000);
+        let mut h = fixture();
+        h.t.restore(&active).unwrap();
+        assert_eq!(
+            h.dev.lock().unwrap().activated,
+            Some((2, (1 << 32) | (1 << 9)))
+        );
+        assert_eq!(r(&mut h.t, reg::INTERRUPT_STATUS), 1);
+        assert_eq!(h.t.save().unwrap(), active);
+        assert!(h.evts[0].read().is_err(), "a restore notifies nothing");
+    }
+
+    #[test]
+    fn a_state_that_does_not_fit_is_refused() {
+        let mut f = fixture();
+        init_driver(&mut f.t);
+        w(
+            &mut f.t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK | status::DRIVER_OK,
+        );
+        let good = f.t.save().unwrap();
+        let mut other_kind = good.clone();
+        other_kind.device_type = 1;
+        let mut fewer = good.clone();
+        fewer.queues.pop();
+        let mut outside = good.clone();
+        outside.queues[0].used_ring = 1 << 40;
+        let mut odd_size = good.clone();
+        odd_size.queues[0].size = 7;
+        for bad in [other_kind, fewer, outside, odd_size] {
+            let mut g = fixture();
+            assert!(g.t.restore(&bad).is_err(), "{bad:?}");
+            assert_eq!(g.dev.lock().unwrap().activated, None);
         }
     }
 

@@ -54,6 +54,12 @@ impl Interrupt {
         self.status.load(Ordering::SeqCst)
     }
 
+    /// Sets status bits without raising the line (a restore: the line's state is in
+    /// the restored interrupt controllers).
+    pub fn set(&self, bits: u32) {
+        self.status.fetch_or(bits, Ordering::SeqCst);
+    }
+
     /// Clears acknowledged bits.
     pub fn ack(&self, bits: u32) {
         self.status.fetch_and(!bits, Ordering::SeqCst);
@@ -109,6 +115,12 @@ pub trait VirtioDevice: Send {
     /// Whether the device hit a fatal error and wants the driver to reset it.
     fn needs_reset(&self) -> bool {
         false
+    }
+    /// For a snapshot of an active device (the vCPUs are paused): completes every
+    /// request the driver has made available, so no chain is half-processed, and
+    /// returns the queues' state. Devices that cannot be snapshotted yet say why.
+    fn save_queues(&mut self) -> Result<Vec<virtio_queue::QueueState>, String> {
+        Err("this virtio device cannot be snapshotted yet".into())
     }
 }
 

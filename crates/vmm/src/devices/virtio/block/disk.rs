@@ -28,6 +28,57 @@ pub enum Error {
     Size { path: PathBuf, size: u64 },
 }
 
+/// What a snapshot records of a disk file to know it again: the file (device and
+/// inode), its size and its last modification. A restore refuses a disk whose size or
+/// mtime differ (it was written since, or is another file); dev and inode are checked
+/// only when the disk is re-opened at its recorded path (a copy given with `--disk` has
+/// its own; `cp -p` keeps the mtime).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+}
+
+impl Identity {
+    /// A file's identity from its metadata (a block device's size is its length).
+    pub fn of(meta: &std::fs::Metadata) -> io::Result<Identity> {
+        Ok(Identity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_sec: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+        })
+    }
+
+    /// How `now` differs from `self`, the recorded identity, if it does; `same_file`
+    /// also compares device and inode.
+    pub fn differs(&self, now: &Identity, same_file: bool) -> Option<String> {
+        if same_file && (self.dev, self.ino) != (now.dev, now.ino) {
+            return Some(format!(
+                "it is another file (device {:#x} inode {} at the snapshot, now {:#x} inode {})",
+                self.dev, self.ino, now.dev, now.ino
+            ));
+        }
+        if self.size != now.size {
+            return Some(format!(
+                "it was {} bytes at the snapshot, it is {} now",
+                self.size, now.size
+            ));
+        }
+        if (self.mtime_sec, self.mtime_nsec) != (now.mtime_sec, now.mtime_nsec) {
+            return Some(format!(
+                "it was modified since the snapshot (mtime {}.{:09}, now {}.{:09})",
+                self.mtime_sec, self.mtime_nsec, now.mtime_sec, now.mtime_nsec
+            ));
+        }
+        None
+    }
+}
+
 /// An open, locked disk image.
 pub struct Disk {
     file: File,
@@ -88,6 +139,16 @@ impl Disk {
             read_only,
             id,
         })
+    }
+
+    /// A second descriptor of the image file.
+    pub fn try_clone_file(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+
+    /// The open file's identity now.
+    pub fn identity(&self) -> io::Result<Identity> {
+        Identity::of(&self.file.metadata()?)
     }
 
     /// Size in bytes.

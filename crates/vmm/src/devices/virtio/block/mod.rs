@@ -55,6 +55,11 @@ struct Control {
     /// queue, so the driver may reuse the ring memory.
     resets: u64,
     resets_done: u64,
+    /// Snapshots asked for, and answered with the queue's state (`saved`) once every
+    /// available request was served and the disk flushed.
+    saves: u64,
+    saves_done: u64,
+    saved: Option<Result<virtio_queue::QueueState, String>>,
     stop: bool,
     exited: bool,
 }
@@ -86,6 +91,8 @@ impl Shared {
 /// A virtio-blk device.
 pub struct Block {
     read_only: bool,
+    /// The disk's file (a duplicate descriptor), for its identity in a snapshot.
+    file: std::fs::File,
     config: [u8; CONFIG_SIZE],
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
@@ -96,6 +103,8 @@ pub struct Block {
 pub enum WorkerError {
     #[error("cannot create the disk worker's eventfd: {0}")]
     EventFd(#[source] std::io::Error),
+    #[error("cannot duplicate the disk's descriptor: {0}")]
+    Dup(#[source] std::io::Error),
     #[error("cannot start the disk worker thread: {0}")]
     Spawn(#[source] std::io::Error),
     #[error(transparent)]
@@ -115,6 +124,7 @@ impl Block {
     ) -> Result<Self, WorkerError> {
         let config = Self::config_space(&disk);
         let read_only = disk.read_only();
+        let file = disk.try_clone_file().map_err(WorkerError::Dup)?;
         let shared = Arc::new(Shared {
             control: Mutex::new(Control::default()),
             changed: Condvar::new(),
@@ -153,10 +163,16 @@ impl Block {
         }
         Ok(Block {
             read_only,
+            file,
             config,
             shared,
             worker: Some(worker),
         })
+    }
+
+    /// The disk file's identity now (`fstat` of the open file).
+    pub fn identity(&self) -> std::io::Result<disk::Identity> {
+        disk::Identity::of(&self.file.metadata()?)
     }
 
     fn config_space(disk: &Disk) -> [u8; CONFIG_SIZE] {
@@ -271,7 +287,35 @@ impl Worker {
             self.active = Some(active);
             self.shared.broken.store(false, Ordering::Release);
         }
+        if c.saves_done < c.saves {
+            let want = c.saves;
+            drop(c);
+            let saved = self.save();
+            let mut c = self.shared.lock();
+            c.saved = Some(saved);
+            c.saves_done = want;
+            self.shared.changed.notify_all();
+        }
         true
+    }
+
+    /// A snapshot's part: serves what is available (the vCPUs are paused, so nothing
+    /// more comes), flushes the disk and returns the queue's state.
+    fn save(&mut self) -> Result<virtio_queue::QueueState, String> {
+        if self.shared.broken.load(Ordering::Acquire) {
+            return Err("the guest corrupted its queue and the device waits for a reset; snapshot it after the guest resets the device".into());
+        }
+        self.serve();
+        if self.shared.broken.load(Ordering::Acquire) {
+            return Err("the guest corrupted its queue while it was served; snapshot it after the guest resets the device".into());
+        }
+        self.disk
+            .flush()
+            .map_err(|e| format!("cannot flush the disk: {e}; check the host's disk"))?;
+        self.active
+            .as_ref()
+            .map(|a| a.queue.state())
+            .ok_or_else(|| "the device is not started".to_string())
     }
 
     fn exit(&mut self) {
@@ -435,6 +479,31 @@ impl VirtioDevice for Block {
 
     fn process_queue(&mut self, _index: usize) {
         // The worker waits on the queue's eventfd itself.
+    }
+
+    /// Asks the worker to finish every available request and waits (at most 10 s: a
+    /// disk call that hangs fails the snapshot, not the API).
+    fn save_queues(&mut self) -> Result<Vec<virtio_queue::QueueState>, String> {
+        let mut c = self.shared.lock();
+        if c.exited {
+            return Err("the disk worker has stopped".into());
+        }
+        c.saves += 1;
+        c.saved = None;
+        let want = c.saves;
+        self.shared.wake_worker();
+        let (mut c, _) = self
+            .shared
+            .changed
+            .wait_timeout_while(c, Duration::from_secs(10), |c| {
+                c.saves_done < want && !c.exited
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        match c.saved.take() {
+            Some(Ok(q)) if c.saves_done == want => Ok(vec![q]),
+            Some(Err(e)) => Err(e),
+            _ => Err("the disk worker did not finish its requests within 10 s; try again".into()),
+        }
     }
 
     fn needs_reset(&self) -> bool {
