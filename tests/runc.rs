@@ -492,11 +492,11 @@ fn unsupported_fields_are_refused_by_name() {
         ("hooks.createContainer", |s| {
             s["hooks"] = json!({"createContainer": [{"path": "/bin/true"}]})
         }),
-        ("user", |s| {
+        ("\"time\"", |s| {
             s["linux"]["namespaces"]
                 .as_array_mut()
                 .unwrap()
-                .push(json!({"type": "user"}));
+                .push(json!({"type": "time"}));
         }),
     ];
     for (field, edit) in cases {
@@ -528,6 +528,169 @@ fn unsupported_fields_are_refused_by_name() {
         !o.status.success() && text(&o.stderr).contains("--systemd-cgroup"),
         "{o:?}"
     );
+}
+
+/// Adds a new user namespace mapping the container's ids 0..65536 to the host's
+/// 100000.., as `runc spec --rootless` bundles are made.
+fn with_user_ns(s: &mut Value) {
+    s["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    s["linux"]["uidMappings"] = map.clone();
+    s["linux"]["gidMappings"] = map;
+}
+
+/// The bundle's rootfs owned by the mapped root (host 100000), and the bundle
+/// reachable by it (the temporary directory is 0700).
+fn chown_for_user_ns(b: &Path) {
+    let o = Command::new("chown")
+        .args(["-hR", "100000:100000"])
+        .arg(b.join("rootfs"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "chown: {o:?}");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(b, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_user_namespace_maps_the_container_root() {
+    let script = "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; \
+                  touch /tmp/x && stat -c %u:%g /tmp/x; touch /made; ls -ln /dev/null | cut -c1-10; \
+                  echo hi > /dev/null && head -c 4 /dev/zero | wc -c";
+    let b = bundle(&["sh", "-c", script], |s| {
+        with_user_ns(s);
+        s["root"]["readonly"] = json!(false);
+    });
+    chown_for_user_ns(b.path());
+    let map = format!("{:>10} {:>10} {:>10}\n", 0, 100000, 65536);
+    let want = format!("0\n0\n{map}{map}0:0\ncrw-rw-rw-\n4\n");
+    let made = b.path().join("rootfs/made");
+    for rt in Runtime::both() {
+        let o = rt.out(&["run", "--bundle", b.path().to_str().unwrap(), "un1"]);
+        assert_eq!(text(&o.stdout), want, "{}: {o:?}", rt.name);
+        assert_eq!(o.status.code(), Some(0), "{}: {o:?}", rt.name);
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(&made).unwrap();
+        assert_eq!((m.uid(), m.gid()), (100000, 100000), "{}", rt.name);
+        fs::remove_file(&made).unwrap();
+        assert_eq!(rt.status("un1"), None, "{}", rt.name);
+    }
+    assert!(cgroups_named("minnow-runc-un1").is_empty());
+}
+
+#[test]
+fn exec_joins_the_user_namespace() {
+    let b = bundle(&["sleep", "30"], with_user_ns);
+    chown_for_user_ns(b.path());
+    for rt in Runtime::both() {
+        rt.run_detached(b.path(), "ux1");
+        let o = rt.out(&["exec", "ux1", "sh", "-c", "id -u; cat /proc/self/uid_map"]);
+        let map = format!("{:>10} {:>10} {:>10}\n", 0, 100000, 65536);
+        assert_eq!(text(&o.stdout), format!("0\n{map}"), "{}: {o:?}", rt.name);
+        let o = rt.out(&["delete", "--force", "ux1"]);
+        assert!(o.status.success(), "{}: {o:?}", rt.name);
+    }
+}
+
+/// A user namespace joined by path (a running container's), with new PID and other
+/// namespaces: the PID namespace belongs to the joined user namespace, so `proc` mounts
+/// and the init is PID 1, root in it. runc 1.1 asks for the mappings even then; they
+/// must be the namespace's (minnow-runc checks, and leaves nothing when they are not).
+#[test]
+fn a_user_namespace_is_joined_by_path() {
+    let a = bundle(&["sleep", "30"], with_user_ns);
+    chown_for_user_ns(a.path());
+    let script = "id -u; cat /proc/self/uid_map; echo $$; touch /tmp/y && stat -c %u /tmp/y";
+    let map = format!("{:>10} {:>10} {:>10}\n", 0, 100000, 65536);
+    for rt in Runtime::both() {
+        rt.run_detached(a.path(), "uj1");
+        let pid = rt.state("uj1")["pid"].as_i64().unwrap();
+        let join = move |s: &mut Value| {
+            with_user_ns(s);
+            let ns = s["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.last_mut().unwrap()["path"] = json!(format!("/proc/{pid}/ns/user"));
+            s["root"]["readonly"] = json!(false);
+        };
+        let b = bundle(&["sh", "-c", script], join);
+        chown_for_user_ns(b.path());
+        let o = rt.out(&["run", "--bundle", b.path().to_str().unwrap(), "uj2"]);
+        assert_eq!(
+            text(&o.stdout),
+            format!("0\n{map}1\n0\n"),
+            "{}: {o:?}",
+            rt.name
+        );
+        if rt.name == "minnow-runc" {
+            let b = bundle(&["true"], |s| {
+                join(s);
+                s["linux"]["uidMappings"][0]["hostID"] = json!(200000);
+            });
+            chown_for_user_ns(b.path());
+            let o = rt.out(&["run", "--bundle", b.path().to_str().unwrap(), "uj3"]);
+            let err = text(&o.stderr);
+            assert!(
+                !o.status.success() && err.contains("not those of the user namespace joined"),
+                "{o:?}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(!rt.root.path().join("uj3").exists());
+            assert!(cgroups_named("minnow-runc-uj3").is_empty());
+        }
+        let o = rt.out(&["delete", "--force", "uj1"]);
+        assert!(o.status.success(), "{}: {o:?}", rt.name);
+    }
+}
+
+/// minnow-runc only: mappings the kernel would refuse, or without a user namespace, are
+/// refused before anything is made, on one line.
+#[test]
+fn bad_id_mappings_are_refused_and_leave_nothing() {
+    let rt = Runtime::both().pop().unwrap();
+    let cases: [(&str, Edit); 5] = [
+        ("size 0", |s| {
+            with_user_ns(s);
+            s["linux"]["uidMappings"][0]["size"] = json!(0);
+        }),
+        ("overlaps", |s| {
+            with_user_ns(s);
+            s["linux"]["gidMappings"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"containerID": 70000, "hostID": 100005, "size": 10}));
+        }),
+        ("linux.gidMappings", |s| {
+            with_user_ns(s);
+            s["linux"]["gidMappings"] = json!([]);
+        }),
+        ("id 0", |s| {
+            with_user_ns(s);
+            s["linux"]["uidMappings"][0]["containerID"] = json!(1);
+        }),
+        ("without a user namespace", |s| {
+            with_user_ns(s);
+            s["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|n| n["type"] != "user");
+        }),
+    ];
+    for (what, edit) in cases {
+        let b = bundle(&["true"], edit);
+        let o = rt.out(&["run", "--bundle", b.path().to_str().unwrap(), "ub1"]);
+        let err = text(&o.stderr);
+        assert!(!o.status.success(), "{what}: {o:?}");
+        assert!(
+            err.starts_with("minnow-runc: error: config.json: linux.") && err.contains(what),
+            "{what}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_eq!(rt.status("ub1"), None);
+        assert!(!rt.root.path().join("ub1").exists());
+        assert!(cgroups_named("minnow-runc-ub1").is_empty());
+    }
 }
 
 /// minnow-runc only (runc leaves its container behind): a `run` killed with SIGKILL
@@ -860,6 +1023,13 @@ fn minnow_runc_spec_runs_under_both_and_features_parse() {
         "{v}"
     );
     assert_eq!(v["linux"]["cgroup"]["systemd"], json!(false));
+    assert!(
+        v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("user")),
+        "{v}"
+    );
 }
 
 #[test]

@@ -246,6 +246,13 @@ fn create_in(
             }
         }
     }
+    if plan
+        .namespaces
+        .iter()
+        .any(|(f, _)| *f == nix::sched::CloneFlags::CLONE_NEWUSER)
+    {
+        user_ns_done(plan, pid, &fifo).map_err(abort)?;
+    }
     saved.start_time = state::start_time(pid.as_raw()).unwrap_or(0);
     state::write_json(&dir.join("state.json"), &saved).map_err(abort)?;
     if let Some(p) = &a.pid_file {
@@ -253,6 +260,33 @@ fn create_in(
     }
     child.commit().map_err(|e| abort(e.into()))?;
     Ok((saved, child, relay))
+}
+
+/// Once the init is set up in its user namespace: the spec's mappings must be those of
+/// a namespace joined by path (runc 1.2's check), and the exec fifo goes to the
+/// container's root (as runc chowns it), for the init to open it as that root.
+fn user_ns_done(plan: &engine::Plan, pid: Pid, fifo: &Path) -> Result<(), String> {
+    let maps = engine::id_maps_of(pid);
+    let sorted = |m: &[(u32, u32, u32)]| {
+        let mut m = m.to_vec();
+        m.sort();
+        m
+    };
+    let given = (sorted(&plan.uid_map), sorted(&plan.gid_map));
+    if !plan.uid_map.is_empty() && given != (sorted(&maps.0), sorted(&maps.1)) {
+        return Err(format!(
+            "config.json: linux.uidMappings/gidMappings {:?} {:?} are not those of the user namespace joined ({:?} {:?}); fix them or remove them",
+            given.0, given.1, maps.0, maps.1
+        ));
+    }
+    let Some((uid, gid)) = engine::host_root(&maps) else {
+        return Err(
+            "the container's root (id 0) is not mapped in its user namespace; map containerID 0"
+                .into(),
+        );
+    };
+    std::os::unix::fs::chown(fifo, Some(uid), Some(gid))
+        .map_err(|e| format!("cannot chown {}: {e}", fifo.display()))
 }
 
 /// Opens the exec fifo, so the init goes on to exec; returns once it did (or died).

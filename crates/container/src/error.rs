@@ -111,6 +111,10 @@ pub enum Error {
     RootNotADirectory(PathBuf),
     #[error("config.json: linux.namespaces lists {0:?} twice; keep one")]
     NamespaceTwice(LinuxNamespaceType),
+    /// linux.uidMappings/gidMappings that the kernel would refuse or that do not fit
+    /// the user namespace asked for.
+    #[error("config.json: {field}: {why}")]
+    IdMapping { field: &'static str, why: String },
     #[error("config.json: linux.rootfsPropagation {0:?} is unknown; use private, rprivate, slave, rslave, shared or rshared")]
     Propagation(String),
     #[error("config.json: mount destination {} is not absolute; give an absolute path", .0.display())]
@@ -223,6 +227,24 @@ pub enum Error {
     ContainerPidJoin(#[source] Errno),
     #[error("cannot create the container's init: {0}")]
     CloneInit(#[source] Errno),
+    #[error("cannot open user namespace {}: {source}; check linux.namespaces", path.display())]
+    UserNamespaceOpen {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot join user namespace {}: {source}; check linux.namespaces", path.display())]
+    UserNamespaceJoin {
+        path: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("cannot write the init's {file}: {source}; check linux.uidMappings/gidMappings")]
+    WriteIdMap {
+        file: &'static str,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot signal the container's init: {0}")]
     SignalInit(#[source] io::Error),
     /// The init's own one-line message.

@@ -21,8 +21,10 @@ use crate::error::{step as fail, Failure};
 use crate::rootfs::find_program;
 use crate::{Cgroup, Error};
 
-/// The namespaces to join, in order (cgroup after the cgroup is joined, mount last).
-const ORDER: [(&str, CloneFlags); 5] = [
+/// The namespaces to join, in order (user first: it owns the others; cgroup after the
+/// cgroup is joined, mount last).
+const ORDER: [(&str, CloneFlags); 6] = [
+    ("user", CloneFlags::CLONE_NEWUSER),
     ("cgroup", CloneFlags::CLONE_NEWCGROUP),
     ("ipc", CloneFlags::CLONE_NEWIPC),
     ("uts", CloneFlags::CLONE_NEWUTS),
@@ -94,6 +96,9 @@ fn child(
     cg.join_self().map_err(|e| (1, Error::Cgroup(e)))?;
     for (f, flag) in joins {
         setns(f, *flag).map_err(fail("cannot join the container's namespaces"))?;
+        if *flag == CloneFlags::CLONE_NEWUSER {
+            super::init::become_root()?;
+        }
     }
     // In the container's mount namespace now: /dev/ptmx is its devpts's.
     if let Some(socket) = console {

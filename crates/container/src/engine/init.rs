@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{openat, OFlag};
@@ -121,9 +121,11 @@ fn set_up(
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     cg.join_self().map_err(|e| (1, Error::Cgroup(e)))?;
     let own = mounts::own_cgroups();
+    user_ns(plan, go)?;
     let mut new = CloneFlags::empty();
     for (flag, path) in &plan.namespaces {
         match path {
+            _ if *flag == CloneFlags::CLONE_NEWUSER => {}
             Some(p) if *flag != CloneFlags::CLONE_NEWPID => {
                 let f = fs::File::open(p)
                     .map_err(fail(format!("cannot open namespace {}", p.display())))?;
@@ -154,11 +156,16 @@ fn set_up(
     let dev_is_tmpfs = plan.mounts.iter().any(|m| {
         m.destination == Path::new("/dev") && m.typ != "bind" && !m.flags.contains(MsFlags::MS_BIND)
     });
+    // In a user namespace mknod is refused: the host's nodes are bound, as runc does.
+    let bind_nodes = plan
+        .namespaces
+        .iter()
+        .any(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
     if dev_is_tmpfs {
-        default_devices(root, &plan.front)?;
+        default_devices(root, &plan.front, bind_nodes)?;
     }
     for d in &plan.devices {
-        device(root, d)?;
+        device(root, d, bind_nodes)?;
     }
     if plan.hooks_pause {
         report
@@ -209,6 +216,85 @@ fn set_up(
         .ok_or_else(|| (127, missing()))
 }
 
+/// The user namespace, first (it owns the namespaces created after it): a new one was
+/// cloned with the init, whose maps the runtime writes before sending "u"; one with a
+/// path is joined. Either way the init then becomes root in it, as runc's does, before
+/// it mounts anything (the cgroup was joined before, as the host's root).
+fn user_ns(plan: &Plan, go: &mut fs::File) -> Result<(), Failure> {
+    let Some((_, path)) = plan
+        .namespaces
+        .iter()
+        .find(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+    else {
+        return Ok(());
+    };
+    match path {
+        None => {
+            let mut b = [0u8; 1];
+            match go.read(&mut b) {
+                Ok(1) if b[0] == b'u' => {}
+                // The runtime could not write the maps and is killing us.
+                _ => exit_now(1),
+            }
+        }
+        Some(p) => {
+            let f = fs::File::open(p)
+                .map_err(fail(format!("cannot open namespace {}", p.display())))?;
+            // Cloned in it already when the PID namespace is new (`spawn`).
+            let id = |m: fs::Metadata| (m.dev(), m.ino());
+            let here = fs::metadata("/proc/self/ns/user").map(id).ok();
+            if f.metadata().map(id).ok() != here {
+                setns(&f, CloneFlags::CLONE_NEWUSER)
+                    .map_err(fail(format!("cannot join namespace {}", p.display())))?;
+            }
+        }
+    }
+    become_root()
+}
+
+/// Becomes root (uid, gid 0, no supplementary groups) in the user namespace just
+/// created or joined; the capabilities stay (root of that namespace).
+pub(crate) fn become_root() -> Result<(), Failure> {
+    let root = (Uid::from_raw(0), Gid::from_raw(0));
+    nix::unistd::setgroups(&[]).map_err(fail(
+        "cannot clear the supplementary groups in the user namespace",
+    ))?;
+    nix::unistd::setresgid(root.1, root.1, root.1).map_err(fail(
+        "cannot become group 0 in the user namespace; map gid 0",
+    ))?;
+    nix::unistd::setresuid(root.0, root.0, root.0)
+        .map_err(fail("cannot become root in the user namespace; map uid 0"))?;
+    Ok(())
+}
+
+/// A device node at `path`: made with mknod, or (`bind`, in a user namespace) the
+/// host's node at `host` bound onto an empty file there.
+fn device_node(
+    path: &Path,
+    host: &Path,
+    bind: bool,
+    (kind, major, minor, perm): (SFlag, u64, u64, u32),
+) -> Result<(), Failure> {
+    if !bind {
+        return node(path, kind, major, minor, perm);
+    }
+    if !path.exists() {
+        fs::File::create(path).map_err(fail(format!("cannot create {}", path.display())))?;
+    }
+    mount(
+        Some(host),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(fail(format!(
+        "cannot bind {} on {}",
+        host.display(),
+        path.display()
+    )))
+}
+
 /// The root: the spec's bound onto itself, or `container run`'s overlay.
 fn root_mount(plan: &Plan) -> Result<(), Failure> {
     let root = &plan.rootfs;
@@ -243,7 +329,7 @@ fn root_mount(plan: &Plan) -> Result<(), Failure> {
 /// run`). With `nodev` each node is bound onto itself and /dev then made nodev: the
 /// standard nodes work, a node made later with mknod (CAP_MKNOD is one of Docker's)
 /// cannot be opened (EACCES).
-fn default_devices(root: &Path, front: &super::Front) -> Result<(), Failure> {
+fn default_devices(root: &Path, front: &super::Front, bind: bool) -> Result<(), Failure> {
     let nodev = front.nodev;
     let dev = root.join("dev");
     for (name, major, minor) in [
@@ -255,8 +341,9 @@ fn default_devices(root: &Path, front: &super::Front) -> Result<(), Failure> {
         ("tty", 5, 0),
     ] {
         let p = dev.join(name);
-        node(&p, SFlag::S_IFCHR, major, minor, 0o666)?;
-        if nodev {
+        let host = Path::new("/dev").join(name);
+        device_node(&p, &host, bind, (SFlag::S_IFCHR, major, minor, 0o666))?;
+        if nodev && !bind {
             mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(fail(format!("cannot bind {}", p.display())))?;
         }
@@ -297,7 +384,7 @@ fn node(path: &Path, kind: SFlag, major: u64, minor: u64, perm: u32) -> Result<(
 }
 
 /// One of `linux.devices`.
-fn device(root: &Path, d: &LinuxDevice) -> Result<(), Failure> {
+fn device(root: &Path, d: &LinuxDevice, bind: bool) -> Result<(), Failure> {
     let kind = match d.typ() {
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
         LinuxDeviceType::B => SFlag::S_IFBLK,
@@ -308,13 +395,12 @@ fn device(root: &Path, d: &LinuxDevice) -> Result<(), Failure> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(fail(format!("cannot create {}", parent.display())))?;
     }
-    node(
-        &path,
-        kind,
-        d.major() as u64,
-        d.minor() as u64,
-        d.file_mode().unwrap_or(0o666) & 0o7777,
-    )?;
+    let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+    let node = (kind, d.major() as u64, d.minor() as u64, mode);
+    device_node(&path, d.path(), bind, node)?;
+    if bind {
+        return Ok(());
+    }
     chown(
         &path,
         d.uid().map(Uid::from_raw),

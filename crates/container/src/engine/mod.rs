@@ -102,6 +102,10 @@ pub struct Plan {
     pub hostname: Option<String>,
     /// (namespace, path to join) — no path: a new one.
     pub namespaces: Vec<(CloneFlags, Option<PathBuf>)>,
+    /// For a new user namespace: the uid_map and gid_map lines (container id, host id,
+    /// size), written by the runtime once the init is cloned into it. Empty otherwise.
+    pub uid_map: Vec<(u32, u32, u32)>,
+    pub gid_map: Vec<(u32, u32, u32)>,
     pub mounts: Vec<MountPlan>,
     pub devices: Vec<LinuxDevice>,
     pub sysctl: Vec<(String, String)>,
@@ -158,7 +162,10 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
 }
 
 /// Clones the init into its namespaces (joining the PID namespace by path here, as only
-/// children can be moved into one). It joins `cg` itself. `console`: the connected
+/// children can be moved into one). It joins `cg` itself. A new user namespace is
+/// cloned together with the PID namespace (which it then owns, as the namespaces the
+/// init creates later); the runtime writes its uid_map and gid_map from outside, as
+/// runc does, while the init waits for the go-ahead ("u" on its go pipe). `console`: the connected
 /// console socket, for a plan with a terminal ([`console`]).
 pub fn spawn(
     plan: &Plan,
@@ -185,6 +192,9 @@ pub fn spawn(
             }
         }
     }
+    if plan.new_user_ns() {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
     let (report_r, report_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
     let mut fds = Some(InitFds {
@@ -198,21 +208,164 @@ pub fn spawn(
         Some(f) => init::main(plan, cg, f),
         None => 1,
     });
-    // SAFETY: without CLONE_VM the child gets a copy of this address space, as with
-    // fork; the runtime is single-threaded, so the child cannot inherit a lock held by
-    // another thread. The stack outlives the call and is only used by the child.
-    let cloned = unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) };
+    let cloned = match plan.joined_user_ns() {
+        Some(path) if flags.contains(CloneFlags::CLONE_NEWPID) => {
+            clone_in_user_ns(path, cb, &mut stack, flags)
+        }
+        // SAFETY: without CLONE_VM the child gets a copy of this address space, as with
+        // fork; the runtime is single-threaded, so the child cannot inherit a lock held
+        // by another thread. The stack outlives the call and is only used by the child.
+        _ => unsafe { nix::sched::clone(cb, &mut stack, flags, Some(libc::SIGCHLD)) }
+            .map_err(Error::CloneInit),
+    };
     drop(fds);
-    let pid = cloned.map_err(Error::CloneInit)?;
-    Ok(Child {
+    let pid = cloned?;
+    let mut child = Child {
         pid,
         code: 1,
         report: fs::File::from(report_r),
         go: Some(fs::File::from(go_w)),
-    })
+    };
+    if plan.new_user_ns() {
+        if let Err(e) = child.map_ids(plan) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            return Err(e);
+        }
+    }
+    Ok(child)
+}
+
+/// Clones the init from a helper that has joined the user namespace at `path`, so the
+/// new PID namespace belongs to that user namespace (as runc's, made inside it) and the
+/// init can mount its `proc`. With CLONE_PARENT the init is the runtime's child still;
+/// the helper reports its PID (or the errno) and exits.
+fn clone_in_user_ns(
+    path: &std::path::Path,
+    cb: nix::sched::CloneCb<'_>,
+    stack: &mut [u8],
+    flags: CloneFlags,
+) -> Result<Pid, Error> {
+    let ns = fs::File::open(path).map_err(|source| Error::UserNamespaceOpen {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (r, w) = pipe()?;
+    // SAFETY: the runtime is single-threaded here (see `spawn`); the helper only
+    // calls setns and clone, writes a pipe and ends with _exit.
+    match unsafe { nix::unistd::fork() }.map_err(Error::CloneInit)? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let cloned = setns(&ns, CloneFlags::CLONE_NEWUSER).and_then(|()| {
+                // SAFETY: as the clone in `spawn`; the stack is this process's copy.
+                unsafe {
+                    nix::sched::clone(
+                        cb,
+                        stack,
+                        flags | CloneFlags::CLONE_PARENT,
+                        Some(libc::SIGCHLD),
+                    )
+                }
+            });
+            // A fixed size, read exactly: the init holds a copy of `w` until its exec.
+            let msg = match cloned {
+                Ok(pid) => pid.as_raw(),
+                Err(e) => -(e as i32),
+            };
+            let _ = fs::File::from(w).write_all(&msg.to_ne_bytes());
+            // SAFETY: _exit has no preconditions; it never returns.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let mut msg = [0u8; 4];
+            let got = fs::File::from(r).read_exact(&mut msg);
+            let _ = nix::sys::wait::waitpid(child, None);
+            match (got, i32::from_ne_bytes(msg)) {
+                (Ok(()), pid) if pid > 0 => Ok(Pid::from_raw(pid)),
+                (Ok(()), errno) => Err(Error::UserNamespaceJoin {
+                    path: path.to_path_buf(),
+                    source: nix::errno::Errno::from_raw(-errno),
+                }),
+                (Err(_), _) => Err(Error::CloneInit(nix::errno::Errno::ECHILD)),
+            }
+        }
+    }
+}
+
+/// A uid map and a gid map: (container id, host id, size) lines.
+pub type IdMaps = (Vec<(u32, u32, u32)>, Vec<(u32, u32, u32)>);
+
+/// The uid and gid maps of process `pid`'s user namespace, as /proc shows them.
+pub fn id_maps_of(pid: Pid) -> IdMaps {
+    let read =
+        |f: &str| parse_map(&fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default());
+    (read("uid_map"), read("gid_map"))
+}
+
+/// The host uid and gid of the container's root (id 0), from its maps; None if unmapped.
+pub fn host_root(maps: &IdMaps) -> Option<(u32, u32)> {
+    let host0 = |map: &[(u32, u32, u32)]| {
+        map.iter()
+            .find(|(c, _, n)| *c == 0 && *n > 0)
+            .map(|(_, h, _)| *h)
+    };
+    Some((host0(&maps.0)?, host0(&maps.1)?))
+}
+
+impl Plan {
+    /// The plan asks for a new user namespace (not one joined by path).
+    pub fn new_user_ns(&self) -> bool {
+        self.namespaces
+            .iter()
+            .any(|(f, p)| *f == CloneFlags::CLONE_NEWUSER && p.is_none())
+    }
+
+    /// The user namespace joined by path, if any.
+    fn joined_user_ns(&self) -> Option<&PathBuf> {
+        self.namespaces
+            .iter()
+            .find(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+            .and_then(|(_, p)| p.as_ref())
+    }
+}
+
+/// The lines of a uid_map or gid_map as /proc shows them.
+fn parse_map(text: &str) -> Vec<(u32, u32, u32)> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|n| n.parse::<u32>().ok());
+            Some((f.next()??, f.next()??, f.next()??))
+        })
+        .collect()
+}
+
+/// A uid_map or gid_map's text: one "container host size" line each.
+fn map_text(map: &[(u32, u32, u32)]) -> String {
+    map.iter()
+        .map(|(c, h, n)| format!("{c} {h} {n}\n"))
+        .collect()
 }
 
 impl Child {
+    /// Writes the init's uid_map and gid_map (in one write each, as the kernel wants)
+    /// and lets it go on. The runtime is root in the parent namespace: any host ids may
+    /// be mapped and setgroups stays allowed (no "deny").
+    fn map_ids(&mut self, plan: &Plan) -> Result<(), Error> {
+        for (file, map) in [("uid_map", &plan.uid_map), ("gid_map", &plan.gid_map)] {
+            let path = format!("/proc/{}/{file}", self.pid);
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(map_text(map).as_bytes()))
+                .map_err(|source| Error::WriteIdMap { file, source })?;
+        }
+        match self.go.as_mut() {
+            Some(go) => go.write_all(b"u").map_err(Error::SignalInit),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until the init is set up, or stops for the hooks (or failed: its message).
     pub fn stage(&mut self) -> Result<Stage, Error> {
         let mut b = [0u8; 1];

@@ -11,7 +11,7 @@ use oci_spec::runtime::{LinuxNamespaceType, LinuxResources, Spec};
 
 use super::cgroup::CgroupPlan;
 use super::mounts::{self, MountPlan};
-use super::{Plan, ProcessPlan};
+use super::{IdMaps, Plan, ProcessPlan};
 use crate::security::Security;
 use crate::Error;
 
@@ -40,12 +40,7 @@ fn ns_flag(t: LinuxNamespaceType) -> Result<CloneFlags, Error> {
         LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
         LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
         LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
-        LinuxNamespaceType::User => {
-            return Err(refuse(
-                "linux.namespaces type \"user\"",
-                "no user namespaces or uid/gid mappings",
-            ))
-        }
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
         LinuxNamespaceType::Time => {
             return Err(refuse(
                 "linux.namespaces type \"time\"",
@@ -75,6 +70,93 @@ fn rlimit(name: &str) -> Option<Resource> {
         "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
         _ => return None,
     })
+}
+
+/// The kernel's limit on the lines of a uid_map or gid_map.
+const MAX_MAP_LINES: usize = 340;
+
+/// One of linux.uidMappings / gidMappings as the kernel takes it: (container, host,
+/// size) lines, none empty, none past 2^32, no two overlapping on either side, the
+/// container's root among them (the init becomes root in the new user namespace, as
+/// runc's does).
+fn id_map(
+    field: &'static str,
+    list: &[oci_spec::runtime::LinuxIdMapping],
+) -> Result<Vec<(u32, u32, u32)>, Error> {
+    let bad = |why: String| Error::IdMapping { field, why };
+    if list.is_empty() {
+        return Err(bad(
+            "a new user namespace needs one; map the container's root, e.g. {\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}".into(),
+        ));
+    }
+    if list.len() > MAX_MAP_LINES {
+        return Err(bad(format!(
+            "{} entries; the kernel takes at most {MAX_MAP_LINES}",
+            list.len()
+        )));
+    }
+    let mut out = Vec::new();
+    for m in list {
+        let (c, h, n) = (m.container_id(), m.host_id(), m.size());
+        let end = |start: u32| u64::from(start) + u64::from(n);
+        if n == 0 {
+            return Err(bad(format!(
+                "containerID {c} hostID {h} has size 0; give the number of ids to map"
+            )));
+        }
+        if end(c) >= 1 << 32 || end(h) >= 1 << 32 {
+            return Err(bad(format!(
+                "containerID {c} hostID {h} size {n} reaches 4294967295 (no id); make size smaller"
+            )));
+        }
+        for &(c2, h2, n2) in &out {
+            let meets = |a: u32, la: u32, b: u32, lb: u32| {
+                u64::from(a) < u64::from(b) + u64::from(lb)
+                    && u64::from(b) < u64::from(a) + u64::from(la)
+            };
+            if meets(c, n, c2, n2) || meets(h, n, h2, n2) {
+                return Err(bad(format!(
+                    "containerID {c} hostID {h} size {n} overlaps containerID {c2} hostID {h2} size {n2}; ranges must not overlap"
+                )));
+            }
+        }
+        out.push((c, h, n));
+    }
+    if !out.iter().any(|&(c, _, _)| c == 0) {
+        return Err(bad(
+            "the container's root (id 0) is not mapped; the init becomes root in the new user namespace, map containerID 0".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The uid and gid maps of the plan: for a new user namespace, the spec's (checked,
+/// both needed); for one joined by path, the spec's if given (runc 1.1 asks for them;
+/// they must be the namespace's own, checked once the init has joined it); none
+/// otherwise (mappings without a user namespace are refused).
+fn id_maps(l: &oci_spec::runtime::Linux, user: Option<&Option<PathBuf>>) -> Result<IdMaps, Error> {
+    let given = set(l.uid_mappings()) || set(l.gid_mappings());
+    let both = || -> Result<IdMaps, Error> {
+        Ok((
+            id_map(
+                "linux.uidMappings",
+                l.uid_mappings().as_deref().unwrap_or(&[]),
+            )?,
+            id_map(
+                "linux.gidMappings",
+                l.gid_mappings().as_deref().unwrap_or(&[]),
+            )?,
+        ))
+    };
+    match user {
+        Some(None) => both(),
+        Some(Some(_)) if given => both(),
+        None if given => Err(Error::IdMapping {
+            field: "linux.uidMappings/gidMappings",
+            why: "given without a user namespace; add {\"type\": \"user\"} to linux.namespaces or remove the mappings".into(),
+        }),
+        _ => Ok((Vec::new(), Vec::new())),
+    }
 }
 
 /// The fields minnow refuses, checked before anything is created.
@@ -116,12 +198,6 @@ fn check_unsupported(spec: &Spec) -> Result<(), Error> {
     let Some(l) = spec.linux() else {
         return Ok(());
     };
-    if set(l.uid_mappings()) || set(l.gid_mappings()) {
-        return Err(refuse(
-            "linux.uidMappings/gidMappings",
-            "no user namespaces",
-        ));
-    }
     if l.mount_label().as_ref().is_some_and(|s| !s.is_empty()) {
         return Err(refuse("linux.mountLabel", "no SELinux"));
     }
@@ -240,6 +316,11 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, Error> {
         }
         namespaces.push((flag, ns.path().clone()));
     }
+    let user = namespaces
+        .iter()
+        .find(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+        .map(|(_, p)| p);
+    let (uid_map, gid_map) = id_maps(&linux, user)?;
     let new_mount_ns = namespaces
         .iter()
         .any(|(f, p)| *f == CloneFlags::CLONE_NEWNS && p.is_none());
@@ -312,6 +393,8 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, Error> {
         rootfs,
         hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
         namespaces,
+        uid_map,
+        gid_map,
         mounts: mounts_plan,
         devices: linux.devices().clone().unwrap_or_default(),
         sysctl,
@@ -337,6 +420,7 @@ pub fn plan(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, Error> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{map_text, parse_map};
     use super::*;
 
     fn bundle() -> tempfile::TempDir {
@@ -395,11 +479,11 @@ mod tests {
         let b = bundle();
         type Edit = fn(&mut serde_json::Value);
         let cases: [(&str, Edit); 5] = [
-            ("\"user\"", |v| {
+            ("\"time\"", |v| {
                 v["linux"]["namespaces"]
                     .as_array_mut()
                     .unwrap()
-                    .push(serde_json::json!({"type": "user"}))
+                    .push(serde_json::json!({"type": "time"}))
             }),
             ("process.selinuxLabel", |v| {
                 v["process"]["selinuxLabel"] = "x".into()
@@ -424,6 +508,105 @@ mod tests {
                 "{field}: {e}"
             );
         }
+    }
+
+    fn with_user_ns(v: &mut serde_json::Value) {
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        v["linux"]["uidMappings"] = map.clone();
+        v["linux"]["gidMappings"] = map;
+    }
+
+    #[test]
+    fn a_user_namespace_and_its_mappings_are_planned() {
+        let b = bundle();
+        let p = plan(&spec_with(with_user_ns), b.path(), "t").unwrap();
+        assert!(p.new_user_ns());
+        assert_eq!(p.uid_map, vec![(0, 100000, 65536)]);
+        assert_eq!(p.gid_map, vec![(0, 100000, 65536)]);
+        assert_eq!(parse_map(&map_text(&p.uid_map)), p.uid_map);
+        assert_eq!(map_text(&p.uid_map), "0 100000 65536\n");
+        // Joined by path: no maps of its own.
+        let s = spec_with(|v| {
+            v["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"type": "user", "path": "/proc/1/ns/user"}))
+        });
+        let p = plan(&s, b.path(), "t").unwrap();
+        assert!(!p.new_user_ns() && p.uid_map.is_empty());
+        // Joined with mappings (runc 1.1 wants them): kept, to be checked, not written.
+        let s = spec_with(|v| {
+            with_user_ns(v);
+            let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.last_mut().unwrap()["path"] = "/proc/1/ns/user".into();
+        });
+        let p = plan(&s, b.path(), "t").unwrap();
+        assert!(!p.new_user_ns() && p.uid_map == vec![(0, 100000, 65536)]);
+        let p = plan(&Spec::default(), b.path(), "t").unwrap();
+        assert!(!p.new_user_ns() && p.uid_map.is_empty());
+    }
+
+    #[test]
+    fn bad_mappings_are_refused_on_one_line() {
+        let b = bundle();
+        type Edit = fn(&mut serde_json::Value);
+        let cases: [(&str, Edit); 7] = [
+            ("size 0", |v| {
+                with_user_ns(v);
+                v["linux"]["uidMappings"][0]["size"] = 0.into();
+            }),
+            ("overlaps", |v| {
+                with_user_ns(v);
+                v["linux"]["uidMappings"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"containerID": 65535, "hostID": 0, "size": 2}));
+            }),
+            ("overlaps", |v| {
+                with_user_ns(v);
+                v["linux"]["gidMappings"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!({"containerID": 70000, "hostID": 165535, "size": 1}));
+            }),
+            ("4294967295", |v| {
+                with_user_ns(v);
+                v["linux"]["uidMappings"][0]["hostID"] = 4294967295u32.into();
+            }),
+            ("linux.uidMappings: a new user namespace needs one", |v| {
+                with_user_ns(v);
+                v["linux"]["uidMappings"] = serde_json::json!([]);
+            }),
+            ("without a user namespace", |v| {
+                with_user_ns(v);
+                v["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|n| n["type"] != "user");
+            }),
+            ("size 0", |v| {
+                with_user_ns(v);
+                let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+                ns.last_mut().unwrap()["path"] = "/proc/1/ns/user".into();
+                v["linux"]["gidMappings"][0]["size"] = 0.into();
+            }),
+        ];
+        for (what, edit) in cases {
+            let e = plan(&spec_with(edit), b.path(), "t")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(what) && !e.contains('\n'), "{what}: {e}");
+        }
+        let s = spec_with(|v| {
+            with_user_ns(v);
+            v["linux"]["uidMappings"][0]["containerID"] = 1.into();
+        });
+        let e = plan(&s, b.path(), "t").unwrap_err().to_string();
+        assert!(e.contains("id 0") && e.contains("linux.uidMappings"), "{e}");
     }
 
     /// fuzz/regressions/config_json/crash-... (cgroupsPath "/"): the plan had an empty
