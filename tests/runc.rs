@@ -956,6 +956,77 @@ fn docker_runs_busybox_through_minnow_runc() {
 }
 
 #[test]
+fn docker_oom_cap_drop_and_a_seccomp_profile_through_minnow_runc() {
+    let b = bundle(&["true"], |_| {});
+    let d = Dockerd::start();
+    d.import(b.path(), "bb:1");
+    let profile = b.path().join("no-mkdir.json");
+    let deny = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]});
+    fs::write(&profile, deny.to_string()).unwrap();
+    let seccomp = format!("seccomp={}", profile.display());
+    // (name, flags, script): an OOM kill above --memory (no swap), chown without
+    // CAP_CHOWN, and a profile that makes mkdir fail with EPERM.
+    let cases: [(&str, Vec<&str>, &str); 3] = [
+        (
+            "oom",
+            vec!["--memory", "32m", "--memory-swap", "32m"],
+            "x=$(head -c 209715200 /dev/zero | tr '\\0' a); echo survived",
+        ),
+        (
+            "cap-drop",
+            vec!["--cap-drop", "ALL"],
+            "touch /f && chown 1 /f; echo chown=$?",
+        ),
+        (
+            "seccomp",
+            vec!["--security-opt", &seccomp],
+            "mkdir /d; echo mkdir=$?; touch /e && echo touch-ok",
+        ),
+    ];
+    let mut results = Vec::new();
+    for rt in ["runc", "minnow"] {
+        for (name, flags, script) in &cases {
+            let mut args = vec!["run", "-d", "--runtime", rt, "--network", "none"];
+            args.extend(flags.iter().copied());
+            args.extend(["bb:1", "sh", "-c", script]);
+            let o = d.docker(&args);
+            assert!(o.status.success(), "{rt} {name}: {o:?}");
+            let id = text(&o.stdout).trim().to_string();
+            assert!(d.docker(&["wait", &id]).status.success(), "{rt} {name}");
+            let fmt = "{{.State.ExitCode}} oom={{.State.OOMKilled}}";
+            let state = text(&d.docker(&["inspect", "-f", fmt, &id]).stdout);
+            let logs = d.docker(&["logs", &id]);
+            results.push((state, text(&logs.stdout)));
+            assert!(d.docker(&["rm", &id]).status.success(), "{rt} {name}");
+        }
+    }
+    let runc = &results[..3];
+    assert_eq!(
+        runc[0],
+        ("137 oom=true\n".into(), String::new()),
+        "runc oom"
+    );
+    assert_eq!(
+        runc[1],
+        ("0 oom=false\n".into(), "chown=1\n".into()),
+        "runc cap-drop"
+    );
+    assert_eq!(
+        runc[2],
+        ("0 oom=false\n".into(), "mkdir=1\ntouch-ok\n".into()),
+        "runc seccomp"
+    );
+    for (i, (name, _, _)) in cases.iter().enumerate() {
+        assert_eq!(
+            results[3 + i],
+            results[i],
+            "minnow-runc against runc: {name}"
+        );
+    }
+}
+
+#[test]
 fn exec_inline_and_with_a_process_file() {
     let b = bundle(&["sleep", "30"], |_| {});
     let process = b.path().join("process.json");
