@@ -722,26 +722,6 @@ fn sectors(disk: &Path) -> Vec<u64> {
         .collect()
 }
 
-/// Waits until `before` (another VM's output) and this VM's hold `lines` more complete
-/// lines than `before`.
-fn wait_more(vm: &Vm, before: &[u8], lines: usize) {
-    let have = |vm: &Vm| {
-        before.iter().filter(|&&b| b == b'\n').count()
-            + vm.output().iter().filter(|&&b| b == b'\n').count()
-    };
-    let want = before.iter().filter(|&&b| b == b'\n').count() + lines;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while have(vm) < want {
-        assert!(
-            Instant::now() < deadline,
-            "the guest printed {:?}; stderr: {}",
-            String::from_utf8_lossy(&vm.output()),
-            vm.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// tests/guests/blkloop.S reads back, every round, the sector the round before wrote,
 /// and writes the next. Snapshotted mid-work (its disk copied with `cp -p` while it is
 /// paused) and restored onto the copy, it goes on from where it was: the first rounds
@@ -839,7 +819,7 @@ fn a_guest_using_a_disk_goes_on_using_it_after_a_restore() {
         Vm::restore(&dir, &["--disk", b.to_str().unwrap()]),
     ];
     for c in &clones {
-        wait_more(c, &before, 80);
+        c.wait_lines(80);
     }
     // Clone a is snapshotted in turn, and stopped while paused: a.img stays as it was.
     let dir_a = tmp.path().join("snap-a");
@@ -875,7 +855,7 @@ fn a_guest_using_a_disk_goes_on_using_it_after_a_restore() {
     // path (no --disk), the guest goes on from clone a's last round.
     let again = Vm::restore(&dir_a, &[]);
     let before_a = outputs.swap_remove(0);
-    wait_more(&again, &before_a, 40);
+    again.wait_lines(40);
     let (code, out, stderr) = again.stop();
     assert_eq!(code, Some(0), "{stderr}");
     let mut all = before_a.clone();

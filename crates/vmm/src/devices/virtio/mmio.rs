@@ -227,17 +227,8 @@ impl MmioTransport {
         self.interrupt.ack(u32::MAX);
         self.interrupt.set(s.interrupt_status);
         if s.active {
-            self.device
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .activate(
-                    self.mem.clone(),
-                    queues,
-                    self.acked_features,
-                    self.interrupt.clone(),
-                )
+            self.start_device(queues)
                 .map_err(|e| format!("the device cannot start again: {e}"))?;
-            self.active = true;
         } else {
             self.queues = queues;
         }
@@ -396,6 +387,22 @@ impl MmioTransport {
         }
     }
 
+    /// Hands `queues` to the device with the negotiated features; on success the
+    /// transport is active (DRIVER_OK, or a restore of a started device).
+    fn start_device(&mut self, queues: Vec<Queue>) -> Result<(), super::ActivateError> {
+        self.device
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .activate(
+                self.mem.clone(),
+                queues,
+                self.acked_features,
+                self.interrupt.clone(),
+            )?;
+        self.active = true;
+        Ok(())
+    }
+
     fn activate(&mut self) {
         if let Some(i) = self
             .queues
@@ -407,22 +414,9 @@ impl MmioTransport {
             return;
         }
         let queues = std::mem::take(&mut self.queues);
-        let result = self
-            .device
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .activate(
-                self.mem.clone(),
-                queues,
-                self.acked_features,
-                self.interrupt.clone(),
-            );
-        match result {
-            Ok(()) => self.active = true,
-            Err(e) => {
-                log::warn!("virtio-mmio: device failed to start: {e}");
-                self.status |= status::DEVICE_NEEDS_RESET;
-            }
+        if let Err(e) = self.start_device(queues) {
+            log::warn!("virtio-mmio: device failed to start: {e}");
+            self.status |= status::DEVICE_NEEDS_RESET;
         }
         self.queues = Self::fresh_queues(&self.device);
     }
