@@ -12,48 +12,12 @@
  *   blk status <hex> | blk mismatch <hex found>
  * Needs a disk of >= 64 sectors (32 KiB) and >= 8 MiB RAM; the snapshot tests. */
 #include "common.inc"
+#include "virtio.inc"
 
-#define VM_MAGIC		0x000
-#define VM_DEVICE_ID		0x008
-#define VM_DRIVER_FEATURES	0x020
-#define VM_DRIVER_FEATURES_SEL	0x024
-#define VM_QUEUE_SEL		0x030
-#define VM_QUEUE_NUM		0x038
-#define VM_QUEUE_READY		0x044
-#define VM_QUEUE_NOTIFY		0x050
-#define VM_STATUS		0x070
-#define VM_QUEUE_DESC_LOW	0x080
-#define VM_QUEUE_DESC_HIGH	0x084
-#define VM_QUEUE_DRIVER_LOW	0x090
-#define VM_QUEUE_DRIVER_HIGH	0x094
-#define VM_QUEUE_DEVICE_LOW	0x0a0
-#define VM_QUEUE_DEVICE_HIGH	0x0a4
-
-#define VIRTIO_MAGIC		0x74726976
-#define S_ACK_DRV		3
-#define S_FEATURES_OK		8
-#define S_DRIVER_OK		4
-#define S_BAD			(64 | 128)
-#define BLK_T_IN		0
-#define BLK_T_OUT		1
-#define D_NEXT			1
-#define D_WRITE			2
-
-#define QSIZE			8
 #define NSECT			64
-#define VQ_DESC			0x200000
-#define VQ_AVAIL		0x201000
-#define VQ_USED			0x202000
-#define REQ_HDR			0x203000
-#define REQ_DATA		0x204000
-#define REQ_STATUS		0x205000
-
-#define TIMEOUT_TSC		(1 << 34)
-#define DESC_HI(len, flags, next) ((len) | ((flags) << 32) | ((next) << 48))
 
 /* Offer the chain at head 0 as request %r14 + 1, notify, poll the used index
- * until it gets there (the used index is checked before the clock, so a poll
- * interrupted by a snapshot ends at once after a restore); status in %r12d.
+ * until it gets there (NOTIFY_WAIT_USED); status in %r12d.
  * Clobbers %eax, %edx, %r13. */
 .macro SUBMIT
 	movb	$0xff, REQ_STATUS
@@ -64,25 +28,7 @@
 	mfence
 	movw	%r14w, VQ_AVAIL + 2
 	mfence
-	movl	$0, VM_QUEUE_NOTIFY(%rbp)
-	rdtsc
-	shl	$32, %rdx
-	or	%rdx, %rax
-	movabs	$TIMEOUT_TSC, %r13
-	add	%rax, %r13
-.Lpoll\@:
-	movzwl	VQ_USED + 2, %eax
-	cmp	%r14w, %ax
-	je	.Lused\@
-	pause
-	rdtsc
-	shl	$32, %rdx
-	or	%rdx, %rax
-	cmp	%r13, %rax
-	jb	.Lpoll\@
-	jmp	timeout
-.Lused\@:
-	mfence
+	NOTIFY_WAIT_USED %r14w
 	movzbl	REQ_STATUS, %r12d
 	test	%r12d, %r12d
 	jnz	bad_status
@@ -102,12 +48,12 @@ _start:
 	jne	no_device
 
 	movl	$0, VM_STATUS(%rbp)
-	movl	$S_ACK_DRV, VM_STATUS(%rbp)
+	movl	$(S_ACKNOWLEDGE | S_DRIVER), VM_STATUS(%rbp)
 	movl	$1, VM_DRIVER_FEATURES_SEL(%rbp)
 	movl	$1, VM_DRIVER_FEATURES(%rbp)		/* VIRTIO_F_VERSION_1 */
 	movl	$0, VM_DRIVER_FEATURES_SEL(%rbp)
 	movl	$0, VM_DRIVER_FEATURES(%rbp)
-	movl	$(S_ACK_DRV | S_FEATURES_OK), VM_STATUS(%rbp)
+	movl	$(S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK), VM_STATUS(%rbp)
 	movl	$0, VM_QUEUE_SEL(%rbp)
 	movl	$QSIZE, VM_QUEUE_NUM(%rbp)
 	movl	$VQ_DESC, VM_QUEUE_DESC_LOW(%rbp)
@@ -117,9 +63,9 @@ _start:
 	movl	$VQ_USED, VM_QUEUE_DEVICE_LOW(%rbp)
 	movl	$0, VM_QUEUE_DEVICE_HIGH(%rbp)
 	movl	$1, VM_QUEUE_READY(%rbp)
-	movl	$(S_ACK_DRV | S_FEATURES_OK | S_DRIVER_OK), VM_STATUS(%rbp)
+	movl	$(S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK), VM_STATUS(%rbp)
 	mov	VM_STATUS(%rbp), %eax
-	test	$S_BAD, %eax
+	test	$(S_NEEDS_RESET | S_FAILED), %eax
 	jnz	setup_failed
 	test	$S_DRIVER_OK, %eax
 	jz	setup_failed

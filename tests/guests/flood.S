@@ -19,49 +19,9 @@
  * 0x205000 status byte, 0x220000 a 512-byte data buffer; the headers, segments and
  * indirect tables are in the image. Needs >= 4 MiB RAM. */
 #include "common.inc"
+#include "virtio.inc"
 
-#define VM_MAGIC		0x000
-#define VM_VERSION		0x004
-#define VM_DEVICE_ID		0x008
-#define VM_DRIVER_FEATURES	0x020
-#define VM_DRIVER_FEATURES_SEL	0x024
-#define VM_QUEUE_SEL		0x030
-#define VM_QUEUE_NUM_MAX	0x034
-#define VM_QUEUE_NUM		0x038
-#define VM_QUEUE_READY		0x044
-#define VM_QUEUE_NOTIFY		0x050
-#define VM_STATUS		0x070
-#define VM_QUEUE_DESC_LOW	0x080
-#define VM_QUEUE_DESC_HIGH	0x084
-#define VM_QUEUE_DRIVER_LOW	0x090
-#define VM_QUEUE_DRIVER_HIGH	0x094
-#define VM_QUEUE_DEVICE_LOW	0x0a0
-#define VM_QUEUE_DEVICE_HIGH	0x0a4
-
-#define VIRTIO_MAGIC		0x74726976
-#define S_ACKNOWLEDGE		1
-#define S_DRIVER		2
-#define S_DRIVER_OK		4
-#define S_FEATURES_OK		8
-#define S_NEEDS_RESET		64
-#define S_FAILED		128
-#define BLK_T_IN		0
-#define BLK_T_DISCARD		11
-#define BLK_T_WRITE_ZEROES	13
-#define D_NEXT			1
-#define D_WRITE			2
-#define D_INDIRECT		4
-
-#define QSIZE			8
-#define VQ_DESC			0x200000
-#define VQ_AVAIL		0x201000
-#define VQ_USED			0x202000
-#define REQ_STATUS		0x205000
 #define DATA_BUF		0x220000
-
-#define TIMEOUT_TSC		(1 << 34)
-
-#define DESC_HI(len, flags, next) ((len) | ((flags) << 32) | ((next) << 48))
 
 /* desc0 = {addr, len, flags, next}; desc1/desc2 as given. */
 .macro DESC i, addr, len, flags, next
@@ -78,25 +38,7 @@
 	mfence
 	movw	$\n, VQ_AVAIL + 2
 	mfence
-	movl	$0, VM_QUEUE_NOTIFY(%rbp)
-	rdtsc
-	shl	$32, %rdx
-	or	%rdx, %rax
-	movabs	$TIMEOUT_TSC, %r13
-	add	%rax, %r13
-.Lpoll\@:
-	movzwl	VQ_USED + 2, %eax
-	cmp	$\n, %eax
-	je	.Lused\@
-	pause
-	rdtsc
-	shl	$32, %rdx
-	or	%rdx, %rax
-	cmp	%r13, %rax
-	jb	.Lpoll\@
-	jmp	timeout
-.Lused\@:
-	mfence
+	NOTIFY_WAIT_USED $\n
 	movzbl	REQ_STATUS, %ebx
 .endm
 

@@ -21,89 +21,22 @@
  *   0x203000 request header, 0x204000 data sector, 0x205000 status byte,
  *   0x206000 NUL-terminated copy of the 16 bytes read.  Needs >= 8 MiB RAM. */
 #include "common.inc"
+#include "virtio.inc"
 
-/* virtio-mmio registers (offsets from VIRTIO_MMIO_BASE) */
-#define VM_MAGIC		0x000
-#define VM_VERSION		0x004
-#define VM_DEVICE_ID		0x008
-#define VM_DEVICE_FEATURES	0x010
-#define VM_DEVICE_FEATURES_SEL	0x014
-#define VM_DRIVER_FEATURES	0x020
-#define VM_DRIVER_FEATURES_SEL	0x024
-#define VM_QUEUE_SEL		0x030
-#define VM_QUEUE_NUM_MAX	0x034
-#define VM_QUEUE_NUM		0x038
-#define VM_QUEUE_READY		0x044
-#define VM_QUEUE_NOTIFY		0x050
-#define VM_STATUS		0x070
-#define VM_QUEUE_DESC_LOW	0x080
-#define VM_QUEUE_DESC_HIGH	0x084
-#define VM_QUEUE_DRIVER_LOW	0x090
-#define VM_QUEUE_DRIVER_HIGH	0x094
-#define VM_QUEUE_DEVICE_LOW	0x0a0
-#define VM_QUEUE_DEVICE_HIGH	0x0a4
-#define VM_CONFIG		0x100
-
-#define VIRTIO_MAGIC		0x74726976	/* "virt" */
-#define S_ACKNOWLEDGE		1
-#define S_DRIVER		2
-#define S_DRIVER_OK		4
-#define S_FEATURES_OK		8
-#define S_NEEDS_RESET		64
-#define S_FAILED		128
-#define BLK_F_RO		(1 << 5)
-#define BLK_T_IN		0
-#define BLK_T_OUT		1
-#define BLK_T_FLUSH		4
-#define D_NEXT			1
-#define D_WRITE			2
-
-#define QSIZE			8
-#define VQ_DESC			0x200000
-#define VQ_AVAIL		0x201000	/* flags u16, idx u16, ring[QSIZE] u16 */
-#define VQ_USED			0x202000	/* flags u16, idx u16, ring[QSIZE] {u32 id, u32 len} */
-#define REQ_HDR			0x203000	/* type u32, reserved u32, sector u64 */
-#define REQ_DATA		0x204000
-#define REQ_STATUS		0x205000
 #define TEXT_COPY		0x206000
 
-#define TIMEOUT_TSC		(1 << 34)	/* ~4-17 s at 4-1 GHz: under the tests' 30 s */
-
-/* second quadword of a descriptor: len u32 | flags u16 << 32 | next u16 << 48 */
-#define DESC_HI(len, flags, next) ((len) | ((flags) << 32) | ((next) << 48))
-
 /* Offer the chain at head 0 as request number n (1, 2, 3), notify, and poll
- * the used index until it reaches n; then leave the status byte in %ebx.
- * The status byte is preset to 0xff so a request the device never completed
- * is not mistaken for success.  The poll gives up after TIMEOUT_TSC TSC
- * cycles (wall-clock rather than an iteration count, because one iteration
- * costs ~8 us on the PVM host but ~50 ns natively, while a FLUSH is an
- * fdatasync of unbounded length).  %rbp = MMIO base; clobbers %r13. */
+ * the used index until it reaches n (NOTIFY_WAIT_USED); then leave the status
+ * byte in %ebx.  The status byte is preset to 0xff so a request the device
+ * never completed is not mistaken for success.  %rbp = MMIO base; clobbers
+ * %eax, %edx, %r13. */
 .macro SUBMIT n
 	movb	$0xff, REQ_STATUS
 	movw	$0, VQ_AVAIL + 4 + 2 * ((\n - 1) % QSIZE)	/* ring[n-1] = head 0 */
 	mfence
 	movw	$\n, VQ_AVAIL + 2				/* avail idx */
 	mfence
-	movl	$0, VM_QUEUE_NOTIFY(%rbp)
-	rdtsc
-	shl	$32, %rdx
-	or	%rdx, %rax
-	movabs	$TIMEOUT_TSC, %r13
-	add	%rax, %r13				/* deadline */
-.Lpoll\@:
-	movzwl	VQ_USED + 2, %eax
-	cmp	$\n, %eax
-	je	.Lused\@
-	pause
-	rdtsc
-	shl	$32, %rdx
-	or	%rdx, %rax
-	cmp	%r13, %rax
-	jb	.Lpoll\@
-	jmp	timeout
-.Lused\@:
-	mfence
+	NOTIFY_WAIT_USED $\n
 	movzbl	REQ_STATUS, %ebx
 .endm
 
