@@ -198,6 +198,16 @@ impl Shared {
             detail: detail.to_string(),
         }
     }
+
+    fn size_mismatch(&self, what: &'static str, desc: &Descriptor, got: u64) -> Error {
+        Error::SizeMismatch {
+            registry: self.r.registry().into(),
+            what,
+            digest: desc.digest.clone(),
+            got,
+            want: desc.size,
+        }
+    }
 }
 
 /// The pieces of one pull.
@@ -343,13 +353,7 @@ async fn blob(
         };
         n += chunk.len() as u64;
         if n > desc.size {
-            return Err(Error::SizeMismatch {
-                registry: s.r.registry().into(),
-                what,
-                digest: desc.digest.clone(),
-                got: n,
-                want: desc.size,
-            });
+            return Err(s.size_mismatch(what, &desc, n));
         }
         hasher.update(&chunk);
         out.write_all(&chunk)
@@ -365,13 +369,7 @@ async fn blob(
         return Err(s.mismatch(what, &desc.digest, actual));
     }
     if n != desc.size {
-        return Err(Error::SizeMismatch {
-            registry: s.r.registry().into(),
-            what,
-            digest: desc.digest.clone(),
-            got: n,
-            want: desc.size,
-        });
+        return Err(s.size_mismatch(what, &desc, n));
     }
     s.store.put_verified(&tmp, &d)?;
     guard.0 = None;
