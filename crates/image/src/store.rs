@@ -15,7 +15,8 @@ use crate::{
     PLATFORM_OS,
 };
 
-/// An open image store.
+/// An open image store (a path: cloning it opens nothing).
+#[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
     pub(crate) limits: crate::layer::Limits,

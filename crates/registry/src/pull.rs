@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{stream, StreamExt};
@@ -170,16 +171,17 @@ impl Drop for TmpGuard {
     }
 }
 
-/// The pieces of one pull that every blob download needs.
-struct Ctx<'a> {
-    store: &'a Store,
-    t: &'a Transport,
-    r: &'a ImageRef,
+/// What every blob download of one pull shares, owned: each download runs as a task of
+/// its own, so the runtime's two workers hash and write blobs side by side (on the
+/// `block_on` thread they took turns: one core hashed and wrote all of them).
+struct Shared {
+    store: Store,
+    client: oci_client::Client,
+    r: ImageRef,
     had_credentials: bool,
-    progress: &'a Progress,
 }
 
-impl Ctx<'_> {
+impl Shared {
     fn mismatch(&self, what: &'static str, expected: &str, actual: String) -> Error {
         Error::DigestMismatch {
             registry: self.r.registry().into(),
@@ -195,6 +197,47 @@ impl Ctx<'_> {
             what,
             detail: detail.to_string(),
         }
+    }
+
+    fn size_mismatch(&self, what: &'static str, desc: &Descriptor, got: u64) -> Error {
+        Error::SizeMismatch {
+            registry: self.r.registry().into(),
+            what,
+            digest: desc.digest.clone(),
+            got,
+            want: desc.size,
+        }
+    }
+}
+
+/// The pieces of one pull.
+struct Ctx<'a> {
+    s: Arc<Shared>,
+    store: &'a Store,
+    t: &'a Transport,
+    r: &'a ImageRef,
+    had_credentials: bool,
+    progress: &'a Progress,
+}
+
+impl Ctx<'_> {
+    fn mismatch(&self, what: &'static str, expected: &str, actual: String) -> Error {
+        self.s.mismatch(what, expected, actual)
+    }
+
+    fn malformed(&self, what: &'static str, detail: impl ToString) -> Error {
+        self.s.malformed(what, detail)
+    }
+
+    /// Downloads one blob as a task of its own (see [`Shared`]); returns the bytes fetched.
+    async fn blob(&self, desc: &Descriptor, what: &'static str) -> Result<u64, Error> {
+        let bar = self.progress.bar("pull", &desc.digest, desc.size);
+        tokio::spawn(blob(self.s.clone(), desc.clone(), what, bar))
+            .await
+            .map_err(|e| Error::Registry {
+                registry: self.r.registry().into(),
+                detail: format!("the download of blob {} stopped: {e}", desc.digest),
+            })?
     }
 
     /// Fetches a manifest (by the reference, or by digest) and checks its digest against
@@ -242,95 +285,6 @@ impl Ctx<'_> {
         Ok((body.to_vec(), actual))
     }
 
-    /// Downloads one blob to a temporary file, hashing and counting it; moves it to
-    /// `incoming/` once digest and size match. Returns the bytes fetched.
-    async fn blob(&self, desc: &Descriptor, what: &'static str) -> Result<u64, Error> {
-        let d = Digest::parse(&desc.digest).map_err(|e| self.malformed("manifest", e))?;
-        let tmp = self.store.scratch_path("pull");
-        let mut guard = TmpGuard(Some(tmp.clone()));
-        // Asked as the range from byte 0: a registry that answers 206 sends the whole blob
-        // without oci-client hashing it a second time (this loop hashes every byte and
-        // checks digest and size); one that answers 200 gets oci-client's check as well.
-        let mut body = match self
-            .t
-            .client
-            .pull_blob_stream_partial(&self.r.reference, desc.digest.as_str(), 0, None)
-            .await
-            .map_err(|e| classify(e, self.r, self.had_credentials))?
-        {
-            oci_client::client::BlobResponse::Full(s)
-            | oci_client::client::BlobResponse::Partial(s) => s,
-        };
-        let file = File::create(&tmp).map_err(|e| Error::write(&tmp, &desc.digest, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let mut hasher = Sha256::new();
-        let mut n: u64 = 0;
-        let bar = self.progress.bar("pull", &desc.digest, desc.size);
-        while let Some(chunk) = body.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    // oci-client's own check fails the stream's end on a digest mismatch;
-                    // say what the content hashed to.
-                    let actual = format!("sha256:{}", hex::encode(hasher.clone().finalize()));
-                    if n == desc.size && actual != desc.digest {
-                        return Err(self.mismatch(what, &desc.digest, actual));
-                    }
-                    return Err(
-                        match e.into_inner().map(|b| b.downcast::<reqwest::Error>()) {
-                            Some(Ok(re)) => transport::from_reqwest(*re, self.r.registry()),
-                            Some(Err(other)) => Error::Registry {
-                                registry: self.r.registry().into(),
-                                detail: format!("while sending blob {}: {other}", desc.digest),
-                            },
-                            None => Error::Registry {
-                                registry: self.r.registry().into(),
-                                detail: format!(
-                                    "while sending blob {}: stream failed",
-                                    desc.digest
-                                ),
-                            },
-                        },
-                    );
-                }
-            };
-            n += chunk.len() as u64;
-            if n > desc.size {
-                return Err(Error::SizeMismatch {
-                    registry: self.r.registry().into(),
-                    what,
-                    digest: desc.digest.clone(),
-                    got: n,
-                    want: desc.size,
-                });
-            }
-            hasher.update(&chunk);
-            out.write_all(&chunk)
-                .map_err(|e| Error::write(&tmp, &desc.digest, e))?;
-            bar.inc(chunk.len() as u64);
-        }
-        out.flush()
-            .map_err(|e| Error::write(&tmp, &desc.digest, e))?;
-        drop(out);
-        bar.finish_and_clear();
-        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-        if actual != desc.digest {
-            return Err(self.mismatch(what, &desc.digest, actual));
-        }
-        if n != desc.size {
-            return Err(Error::SizeMismatch {
-                registry: self.r.registry().into(),
-                what,
-                digest: desc.digest.clone(),
-                got: n,
-                want: desc.size,
-            });
-        }
-        self.store.put_verified(&tmp, &d)?;
-        guard.0 = None;
-        Ok(n)
-    }
-
     /// Stores bytes already verified (a manifest) in `incoming/`.
     fn small_blob(&self, data: &[u8], d: &Digest) -> Result<(), Error> {
         if self.store.has_blob(d) {
@@ -343,6 +297,83 @@ impl Ctx<'_> {
         guard.0 = None;
         Ok(())
     }
+}
+
+/// Downloads one blob to a temporary file, hashing and counting it; moves it to
+/// `incoming/` once digest and size match. Returns the bytes fetched.
+async fn blob(
+    s: Arc<Shared>,
+    desc: Descriptor,
+    what: &'static str,
+    bar: indicatif::ProgressBar,
+) -> Result<u64, Error> {
+    let d = Digest::parse(&desc.digest).map_err(|e| s.malformed("manifest", e))?;
+    let tmp = s.store.scratch_path("pull");
+    let mut guard = TmpGuard(Some(tmp.clone()));
+    // Asked as the range from byte 0: a registry that answers 206 sends the whole blob
+    // without oci-client hashing it a second time (this loop hashes every byte and
+    // checks digest and size); one that answers 200 gets oci-client's check as well.
+    let mut body = match s
+        .client
+        .pull_blob_stream_partial(&s.r.reference, desc.digest.as_str(), 0, None)
+        .await
+        .map_err(|e| classify(e, &s.r, s.had_credentials))?
+    {
+        oci_client::client::BlobResponse::Full(b)
+        | oci_client::client::BlobResponse::Partial(b) => b,
+    };
+    let file = File::create(&tmp).map_err(|e| Error::write(&tmp, &desc.digest, e))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut n: u64 = 0;
+    while let Some(chunk) = body.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                // oci-client's own check fails the stream's end on a digest mismatch;
+                // say what the content hashed to.
+                let actual = format!("sha256:{}", hex::encode(hasher.clone().finalize()));
+                if n == desc.size && actual != desc.digest {
+                    return Err(s.mismatch(what, &desc.digest, actual));
+                }
+                return Err(
+                    match e.into_inner().map(|b| b.downcast::<reqwest::Error>()) {
+                        Some(Ok(re)) => transport::from_reqwest(*re, s.r.registry()),
+                        Some(Err(other)) => Error::Registry {
+                            registry: s.r.registry().into(),
+                            detail: format!("while sending blob {}: {other}", desc.digest),
+                        },
+                        None => Error::Registry {
+                            registry: s.r.registry().into(),
+                            detail: format!("while sending blob {}: stream failed", desc.digest),
+                        },
+                    },
+                );
+            }
+        };
+        n += chunk.len() as u64;
+        if n > desc.size {
+            return Err(s.size_mismatch(what, &desc, n));
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk)
+            .map_err(|e| Error::write(&tmp, &desc.digest, e))?;
+        bar.inc(chunk.len() as u64);
+    }
+    out.flush()
+        .map_err(|e| Error::write(&tmp, &desc.digest, e))?;
+    drop(out);
+    bar.finish_and_clear();
+    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if actual != desc.digest {
+        return Err(s.mismatch(what, &desc.digest, actual));
+    }
+    if n != desc.size {
+        return Err(s.size_mismatch(what, &desc, n));
+    }
+    s.store.put_verified(&tmp, &d)?;
+    guard.0 = None;
+    Ok(n)
 }
 
 /// Refuses an image whose config names another platform than the one asked for.
@@ -531,6 +562,12 @@ pub fn pull(
         }
         let progress = Progress::new(opts.progress);
         let ctx = Ctx {
+            s: Arc::new(Shared {
+                store: store.clone(),
+                client: t.client.clone(),
+                r: r.clone(),
+                had_credentials,
+            }),
             store,
             t: &t,
             r: &r,
