@@ -585,7 +585,7 @@ fn bad_snapshots_are_refused_in_one_line() {
     poke(8, 1);
     refused(
         &bad,
-        "is snapshot format version 1, this minnow reads version 2; take the snapshot again",
+        "is snapshot format version 1, this minnow reads version 3; take the snapshot again",
     );
     reset();
     poke(8, 3);
