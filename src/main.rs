@@ -117,7 +117,9 @@ struct RunArgs {
     #[arg(long)]
     root: Option<String>,
     /// A network interface on a TAP: tap=NAME[,mac=MAC][,create][,guest-ip=A/P][,host-ip=A/P].
-    /// Repeat for more (eth0, eth1, ...).
+    /// Repeat for more (eth0, eth1, ...). With --restore: one per interface of the
+    /// snapshot, in its place (a clone's own TAP); mac= gives the device a new MAC, which
+    /// the guest must be told of (docs/design.md, "Snapshots").
     #[arg(long = "net", value_name = "tap=NAME[,...]")]
     nets: Vec<minnow_vmm::config::NetConfig>,
     /// Boot minnow's kernel with this image (from the image store) as the root disk;
@@ -148,7 +150,7 @@ struct RunArgs {
     api_sock: Option<PathBuf>,
     /// Run on from the snapshot in DIR (`minnow vm snapshot`) instead of booting: its
     /// memory is mapped copy-on-write, so many VMs can restore one DIR at once.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["jail", "kernel", "initrd", "cmdline", "mem_mib", "vcpus", "hugepages", "pit", "nets", "root", "image", "config", "command"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["jail", "kernel", "initrd", "cmdline", "mem_mib", "vcpus", "hugepages", "pit", "root", "image", "config", "command"])]
     restore: Option<PathBuf>,
     /// The workload and its arguments, run by minnow's guest init (after --).
     #[arg(last = true, value_name = "CMD")]
@@ -334,6 +336,7 @@ fn restore(
     opts.api_sock = api_sock;
     opts.profile = args.profile || args.profile_json.is_some();
     opts.restore_disks = args.disks.clone();
+    opts.restore_nets = args.nets.clone();
     let vmm = Vmm::restore(dir, opts).map_err(|e| e.to_string())?;
     let summary = {
         let _raw = RawTerminal::enter();

@@ -44,8 +44,13 @@ fn collect(
 
 impl Vm {
     fn spawn(args: &[&std::ffi::OsStr]) -> Vm {
-        let mut child = minnow()
-            .args(args)
+        let mut cmd = minnow();
+        cmd.args(args);
+        Vm::spawn_cmd(cmd)
+    }
+
+    fn spawn_cmd(mut cmd: std::process::Command) -> Vm {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -580,7 +585,7 @@ fn bad_snapshots_are_refused_in_one_line() {
     poke(8, 1);
     refused(
         &bad,
-        "is snapshot format version 1, this minnow reads version 2; take the snapshot again",
+        "is snapshot format version 1, this minnow reads version 3; take the snapshot again",
     );
     reset();
     poke(8, 3);
@@ -898,71 +903,250 @@ fn a_disk_the_guest_never_started_is_restored_too() {
     check_restored(Vm::restore(&dir, &[]), &before);
 }
 
-/// A VM with a network device cannot be snapshotted yet: refused in one line, and the
-/// VM runs on (in a network namespace of its own, with a TAP minnow creates).
-#[test]
-fn a_vm_with_a_network_device_is_not_snapshotted_and_runs_on() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ns = format!("minnow-snap-{}", std::process::id());
-    let ok = std::process::Command::new("ip")
-        .args(["netns", "add", &ns])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "ip netns add {ns} failed (needs root and iproute2)");
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip")
-                .args(["netns", "del", &self.0])
-                .status();
+/// The host end netloop.elf pings, in a network namespace of its own (deleted on drop):
+/// a persistent TAP with 169.254.1.1/24 at 02:00:00:00:00:fe and a permanent neighbour
+/// entry for the guest, 169.254.1.2 at `guest_mac`, so the kernel's echo replies go
+/// to that MAC (which netloop.S checks against its device's).
+struct NetNs {
+    name: String,
+    tap: String,
+}
+
+impl NetNs {
+    fn new(tap: &str, guest_mac: &str) -> NetNs {
+        let name = format!("minnow-snap-{tap}-{}", std::process::id());
+        let ip = |args: &[&str]| {
+            let ok = std::process::Command::new("ip")
+                .args(args)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ip {args:?} failed (needs root and iproute2)");
+        };
+        ip(&["netns", "add", &name]);
+        let ns = NetNs {
+            name: name.clone(),
+            tap: tap.into(),
+        };
+        for args in [
+            &["tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"][..],
+            &["link", "set", tap, "address", "02:00:00:00:00:fe"],
+            &["addr", "add", "169.254.1.1/24", "dev", tap],
+            &["link", "set", tap, "up"],
+            &[
+                "neigh",
+                "replace",
+                "169.254.1.2",
+                "lladdr",
+                guest_mac,
+                "dev",
+                tap,
+                "nud",
+                "permanent",
+            ],
+        ] {
+            let mut all = vec!["-n", &name];
+            all.extend_from_slice(args);
+            ip(&all);
         }
+        ns
     }
-    let _del = Del(ns.clone());
-    let sock = tmp.path().join("vm.sock");
-    let bin = env!("CARGO_BIN_EXE_minnow");
-    let count = guest("count.elf");
-    let mut child = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            bin,
-            "run",
-            "--mem-mib",
-            "32",
-            "--kernel",
-        ])
-        .arg(&count)
-        .args(["--net", "tap=snt0,create", "--api-sock"])
-        .arg(&sock)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+
+    /// `PROGRAM ARGS` in this namespace.
+    fn exec(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(args);
+        c
+    }
+
+    /// `minnow ARGS` in this namespace.
+    fn minnow(&self, args: &[&str]) -> std::process::Command {
+        let mut c = self.exec(&[env!("CARGO_BIN_EXE_minnow")]);
+        c.args(args);
+        c
+    }
+
+    fn spawn(&self, args: &[&str]) -> Vm {
+        Vm::spawn_cmd(self.minnow(args))
+    }
+
+    /// Sends `n` UDP datagrams to the guest and `n` to the subnet's broadcast address,
+    /// from a thread that enters the namespace (the TAP takes them to the guest).
+    fn send_to_guest(&self, n: usize) {
+        use std::os::fd::AsRawFd;
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns(2) on this thread only, with a namespace fd open for the call.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            let s = std::net::UdpSocket::bind("169.254.1.1:0").unwrap();
+            s.set_broadcast(true).unwrap();
+            for _ in 0..n {
+                for to in ["169.254.1.2:9", "169.254.1.255:9"] {
+                    s.send_to(b"a frame for a paused guest", to).unwrap();
+                }
+            }
+        })
+        .join()
         .unwrap();
-    let (out, reader) = collect(child.stdout.take().unwrap());
-    let (stderr, err_reader) = collect(child.stderr.take().unwrap());
-    let vm = Vm {
-        child,
-        out,
-        reader: Some(reader),
-        stderr,
-        err_reader: Some(err_reader),
-    };
+    }
+
+    /// The frames the TAP has sent towards the guest.
+    fn tap_tx_packets(&self) -> u64 {
+        let out = self
+            .exec(&["ip", "-s", "-j", "link", "show", "dev", &self.tap])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["stats64"]["tx"]["packets"].as_u64().unwrap()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// The `minnow-guest: net <hex>` rounds of netloop.elf in `out`, each an echo reply
+/// the guest received.
+fn check_net(out: &[u8], first: u64) -> u64 {
+    check_seq(out, "minnow-guest: net ", first)
+}
+
+/// Waits until `before` followed by `vm`'s output holds `more` rounds past `before`'s,
+/// all one unbroken sequence from 0.
+fn wait_net_rounds(vm: &Vm, before: &[u8], more: u64) {
+    let from = check_net(before, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut all = before.to_vec();
+        all.extend_from_slice(&vm.output());
+        if check_net(&all, 0) >= from + more {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guest received no more echo replies: {:?}; stderr: {}",
+            String::from_utf8_lossy(&vm.output()),
+            vm.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// tests/guests/netloop.S pings the host through virtio-net and prints a line per echo
+/// reply. Paused mid-work, its device is frozen: frames sent to the TAP meanwhile reach
+/// neither guest memory nor the rings (two snapshots taken around them have the same
+/// memory); resumed, it pings on. Restored on the recorded TAP once the original has
+/// gone, and as two clones at once, each in a namespace of its own with its own TAP and
+/// MAC (`--net tap=...,mac=...`; the host answers only that MAC and the guest takes
+/// only frames to the MAC its device has now), the replies keep coming, the count going
+/// on from the pause.
+#[test]
+fn a_guest_using_the_network_goes_on_after_a_restore_and_in_two_clones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mac_a, mac_b, mac_c) = (
+        "02:00:00:00:0a:02",
+        "02:00:00:00:0b:02",
+        "02:00:00:00:0c:02",
+    );
+    let ns_a = NetNs::new("snapa", mac_a);
+    let sock = tmp.path().join("vm.sock");
+    let net_a = format!("tap={},mac={mac_a}", ns_a.tap);
+    let netloop = guest("netloop.elf");
+    let vm = ns_a.spawn(&[
+        "run",
+        "--mem-mib",
+        "32",
+        "--kernel",
+        netloop.to_str().unwrap(),
+        "--net",
+        &net_a,
+        "--api-sock",
+        sock.to_str().unwrap(),
+    ]);
     wait_socket(&sock, &vm);
-    vm.wait_lines(3);
-    let dir = tmp.path().join("snap");
-    let (code, _, err) = vm_cli(&["snapshot", dir.to_str().unwrap()], &sock);
-    assert_eq!(code, Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("--net are not supported yet"), "{err}");
-    assert!(!dir.join("state").exists());
-    assert_eq!(fault_free_state(&sock), "Running");
-    assert!(grows(&vm, 300), "the VM stopped counting");
-    let (code, out, stderr) = vm.stop();
+    wait_net_rounds(&vm, b"", 20);
+    assert_eq!(api(&sock, "PATCH", "/vm", r#"{"state":"Paused"}"#).0, 204);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!grows(&vm, 300), "the guest ran on while paused");
+    let before = vm.output();
+    let snap = |dir: &Path| {
+        let body = format!(r#"{{"snapshot_path":"{}"}}"#, dir.display());
+        let (code, resp) = api(&sock, "PUT", "/snapshot/create", &body);
+        assert_eq!(code, 204, "{resp}; stderr: {}", vm.stderr());
+    };
+    let (dir, dir2) = (tmp.path().join("snap"), tmp.path().join("snap2"));
+    snap(&dir);
+    // Frames for the guest while it is paused: pings to it (unanswered) and broadcasts.
+    // (tun counts a frame as sent when minnow reads it from the TAP.)
+    let sent = ns_a.tap_tx_packets();
+    ns_a.send_to_guest(8);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        ns_a.tap_tx_packets(),
+        sent,
+        "minnow read the TAP while paused"
+    );
+    snap(&dir2);
+    assert!(
+        std::fs::read(dir.join("memory")).unwrap() == std::fs::read(dir2.join("memory")).unwrap(),
+        "guest memory changed while the VM was paused: the network device was not frozen"
+    );
+    // Resumed, it pings on.
+    assert_eq!(api(&sock, "PATCH", "/vm", r#"{"state":"Resumed"}"#).0, 204);
+    wait_net_rounds(&vm, b"", check_net(&before, 0) + 10);
+    assert!(
+        ns_a.tap_tx_packets() >= sent + 16,
+        "the frames queued while paused were not taken after the resume"
+    );
+    let (code, _, stderr) = vm.stop();
     assert_eq!(code, Some(0), "{stderr}");
-    check_count(&out, 0);
+
+    // On the recorded TAP, now free.
+    let vm = ns_a.spawn(&["run", "--restore", dir.to_str().unwrap()]);
+    wait_net_rounds(&vm, &before, 20);
+    let (code, _, stderr) = vm.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // Two clones at once, each on its own TAP with its own MAC.
+    let ns_b = NetNs::new("snapb", mac_b);
+    let ns_c = NetNs::new("snapc", mac_c);
+    let clone = |ns: &NetNs, mac: &str| {
+        let net = format!("tap={},mac={mac}", ns.tap);
+        ns.spawn(&["run", "--restore", dir.to_str().unwrap(), "--net", &net])
+    };
+    let (b, c) = (clone(&ns_b, mac_b), clone(&ns_c, mac_c));
+    wait_net_rounds(&b, &before, 20);
+    wait_net_rounds(&c, &before, 20);
+    for vm in [b, c] {
+        let (code, _, stderr) = vm.stop();
+        assert_eq!(code, Some(0), "{stderr}");
+    }
+    // One --net per network device of the snapshot, or none.
+    let net_b = format!("tap={}", ns_b.tap);
+    let out = ns_b
+        .minnow(&[
+            "run",
+            "--restore",
+            dir.to_str().unwrap(),
+            "--net",
+            &net_b,
+            "--net",
+            &net_b,
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("one --net per network device"), "{err}");
 }
 
 /// The KVM clock saved in DIR/state, in ns.

@@ -9,10 +9,11 @@
 //! Oracle: no panic; a state that decodes has a layout a restore can map: regions in
 //! ascending guest order, end to end in the file from offset 0, as large as the config's
 //! memory, so no mapping reaches past the memory file; it has one device state per disk
-//! and no network device. Each virtio-blk transport state is then put into a fresh
-//! transport (over a stand-in device with virtio-blk's type, queue and features, in
-//! guest memory of the state's size, 1 to 64 MiB), as a restore does: it is refused, or taken whole (saving the
-//! transport again gives the state back, features cut to those offered).
+//! and then one per network device. Each transport state is then put into a fresh
+//! transport (over a stand-in device with virtio-blk's or virtio-net's type, queues and
+//! features, in guest memory of the state's size, 1 to 64 MiB), as a restore does: it is
+//! refused, or taken whole (saving the transport again gives the state back, features
+//! cut to those offered).
 
 #![no_main]
 
@@ -27,24 +28,37 @@ use virtio_queue::{Queue, QueueState};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-/// virtio-blk as the transport sees it, without a disk or a worker.
-#[derive(Default)]
-struct BlockLike {
+/// virtio-blk or virtio-net as the transport sees it, without a disk, a TAP or a worker.
+struct StandIn {
+    kind: Kind,
     queues: Vec<QueueState>,
 }
 
-/// FLUSH, SEG_MAX, DISCARD, WRITE_ZEROES, EVENT_IDX: what a read-write disk offers.
-const FEATURES: u64 = (1 << 9) | (1 << 2) | (1 << 13) | (1 << 14) | (1 << 29);
+/// The device's type, queue sizes and features.
+struct Kind(u32, &'static [u16], u64);
 
-impl VirtioDevice for BlockLike {
+/// virtio-blk: FLUSH, SEG_MAX, DISCARD, WRITE_ZEROES, EVENT_IDX (a read-write disk).
+const BLOCK: Kind = Kind(
+    2,
+    &[256],
+    (1 << 9) | (1 << 2) | (1 << 13) | (1 << 14) | (1 << 29),
+);
+/// virtio-net: MAC, MRG_RXBUF, CSUM, HOST_TSO4/6, GUEST_CSUM, GUEST_TSO4/6.
+const NET: Kind = Kind(
+    1,
+    &[256, 256],
+    (1 << 5) | (1 << 15) | (1 << 0) | (1 << 11) | (1 << 12) | (1 << 1) | (1 << 7) | (1 << 8),
+);
+
+impl VirtioDevice for StandIn {
     fn device_type(&self) -> u32 {
-        2
+        self.kind.0
     }
     fn queue_max_sizes(&self) -> &[u16] {
-        &[256]
+        self.kind.1
     }
     fn features(&self) -> u64 {
-        FEATURES
+        self.kind.2
     }
     fn read_config(&self, _offset: u64, _data: &mut [u8]) {}
     fn activate(
@@ -64,16 +78,24 @@ impl VirtioDevice for BlockLike {
     }
 }
 
-fn restore_transport(s: &TransportState, mem_size: usize) {
-    let dev = Arc::new(Mutex::new(BlockLike::default()));
+fn restore_transport(s: &TransportState, kind: Kind, mem_size: usize) {
+    let features = kind.2;
+    let evts = kind
+        .1
+        .iter()
+        .map(|_| EventFd::new(EFD_NONBLOCK).unwrap())
+        .collect();
+    let dev = Arc::new(Mutex::new(StandIn {
+        kind,
+        queues: Vec::new(),
+    }));
     let interrupt = Arc::new(Interrupt::new(EventFd::new(EFD_NONBLOCK).unwrap()));
-    let evt = EventFd::new(EFD_NONBLOCK).unwrap();
-    let mut t = MmioTransport::new(dev, memory(mem_size), interrupt, vec![evt]);
+    let mut t = MmioTransport::new(dev, memory(mem_size), interrupt, evts);
     if t.restore(s).is_err() {
         return;
     }
     let mut want = s.clone();
-    want.acked_features &= FEATURES | (1 << 32);
+    want.acked_features &= features | (1 << 32);
     assert_eq!(
         t.save().unwrap(),
         want,
@@ -109,16 +131,26 @@ fuzz_target!(|data: &[u8]| {
     );
     assert_eq!(
         snap.devices.len(),
-        snap.config.disks.len(),
-        "a state per disk"
+        snap.config.disks.len() + snap.config.nets.len(),
+        "a state per disk and network device"
     );
-    assert!(snap.config.nets.is_empty(), "no network devices");
+    let disks = snap.config.disks.len();
+    assert!(
+        snap.devices[..disks]
+            .iter()
+            .all(|d| matches!(d, DeviceState::Block { .. })),
+        "the disks first"
+    );
+    assert_eq!(snap.nets().count(), snap.config.nets.len(), "then the nets");
     // Guest memory as large as the state's (a mapping nothing touches), within bounds.
     let mem_size = usize::try_from(snap.config.mem_bytes())
         .unwrap_or(usize::MAX)
         .clamp(1 << 20, 64 << 20);
     for d in &snap.devices {
-        let DeviceState::Block { transport, .. } = d;
-        restore_transport(transport, mem_size);
+        let kind = match d {
+            DeviceState::Block { .. } => BLOCK,
+            DeviceState::Net { .. } => NET,
+        };
+        restore_transport(d.transport(), kind, mem_size);
     }
 });

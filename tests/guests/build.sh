@@ -25,7 +25,7 @@ asm() { # name
 }
 
 # vmlinux-style ELF64 guests, entered in long mode at e_entry = 0x100000
-for g in hello64 halt triplefault echo badmmio virtioblk exit42 kvmclock flood count answer blkloop; do
+for g in hello64 halt triplefault echo badmmio virtioblk exit42 kvmclock flood count answer blkloop netloop; do
 	asm $g
 	$LD $LDFLAGS -T "$src/elf.ld" -o "$out/$g.elf" "$obj/$g.o"
 done

@@ -41,6 +41,8 @@ pub struct ApiContext {
     pub serial: Arc<Mutex<Serial>>,
     /// The virtio-blk devices, in `config.disks` order.
     pub blocks: Vec<crate::device_manager::BlockHandle>,
+    /// The virtio-net devices, in `config.nets` order: frozen while the VM is paused.
+    pub nets: Vec<crate::device_manager::NetHandle>,
     pub config: VmConfig,
     pub host: Host,
     pub exit: Arc<ExitEvent>,
@@ -352,10 +354,14 @@ fn route(req: &Request, ctx: &ApiContext) -> Response {
                 Err(r) => return r,
             };
             let done = match patch.state {
-                VmState::Paused => ctx.control.pause(&gone).map(|()| freeze_clock(ctx)),
+                VmState::Paused => ctx.control.pause(&gone).map(|()| {
+                    freeze_clock(ctx);
+                    freeze_nets(ctx);
+                }),
                 VmState::Resumed => {
                     if ctx.control.paused() {
                         thaw_clock(ctx);
+                        thaw_nets(ctx);
                     }
                     ctx.control.resume(&gone)
                 }
@@ -405,6 +411,22 @@ fn thaw_clock(ctx: &ApiContext) {
     }
 }
 
+/// Stops the network devices of a VM just paused: no more frames from the TAP into
+/// guest memory (see crate::devices::virtio::net).
+fn freeze_nets(ctx: &ApiContext) {
+    for n in &ctx.nets {
+        lock(&n.net).freeze();
+    }
+}
+
+/// Lets the network devices work again and has them look at their queues and TAP.
+fn thaw_nets(ctx: &ApiContext) {
+    for n in &ctx.nets {
+        lock(&n.net).thaw();
+        lock(&n.transport).notify_all();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -427,11 +449,6 @@ fn status(ctx: &ApiContext) -> Status {
 
 /// Saves the paused VM into `dir`; it stays paused.
 fn create_snapshot(ctx: &ApiContext, dir: &Path, gone: &dyn Fn() -> bool) -> Result<(), String> {
-    if !ctx.config.nets.is_empty() {
-        return Err(
-            "snapshots of VMs with --net are not supported yet; snapshot a VM without --net".into(),
-        );
-    }
     if !dir.is_absolute() {
         return Err(format!(
             "snapshot_path {} is relative; give an absolute directory",
@@ -449,6 +466,13 @@ fn create_snapshot(ctx: &ApiContext, dir: &Path, gone: &dyn Fn() -> bool) -> Res
             .identity()
             .map_err(|e| format!("cannot read disk {i}'s file status: {e}; check the disk"))?;
         devices.push(snapshot::DeviceState::Block { transport, disk });
+    }
+    for (i, n) in ctx.nets.iter().enumerate() {
+        let transport = lock(&n.transport)
+            .save()
+            .map_err(|e| format!("cannot save network device {i}'s virtio-net device: {e}"))?;
+        let mac = lock(&n.net).mac().0;
+        devices.push(snapshot::DeviceState::Net { transport, mac });
     }
     let vcpus = ctx.control.save(gone)?;
     let mut vm = snapshot::save_vm(&ctx.vm, ctx.config.pit == crate::pit::Mode::On)

@@ -26,7 +26,7 @@ use crate::devices::legacy::workload_exit::WorkloadExit;
 use crate::devices::virtio::block::{disk::Disk, Block};
 use crate::devices::virtio::mmio::{reg, MmioTransport};
 use crate::devices::virtio::net::{tap::Tap, Net};
-use crate::devices::virtio::{Interrupt, QueueHandler, SharedVirtioDevice};
+use crate::devices::virtio::{Interrupt, QueueHandler, SharedVirtioDevice, VirtioDevice};
 use crate::devices::ExitEvent;
 use crate::seccomp;
 
@@ -47,6 +47,8 @@ pub struct Devices {
     pub virtio_kinds: Vec<&'static str>,
     /// The virtio-blk devices, in `--disk` order: what a snapshot saves and restores.
     pub blocks: Vec<BlockHandle>,
+    /// The virtio-net devices, in `--net` order (after the disks' windows).
+    pub nets: Vec<NetHandle>,
 }
 
 /// A virtio-blk device and its transport.
@@ -54,6 +56,13 @@ pub struct Devices {
 pub struct BlockHandle {
     pub transport: Arc<Mutex<MmioTransport>>,
     pub block: Arc<Mutex<Block>>,
+}
+
+/// A virtio-net device and its transport.
+#[derive(Clone)]
+pub struct NetHandle {
+    pub transport: Arc<Mutex<MmioTransport>>,
+    pub net: Arc<Mutex<Net>>,
 }
 
 fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> Error {
@@ -140,6 +149,7 @@ impl Devices {
             virtio: Vec::new(),
             virtio_kinds: Vec::new(),
             blocks: Vec::new(),
+            nets: Vec::new(),
         })
     }
 
@@ -179,24 +189,27 @@ impl Devices {
         Ok(())
     }
 
-    /// Adds one virtio-net device per TAP.
+    /// Adds one virtio-net device per TAP, with the config's MAC (or `macs[i]`, a
+    /// restore's: the snapshot's or the one `--net ...,mac=` gave in its place).
     pub fn add_nets(
         &mut self,
         vm: &VmFd,
         mem: &GuestMemoryMmap,
         nets: &[NetConfig],
+        macs: &[crate::config::Mac],
     ) -> Result<(), Error> {
-        for net in nets {
+        for (i, net) in nets.iter().enumerate() {
             let tap = Tap::open(&net.tap, net.create)?;
-            log::debug!("net: {} with MAC {}", tap.name(), net.mac());
-            let device: SharedVirtioDevice =
-                Arc::new(Mutex::new(Net::new(Box::new(tap), net.mac())));
-            let queues = device
+            let mac = macs.get(i).copied().unwrap_or_else(|| net.mac());
+            log::debug!("net: {} with MAC {mac}", tap.name());
+            let net = Arc::new(Mutex::new(Net::new(Box::new(tap), mac)));
+            let queues = net
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .queue_max_sizes()
                 .len();
-            self.add_virtio(vm, mem, device, queue_events(queues)?, true)?;
+            let transport = self.add_virtio(vm, mem, net.clone(), queue_events(queues)?, true)?;
+            self.nets.push(NetHandle { transport, net });
         }
         Ok(())
     }

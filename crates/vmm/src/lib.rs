@@ -176,6 +176,9 @@ pub struct Options {
     /// A restore's disks in place of the snapshot's recorded ones (`--disk` with
     /// `--restore`): none, or one per disk of the snapshot, in order.
     pub restore_disks: Vec<config::DiskConfig>,
+    /// A restore's network interfaces in place of the recorded ones (`--net` with
+    /// `--restore`; its `mac=` replaces the snapshot's): none, or one per interface.
+    pub restore_nets: Vec<config::NetConfig>,
 }
 
 impl Options {
@@ -190,6 +193,7 @@ impl Options {
             profile: false,
             api_sock: None,
             restore_disks: Vec::new(),
+            restore_nets: Vec::new(),
         }
     }
 }
@@ -228,7 +232,7 @@ impl Vmm {
         let filters = seccomp::Filters::new(opts.seccomp, opts.seccomp_trip)?;
         let mut devs = parts.legacy(&vm, &opts)?;
         devs.add_disks(&vm, &mem, &config.disks, &filters)?;
-        devs.add_nets(&vm, &mem, &config.nets)?;
+        devs.add_nets(&vm, &mem, &config.nets, &[])?;
 
         // Both descriptions of the machine: ACPI for kernels built without MP-table
         // support (Debian's cloud kernel), the MP table for kernels without ACPI.
@@ -288,6 +292,8 @@ impl Vmm {
         let mut config = snap.config.clone();
         let disks = snapshot::open_disks(&snap, &opts.restore_disks)?;
         config.disks = disks.iter().map(|(c, _)| c.clone()).collect();
+        let nets = snapshot::choose_nets(&snap, &opts.restore_nets)?;
+        config.nets = nets.iter().map(|(c, _)| c.clone()).collect();
         let (kvm, vm, count) = open_vm(&snap.config, &opts.kvm_device)?;
         snapshot::Host::current(kvm.get_api_version()).check(&snap.host)?;
         if usize::from(count) != snap.vcpus.len() {
@@ -308,18 +314,22 @@ impl Vmm {
             disks.into_iter().map(|(_, d)| d).collect(),
             &filters,
         )?;
-        for (i, (handle, state)) in devs.blocks.iter().zip(&snap.devices).enumerate() {
-            let snapshot::DeviceState::Block { transport, .. } = state;
-            handle
-                .transport
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .restore(transport)
-                .map_err(|e| {
-                    snapshot::Error::Refused(format!(
-                        "cannot restore disk {i}'s virtio-blk device: {e}; take the snapshot again"
-                    ))
-                })?;
+        let macs: Vec<config::Mac> = nets.iter().map(|(_, m)| *m).collect();
+        devs.add_nets(&vm, &mem, &config.nets, &macs)?;
+        let (blocks, nets) = snap
+            .devices
+            .split_at(devs.blocks.len().min(snap.devices.len()));
+        for (i, (handle, state)) in devs.blocks.iter().zip(blocks).enumerate() {
+            restore_transport(&handle.transport, state, &format!("disk {i}'s virtio-blk"))?;
+        }
+        for (i, (handle, state)) in devs.nets.iter().zip(nets).enumerate() {
+            restore_transport(
+                &handle.transport,
+                state,
+                &format!("network device {i}'s virtio-net"),
+            )?;
+            // It takes up what its driver queued before the snapshot.
+            lock(&handle.transport).notify_all();
         }
         devs.serial
             .lock()
@@ -465,6 +475,24 @@ impl Vmm {
                 .map(|p| p.report(boot_time, self.start.elapsed())),
         })
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Puts a saved transport state (of `what`, for the error) back.
+fn restore_transport(
+    transport: &std::sync::Mutex<devices::virtio::mmio::MmioTransport>,
+    state: &snapshot::DeviceState,
+    what: &str,
+) -> Result<(), Error> {
+    lock(transport).restore(state.transport()).map_err(|e| {
+        snapshot::Error::Refused(format!(
+            "cannot restore {what} device: {e}; take the snapshot again"
+        ))
+        .into()
+    })
 }
 
 /// How long the end of a run waits for stdout to take the guest's last output.
@@ -629,6 +657,7 @@ fn finish(
                 mem: mem.clone(),
                 serial: devs.serial.clone(),
                 blocks: devs.blocks.clone(),
+                nets: devs.nets.clone(),
                 config: config.clone(),
                 host: snapshot::Host::current(kvm.get_api_version()),
                 exit: exit.clone(),

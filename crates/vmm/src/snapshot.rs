@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use crate::config::{DiskConfig, VmConfig};
+use crate::config::{DiskConfig, Mac, NetConfig, VmConfig};
 use crate::devices::virtio::block::disk::{Disk, Identity};
 use crate::devices::virtio::mmio::TransportState;
 
@@ -30,8 +30,8 @@ use crate::devices::virtio::mmio::TransportState;
 pub const MAGIC: [u8; 8] = *b"MINNOWSS";
 /// The format version this minnow writes and reads.
 /// (1: no virtio devices; 2: virtio-blk transports, queues and disks, and the PIT's
-/// state only when the VM has a PIT.)
-pub const VERSION: u32 = 2;
+/// state only when the VM has a PIT; 3: virtio-net transports, queues and MACs.)
+pub const VERSION: u32 = 3;
 /// The state file's name in a snapshot directory.
 pub const STATE_FILE: &str = "state";
 /// The memory file's name in a snapshot directory.
@@ -417,7 +417,8 @@ pub struct MemoryRegion {
     pub file_offset: u64,
 }
 
-/// A virtio device in a snapshot, in the order of the VM's windows (disks first).
+/// A virtio device in a snapshot, in the order of the VM's windows (disks first,
+/// then network devices).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum DeviceState {
     /// virtio-blk: its transport and queue, and the disk file as it was at the
@@ -426,6 +427,21 @@ pub enum DeviceState {
         transport: TransportState,
         disk: Identity,
     },
+    /// virtio-net: its transport and queues (the device frozen since the pause: no
+    /// chain half-processed) and its config space, the MAC.
+    Net {
+        transport: TransportState,
+        mac: [u8; 6],
+    },
+}
+
+impl DeviceState {
+    /// The device's transport state.
+    pub fn transport(&self) -> &TransportState {
+        match self {
+            DeviceState::Block { transport, .. } | DeviceState::Net { transport, .. } => transport,
+        }
+    }
 }
 
 /// Everything `DIR/state` holds.
@@ -439,25 +455,39 @@ pub struct Snapshot {
     pub vm: VmState,
     pub vcpus: Vec<VcpuState>,
     pub serial: SerialState,
-    /// The virtio devices, one per `config.disks` entry, in order.
+    /// The virtio devices: one per `config.disks` entry, then one per `config.nets`
+    /// entry, in order.
     pub devices: Vec<DeviceState>,
 }
 
 impl Snapshot {
-    /// The devices match the config: one virtio-blk state per disk and no network
-    /// devices (not saved yet).
+    /// The devices match the config: one virtio-blk state per disk, then one
+    /// virtio-net state per network interface.
     fn check_devices(&self) -> Result<(), String> {
-        if !self.config.nets.is_empty() {
-            return Err("it lists network devices, which no snapshot saves".into());
-        }
-        if self.devices.len() != self.config.disks.len() {
+        let (disks, nets) = (self.config.disks.len(), self.config.nets.len());
+        let blocks = self
+            .devices
+            .iter()
+            .take_while(|d| matches!(d, DeviceState::Block { .. }))
+            .count();
+        let rest_are_nets = self.devices[blocks..]
+            .iter()
+            .all(|d| matches!(d, DeviceState::Net { .. }));
+        if blocks != disks || !rest_are_nets || self.devices.len() != disks + nets {
             return Err(format!(
-                "it has {} device states for {} disks",
+                "it has {} device states for {disks} disks and {nets} network devices",
                 self.devices.len(),
-                self.config.disks.len()
             ));
         }
         Ok(())
+    }
+
+    /// The saved virtio-net states, in `config.nets` order.
+    pub fn nets(&self) -> impl Iterator<Item = (&TransportState, Mac)> {
+        self.devices.iter().filter_map(|d| match d {
+            DeviceState::Net { transport, mac } => Some((transport, Mac(*mac))),
+            DeviceState::Block { .. } => None,
+        })
     }
 
     /// The memory file's expected size (the layout is checked by [`decode`]).
@@ -511,8 +541,11 @@ pub fn open_disks(snap: &Snapshot, given: &[DiskConfig]) -> Result<Vec<(DiskConf
     }
     let mode = |ro: bool| if ro { "read-only" } else { "read-write" };
     let mut out = Vec::with_capacity(recorded.len());
-    for (i, (saved, state)) in recorded.iter().zip(&snap.devices).enumerate() {
-        let DeviceState::Block { disk: id, .. } = state;
+    let ids = snap.devices.iter().filter_map(|d| match d {
+        DeviceState::Block { disk, .. } => Some(disk),
+        DeviceState::Net { .. } => None,
+    });
+    for (i, (saved, id)) in recorded.iter().zip(ids).enumerate() {
         let chosen = given.get(i).unwrap_or(saved);
         if chosen.read_only != saved.read_only {
             return Err(Error::Refused(format!(
@@ -538,6 +571,37 @@ pub fn open_disks(snap: &Snapshot, given: &[DiskConfig]) -> Result<Vec<(DiskConf
         out.push((chosen.clone(), disk));
     }
     Ok(out)
+}
+
+/// A restore's network interfaces and their MACs: each at its recorded TAP with the
+/// snapshot's MAC, or the `--net` given in its place (`given`: none, or one per
+/// interface), whose `mac=` (if any) replaces the snapshot's: a clone's own.
+pub fn choose_nets(snap: &Snapshot, given: &[NetConfig]) -> Result<Vec<(NetConfig, Mac)>, Error> {
+    let recorded = &snap.config.nets;
+    if !given.is_empty() && given.len() != recorded.len() {
+        return Err(Error::Refused(format!(
+            "the snapshot has {} network devices and --net was given {} times; give one --net per network device of the snapshot, in its order, or none",
+            recorded.len(),
+            given.len()
+        )));
+    }
+    Ok(recorded
+        .iter()
+        .zip(snap.nets())
+        .enumerate()
+        .map(|(i, (saved, (_, saved_mac)))| {
+            let mut chosen = given.get(i).unwrap_or(saved).clone();
+            // A given mac= was checked when parsed; else the guest's MAC stays.
+            let mac = chosen
+                .mac
+                .as_deref()
+                .filter(|_| !given.is_empty())
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(saved_mac);
+            chosen.mac = Some(mac.to_string());
+            (chosen, mac)
+        })
+        .collect())
 }
 
 /// The regions of `mem`, laid end to end in the memory file.

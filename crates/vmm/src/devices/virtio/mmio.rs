@@ -235,6 +235,17 @@ impl MmioTransport {
         Ok(())
     }
 
+    /// Signals every queue's eventfd, as a driver's notify would: after a restore or a
+    /// resume, a device that was frozen takes up what the driver queued meanwhile
+    /// (a spurious notification is harmless in virtio).
+    pub fn notify_all(&self) {
+        for (i, evt) in self.queue_evts.iter().enumerate() {
+            if let Err(e) = evt.write(1) {
+                log::warn!("virtio-mmio: cannot notify queue {i}: {e}");
+            }
+        }
+    }
+
     fn fresh_queues(device: &SharedVirtioDevice) -> Vec<Queue> {
         let dev = device.lock().unwrap_or_else(|p| p.into_inner());
         dev.queue_max_sizes()

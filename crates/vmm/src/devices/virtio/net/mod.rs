@@ -2,6 +2,14 @@
 //! TSO offloads passed through to the TAP (the ones it accepts), mergeable RX buffers. The TAP is watched on
 //! the event loop; while a received frame has no guest buffer to go to, minnow stops
 //! reading the TAP (the kernel queues or drops), so nothing buffers without bound.
+//!
+//! While the VM is paused the device is frozen ([`Net::freeze`]): it neither reads the
+//! TAP nor touches guest memory or the rings, so a snapshot sees the rings as the
+//! vCPUs left them. Every step runs under the device's lock, so no chain is ever
+//! half-processed when the freeze takes it; notifications that come in meanwhile are
+//! made good by [`Net::thaw`]'s caller notifying both queues again. A frame read from
+//! the TAP that no RX buffer took yet stays with a paused VM and is delivered on
+//! resume; it is not in a snapshot (as if the network had dropped it).
 
 pub mod tap;
 
@@ -67,6 +75,8 @@ pub struct Net {
     stats: Stats,
     /// TUN_F_* offloads the backend accepted when probed: the guest is offered only these.
     offloads: u32,
+    /// The VM is paused: no TAP reads, no guest memory (see the module's text).
+    frozen: bool,
 }
 
 /// Finds the largest offload set in [`OFFLOAD_PROBES`] the backend accepts, then turns
@@ -108,7 +118,25 @@ impl Net {
             tx_buf: Vec::with_capacity(MAX_FRAME),
             stats: Stats::default(),
             offloads,
+            frozen: false,
         }
+    }
+
+    /// The MAC address in the device's config space.
+    pub fn mac(&self) -> Mac {
+        self.mac
+    }
+
+    /// Stops all work for a pause (waits for the step in progress: it holds the lock).
+    pub fn freeze(&mut self) {
+        self.frozen = true;
+    }
+
+    /// Lets the device work again; its transport then notifies both queues (see
+    /// [`super::mmio::MmioTransport::notify_all`]), so the event loop catches up with
+    /// what the driver queued and watches the TAP again.
+    pub fn thaw(&mut self) {
+        self.frozen = false;
     }
 
     /// Counters so far.
@@ -118,7 +146,7 @@ impl Net {
 
     /// Moves frames from the backend into RX buffers until either runs out.
     fn receive(&mut self) {
-        let Some(a) = self.active.as_mut() else {
+        let Some(a) = self.active.as_mut().filter(|_| !self.frozen) else {
             return;
         };
         let mut delivered = false;
@@ -167,7 +195,7 @@ impl Net {
 
     /// Sends every frame the guest queued.
     fn transmit(&mut self) {
-        let Some(a) = self.active.as_mut() else {
+        let Some(a) = self.active.as_mut().filter(|_| !self.frozen) else {
             return;
         };
         let mut sent = false;
@@ -401,7 +429,9 @@ impl VirtioDevice for Net {
     }
 
     fn process_extra(&mut self, _index: usize, _events: EventSet) {
-        if self.active.is_some() {
+        if self.frozen {
+            // The loop stops watching the TAP after this (watch_extra).
+        } else if self.active.is_some() {
             self.receive();
         } else {
             // No driver yet: drain (a batch at a time) so the TAP does not stay readable.
@@ -415,7 +445,21 @@ impl VirtioDevice for Net {
     }
 
     fn watch_extra(&self, _index: usize) -> bool {
-        self.pending_len == 0
+        self.pending_len == 0 && !self.frozen
+    }
+
+    /// The rings as they are: a frozen device has no work in progress (see the module's
+    /// text); chains the driver made available and the device has not taken stay in the
+    /// available ring, for the restored device (notified at restore) to take.
+    fn save_queues(&mut self) -> Result<Vec<virtio_queue::QueueState>, String> {
+        if !self.frozen {
+            return Err("the network device is running; pause the VM first".into());
+        }
+        let a = self
+            .active
+            .as_ref()
+            .ok_or("the network device is not active")?;
+        Ok(vec![a.rx.state(), a.tx.state()])
     }
 }
 

@@ -366,3 +366,45 @@ fn activation_falls_back_to_no_offloads_when_the_tap_refuses() {
     .expect("activation must not fail on TUNSETOFFLOAD");
     assert_eq!(wire.lock().unwrap().offload, Some(0));
 }
+
+#[test]
+fn a_frozen_device_reads_nothing_writes_nothing_and_saves_its_rings() {
+    let m = mem();
+    let (mut d, rxq, txq) = device(&m, 0);
+    assert!(
+        d.net.save_queues().is_err(),
+        "a running device is not saved"
+    );
+    d.net.freeze();
+    assert!(
+        !d.net.watch_extra(0),
+        "a frozen device stops watching the TAP"
+    );
+    d.wire.lock().unwrap().to_guest.push_back(frame(100, 9));
+    rxq.add_desc_chains(&[wr(0x10_0000, 2048, F_WRITE)], 0)
+        .unwrap();
+    m.write_slice(&frame(60, 0x42), GuestAddress(0x20_0000))
+        .unwrap();
+    txq.add_desc_chains(&[wr(0x20_0000, 72, 0)], 0).unwrap();
+    d.net.process_extra(0, EventSet::IN);
+    d.net.process_queue(RX);
+    d.net.process_queue(TX);
+    assert_eq!(
+        d.wire.lock().unwrap().to_guest.len(),
+        1,
+        "the TAP was not read"
+    );
+    assert!(d.wire.lock().unwrap().from_guest.is_empty(), "nothing sent");
+    assert_eq!(rxq.used().idx().load(), 0, "no RX buffer used");
+    assert_eq!(txq.used().idx().load(), 0, "no TX chain used");
+    let saved = d.net.save_queues().unwrap();
+    assert_eq!((saved[0].next_avail, saved[1].next_avail), (0, 0));
+    // Thawed and notified (what the transport does at resume), both directions catch up.
+    d.net.thaw();
+    assert!(d.net.watch_extra(0));
+    d.net.process_queue(RX);
+    d.net.process_queue(TX);
+    assert_eq!(rxq.used().idx().load(), 1);
+    assert_eq!(txq.used().idx().load(), 1);
+    assert_eq!(d.wire.lock().unwrap().from_guest.len(), 1);
+}
