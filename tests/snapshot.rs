@@ -978,10 +978,8 @@ impl NetNs {
         std::thread::spawn(move || {
             let ns = std::fs::File::open(&path).unwrap();
             // SAFETY: setns(2) on this thread only, with a namespace fd open for the call.
-            assert_eq!(
-                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
-                0
-            );
+            let rc = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
             let s = std::net::UdpSocket::bind("169.254.1.1:0").unwrap();
             s.set_broadcast(true).unwrap();
             for _ in 0..n {
