@@ -588,8 +588,8 @@ fn bad_snapshots_are_refused_in_one_line() {
         "is snapshot format version 1, this minnow reads version 3; take the snapshot again",
     );
     reset();
-    poke(8, 3);
-    refused(&bad, "format version 3");
+    poke(8, 4);
+    refused(&bad, "format version 4");
 
     reset();
     poke(0, b'X');
