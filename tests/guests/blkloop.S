@@ -48,21 +48,9 @@ _start:
 	jne	no_device
 
 	movl	$0, VM_STATUS(%rbp)
-	movl	$(S_ACKNOWLEDGE | S_DRIVER), VM_STATUS(%rbp)
-	movl	$1, VM_DRIVER_FEATURES_SEL(%rbp)
-	movl	$1, VM_DRIVER_FEATURES(%rbp)		/* VIRTIO_F_VERSION_1 */
-	movl	$0, VM_DRIVER_FEATURES_SEL(%rbp)
-	movl	$0, VM_DRIVER_FEATURES(%rbp)
-	movl	$(S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK), VM_STATUS(%rbp)
+	NEGOTIATE 0
 	movl	$0, VM_QUEUE_SEL(%rbp)
-	movl	$QSIZE, VM_QUEUE_NUM(%rbp)
-	movl	$VQ_DESC, VM_QUEUE_DESC_LOW(%rbp)
-	movl	$0, VM_QUEUE_DESC_HIGH(%rbp)
-	movl	$VQ_AVAIL, VM_QUEUE_DRIVER_LOW(%rbp)
-	movl	$0, VM_QUEUE_DRIVER_HIGH(%rbp)
-	movl	$VQ_USED, VM_QUEUE_DEVICE_LOW(%rbp)
-	movl	$0, VM_QUEUE_DEVICE_HIGH(%rbp)
-	movl	$1, VM_QUEUE_READY(%rbp)
+	QUEUE_START QSIZE, VQ_DESC, VQ_AVAIL, VQ_USED
 	movl	$(S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK), VM_STATUS(%rbp)
 	mov	VM_STATUS(%rbp), %eax
 	test	$(S_NEEDS_RESET | S_FAILED), %eax
