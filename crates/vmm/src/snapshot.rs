@@ -527,18 +527,22 @@ impl Snapshot {
     }
 }
 
+/// A restore takes `flag` once per `device` of the snapshot, in its order, or not at all.
+fn one_each_or_none(device: &str, flag: &str, recorded: usize, given: usize) -> Result<(), Error> {
+    if given == 0 || given == recorded {
+        return Ok(());
+    }
+    Err(Error::Refused(format!(
+        "the snapshot has {recorded} {device}s and {flag} was given {given} times; give one {flag} per {device} of the snapshot, in its order, or none"
+    )))
+}
+
 /// Opens a restore's disks: each at its recorded path, or the `--disk` given in its
 /// place (`given`: none, or one per disk), and refuses one that changed since the
 /// snapshot (see [`Identity`]) or is given with another read-only mode.
 pub fn open_disks(snap: &Snapshot, given: &[DiskConfig]) -> Result<Vec<(DiskConfig, Disk)>, Error> {
     let recorded = &snap.config.disks;
-    if !given.is_empty() && given.len() != recorded.len() {
-        return Err(Error::Refused(format!(
-            "the snapshot has {} disks and --disk was given {} times; give one --disk per disk of the snapshot, in its order, or none",
-            recorded.len(),
-            given.len()
-        )));
-    }
+    one_each_or_none("disk", "--disk", recorded.len(), given.len())?;
     let mode = |ro: bool| if ro { "read-only" } else { "read-write" };
     let mut out = Vec::with_capacity(recorded.len());
     let ids = snap.devices.iter().filter_map(|d| match d {
@@ -578,13 +582,7 @@ pub fn open_disks(snap: &Snapshot, given: &[DiskConfig]) -> Result<Vec<(DiskConf
 /// interface), whose `mac=` (if any) replaces the snapshot's: a clone's own.
 pub fn choose_nets(snap: &Snapshot, given: &[NetConfig]) -> Result<Vec<(NetConfig, Mac)>, Error> {
     let recorded = &snap.config.nets;
-    if !given.is_empty() && given.len() != recorded.len() {
-        return Err(Error::Refused(format!(
-            "the snapshot has {} network devices and --net was given {} times; give one --net per network device of the snapshot, in its order, or none",
-            recorded.len(),
-            given.len()
-        )));
-    }
+    one_each_or_none("network device", "--net", recorded.len(), given.len())?;
     Ok(recorded
         .iter()
         .zip(snap.nets())
